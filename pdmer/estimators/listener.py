@@ -1,0 +1,81 @@
+"""One listener's adaptation, stored apart from the meta-trained model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+
+@dataclass
+class ListenerAdaptation:
+    """The parameters one listener's personalization changed.
+
+    Only the adapted tensors are kept, so one meta-trained model can serve
+    many listeners, each from a small file.
+
+    Attributes
+    ----------
+    params : dict of str -> Tensor
+        Adapted parameters by name (on the CPU).
+    model_id : str
+        Fingerprint of the meta-trained model the adaptation started from;
+        :meth:`BaseEmotionRegressor.use_listener` refuses another model's.
+    estimator : str
+        Class name of that model.
+    info : dict
+        How the adaptation was made (songs, frames, steps, learning rate).
+    """
+
+    params: dict
+    model_id: str
+    estimator: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of adapted scalars."""
+        return sum(t.numel() for t in self.params.values())
+
+    def save(self, path):
+        """Write a safetensors file (atomically: a temporary file, then a rename)."""
+        path = os.fspath(path)
+        metadata = {"pdmer_listener": "1", "model_id": self.model_id,
+                    "estimator": self.estimator, "info": json.dumps(self.info)}
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({n: t.contiguous() for n, t in self.params.items()}, tmp, metadata=metadata)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path) -> "ListenerAdaptation":
+        """Read a file written by :meth:`save`."""
+        path = os.fspath(path)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Listener file not found: {path}") from None
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+        if metadata.get("pdmer_listener") != "1":
+            raise ValueError(f"{path} is not a pdmer listener file (pdmer.personalize writes them).")
+        params = load_file(path)
+        return cls(params=dict(params), model_id=metadata["model_id"],
+                   estimator=metadata["estimator"], info=json.loads(metadata.get("info", "{}")))
+
+    def __repr__(self) -> str:
+        return (f"ListenerAdaptation({self.n_parameters:,} adapted parameters, "
+                f"model {self.model_id}, {self.info})")
+
+

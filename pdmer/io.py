@@ -1,0 +1,101 @@
+"""Saving and loading fitted estimators as safetensors files (no pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from pdmer.features.frontend import AudioFeatures
+
+FORMAT_VERSION = "1"
+# Fitted attributes that travel in the file's JSON header.
+_FITTED = ("feature_spec_", "encoder_", "tasks_", "history_", "best_episode_",
+           "best_validation_ccc_")
+
+
+def save_estimator(estimator, path) -> None:
+    """Write ``estimator`` to ``path`` atomically (temporary file, then rename)."""
+    params = estimator.get_params(deep=False)
+    features = params.pop("features")
+    if features is not None:
+        features_params = features.get_params()
+        if not isinstance(features_params["global_encoder"], str):
+            # Custom encoders are code; store the name and ask for it at load.
+            features_params["global_encoder"] = None
+        params["features"] = features_params
+    else:
+        params["features"] = None
+    metadata = {
+        "pdmer_format": FORMAT_VERSION,
+        "estimator": type(estimator).__name__,
+        "params": json.dumps(params),
+        "fitted": json.dumps({k: getattr(estimator, k) for k in _FITTED}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in estimator.network_.state_dict().items()}
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path, **params):
+    """Load an estimator saved with ``estimator.save(path)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    **params
+        Parameters to override, e.g. ``device="cpu"``, or ``features=`` with an
+        :class:`~pdmer.features.AudioFeatures` holding a custom global encoder
+        (code is never stored in the file).
+
+    Returns
+    -------
+    estimator
+        Fitted, with the meta-trained parameters and no listener.
+    """
+    from pdmer.estimators.base import ESTIMATORS, _model_id, _resolve_device
+
+    path = os.fspath(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Model file not found: {path}") from None
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    if metadata.get("pdmer_format") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a pdmer model file (format {FORMAT_VERSION}).")
+    name = metadata["estimator"]
+    if name not in ESTIMATORS:
+        raise ValueError(f"{path} holds a {name}, which this pdmer version does not know.")
+    stored = json.loads(metadata["params"])
+    if stored["features"] is not None:
+        if stored["features"]["global_encoder"] is None and "features" not in params:
+            raise ValueError(
+                f"{path} was trained with a custom global encoder; pass it again: "
+                "pdmer.load(path, features=AudioFeatures(global_encoder=...)).")
+        stored["features"] = AudioFeatures(**stored["features"])
+    stored.update(params)
+    estimator = ESTIMATORS[name](**stored)
+    for key, value in json.loads(metadata["fitted"]).items():
+        setattr(estimator, key, value)
+    estimator.device_ = _resolve_device(estimator.device)
+    network = estimator._build_network(estimator.feature_spec_)
+    network.load_state_dict(load_file(path), strict=True)
+    estimator.network_ = network.to(estimator.device_).eval()
+    estimator.model_id_ = _model_id(estimator.network_)
+    estimator.listener_ = None
+    return estimator

@@ -1,0 +1,82 @@
+"""Model-agnostic meta-learning on :func:`torch.func.functional_call`.
+
+Parameters are plain dicts of tensors, so one network serves the
+meta-parameters, every task's fast weights and every listener's adaptation
+without copying modules.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+LossFn = Callable[[dict, object], torch.Tensor]
+"""``loss_fn(params, batch) -> scalar``: the model's loss with the given parameters."""
+
+
+def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int,
+          lr: float, create_graph: bool = False) -> dict:
+    """Plain SGD on ``batch`` for the parameters in ``names``.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(params, batch)`` returns the scalar training loss.
+    params : dict of str -> Tensor
+        Starting point; left unchanged.
+    names : iterable of str
+        Parameters to adapt; the others stay fixed.
+    batch : object
+        Passed to ``loss_fn``.
+    steps : int
+    lr : float
+    create_graph : bool, default=False
+        Keep the graph of the updates (second-order MAML).
+
+    Returns
+    -------
+    dict of str -> Tensor
+        The adapted parameters (fixed ones are the same tensors as in ``params``).
+    """
+    names = list(names)
+    fast = dict(params)
+    for _ in range(steps):
+        loss = loss_fn(fast, batch)
+        grads = torch.autograd.grad(loss, [fast[n] for n in names],
+                                    create_graph=create_graph, allow_unused=True)
+        for name, grad in zip(names, grads):
+            if grad is not None:
+                fast[name] = fast[name] - lr * grad
+    return fast
+
+
+def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
+                       names: list, support, query, steps: int, lr: float,
+                       first_order: bool, weight: float = 1.0) -> float:
+    """Accumulate one task's meta-gradient into ``params[*].grad``.
+
+    Second-order MAML differentiates through the inner updates. First-order
+    MAML starts the inner loop from detached copies, so the query gradient at
+    the adapted weights is applied to the meta-parameters as it is.
+
+    Returns the task's query loss.
+    """
+    if first_order:
+        start = {n: (p.detach().requires_grad_(True) if n in names else p)
+                 for n, p in params.items()}
+    else:
+        start = params
+    fast = adapt(support_loss, start, names, support, steps, lr, create_graph=not first_order)
+    loss = query_loss(fast, query)
+    (loss * weight).backward()
+    if first_order:
+        for n in names:
+            grad = start[n].grad
+            if grad is None:
+                continue
+            if params[n].grad is None:
+                params[n].grad = grad.clone()
+            else:
+                params[n].grad += grad
+    return float(loss.detach())

@@ -1,0 +1,5 @@
+"""Data set loaders for pdmer: DEAM, PMEmo and synthetic listeners."""
+
+from pdmer_datasets.table import AnnotationTable
+
+__all__ = ["AnnotationTable"]
