@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -16,6 +17,13 @@ FORMAT_VERSION = "1"
 # Fitted attributes that travel in the file's JSON header.
 _FITTED = ("feature_spec_", "encoder_", "tasks_", "history_", "best_episode_",
            "best_validation_ccc_")
+
+
+def _json_default(value):
+    # NumPy scalars (e.g. np.int64 parameters from a grid search) as Python ones.
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def save_estimator(estimator, path) -> None:
@@ -33,8 +41,8 @@ def save_estimator(estimator, path) -> None:
     metadata = {
         "pdmer_format": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
-        "params": json.dumps(params),
-        "fitted": json.dumps({k: getattr(estimator, k) for k in _FITTED}),
+        "params": json.dumps(params, default=_json_default),
+        "fitted": json.dumps({k: getattr(estimator, k) for k in _FITTED}, default=_json_default),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.network_.state_dict().items()}
     path = os.fspath(path)

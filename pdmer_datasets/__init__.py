@@ -3,3 +3,6 @@
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["AnnotationTable"]
+from pdmer_datasets import synthetic
+
+__all__ += ["synthetic"]

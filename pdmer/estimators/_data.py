@@ -117,7 +117,7 @@ def check_y(y, n_songs: int) -> list[np.ndarray]:
         raise ValueError(f"X has {n_songs} songs but y has {len(y)} label arrays.")
     out = []
     for i, labels in enumerate(y):
-        labels = np.asarray(labels, dtype=np.float32)
+        labels = np.ascontiguousarray(labels, dtype=np.float32)
         if labels.ndim != 2 or labels.shape[1] != len(DIMENSIONS) or labels.shape[0] == 0:
             raise ValueError(
                 f"y[{i}] must have shape (n_frames, 2) with columns {DIMENSIONS}; "

@@ -49,6 +49,8 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
     """
 
     _head_prefixes: tuple = ()
+    # With metadata routing on, fit asks for annotators without set_fit_request.
+    __metadata_request__fit = {"annotators": True}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -58,8 +60,12 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
     def _build_network(self, spec: dict) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _forward(self, network, state, batch):
-        """Return ``(prediction (B, T, 2), auxiliary loss or None)``."""
+    def _forward(self, network, state, batch, context=None):
+        """Return ``(prediction (B, T, 2), auxiliary loss or None, context or None)``.
+
+        ``context`` is what the network computes before its head (or None if
+        it cannot say); given back, only the head runs.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------- public API
@@ -215,7 +221,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
 
         for name in ("n_episodes", "tasks_per_step", "n_support", "n_query", "inner_steps",
-                     "validation_interval"):
+                     "validation_interval", "checkpoint_interval", "predict_batch_size"):
             positive_int(name)
         for name in ("inner_lr", "outer_lr"):
             value = getattr(self, name)
@@ -324,12 +330,15 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
             names = [n for n in names if n.startswith(self._head_prefixes)]
         return names
 
-    def _loss(self, state, batch, buffers=None):
+    def _loss(self, state, batch, buffers=None, context=None):
+        return self._loss_and_context(state, batch, buffers, context)[0]
+
+    def _loss_and_context(self, state, batch, buffers=None, context=None):
         full = state if buffers is None else {**state, **buffers}
         with self._autocast():
-            prediction, aux = self._forward(self.network_, full, batch)
+            prediction, aux, context = self._forward(self.network_, full, batch, context)
         loss = emotion_loss(prediction.float(), batch.y, batch.mask)
-        return loss if aux is None else loss + aux.float()
+        return (loss if aux is None else loss + aux.float()), context
 
     def _autocast(self):
         enabled = self.mixed_precision and self.device_.type == "cuda"
@@ -342,10 +351,24 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         return torch.backends.cudnn.flags(enabled=False) if second_order else contextlib.nullcontext()
 
     def _support_loss(self):
+        """The inner-loop loss ``(params, batch) -> loss`` for one support set."""
         # Inner loops run on copies of the BatchNorm statistics: adaptation to
         # one song must not drift the population statistics used at test time.
         buffers = {n: b.clone() for n, b in self.network_.named_buffers()}
-        return lambda state, batch: self._loss(state, batch, buffers)
+        if self.inner_params != "head":
+            return lambda state, batch: self._loss(state, batch, buffers)
+        # Only the head adapts, so the rest of the network gives the same
+        # context at every step: compute it once (keeping its graph for
+        # second-order MAML).
+        cache = {}
+
+        def loss(state, batch):
+            value, context = self._loss_and_context(state, batch, buffers, cache.get("context"))
+            if "context" not in cache and context is not None:
+                cache["context"] = context if self.meta_learning == "maml" else context.detach()
+            return value
+
+        return loss
 
     def _train(self, songs, sampler, val_groups, annotators):
         seed = self._seed()
@@ -464,7 +487,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
                 idx = order[start: start + self.predict_batch_size]
                 batch = collate([songs[i] for i in idx], self.device_, labels=False)
                 with self._autocast():
-                    prediction, _ = self._forward(self.network_, state, batch)
+                    prediction, _, _ = self._forward(self.network_, state, batch)
                 prediction = prediction.float().cpu().numpy()
                 for j, i in enumerate(idx):
                     out[i] = prediction[j, : songs[i].n_frames]

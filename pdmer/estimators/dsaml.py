@@ -180,12 +180,12 @@ class DSAMLRegressor(BaseEmotionRegressor):
             global_context=self.global_context, local_attention=self.local_attention,
             global_attention=self.global_attention, adapter=self.adapter)
 
-    def _forward(self, network, state, batch):
-        args = (batch.local, batch.glob, batch.lengths)
+    def _forward(self, network, state, batch, context=None):
+        args = (batch.local, batch.glob, batch.lengths, context)
         out = network(*args) if state is None else functional_call(network, state, args)
         aux = None
-        if self.attention_loss_weight and network.training:
+        if self.attention_loss_weight and network.training and context is None:
             aux = self.attention_loss_weight * diagonal_attention_loss(
                 out.local_attention, out.global_attention, batch.lengths,
                 local_target=self.local_target, global_target=self.global_target)
-        return out.prediction, aux
+        return out.prediction, aux, out.context

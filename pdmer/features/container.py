@@ -40,8 +40,8 @@ class SongFeatures:
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        local = np.asarray(self.local_patches, dtype=np.float32)
-        glob = np.asarray(self.global_embeddings, dtype=np.float32)
+        local = np.ascontiguousarray(self.local_patches, dtype=np.float32)
+        glob = np.ascontiguousarray(self.global_embeddings, dtype=np.float32)
         if local.ndim != 3:
             raise ValueError(
                 f"local_patches of {self.source} must have shape (n_frames, "

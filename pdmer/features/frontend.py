@@ -94,6 +94,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
             n_frames = [None] * len(X)
         if len(n_frames) != len(X):
             raise ValueError(f"n_frames has {len(n_frames)} entries for {len(X)} items.")
+        n_frames = [_frame_count(n, i) for i, n in enumerate(n_frames)]
         encoder = get_global_encoder(self.global_encoder)
         jobs = (delayed(self._extract_one)(item, n, encoder) for item, n in zip(X, n_frames))
         return Parallel(n_jobs=self.n_jobs)(jobs)
@@ -156,3 +157,18 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
             patches = log_mel(torch.from_numpy(segments).to(self.device), self.sample_rate,
                               self.n_mels, self.window_seconds, self.hop_seconds)
         return patches.cpu().numpy()
+
+
+def _frame_count(n, index):
+    """``n_frames[index]`` as a positive int (None stays None)."""
+    if n is None:
+        return None
+    try:
+        count = int(n)
+        whole = count == n
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or count < 1:
+        raise ValueError(f"n_frames[{index}] must be a positive whole number of frames; "
+                         f"got {n!r}.")
+    return count

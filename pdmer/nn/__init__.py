@@ -1,0 +1,24 @@
+"""PyTorch building blocks of DSAML: adapter, transformer, network and losses."""
+
+from pdmer.nn.adapter import LocalSpectrogramAdapter
+from pdmer.nn.attention import (
+    RelativeSelfAttention,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    band_mask,
+)
+from pdmer.nn.dsaml import DSAMLNet, DSAMLOutput
+from pdmer.nn.losses import diagonal_attention_loss, emotion_loss, sequence_metrics
+
+__all__ = [
+    "DSAMLNet",
+    "DSAMLOutput",
+    "LocalSpectrogramAdapter",
+    "RelativeSelfAttention",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "band_mask",
+    "diagonal_attention_loss",
+    "emotion_loss",
+    "sequence_metrics",
+]
