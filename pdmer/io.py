@@ -15,7 +15,7 @@ from pdmer.features.frontend import AudioFeatures
 
 FORMAT_VERSION = "1"
 # Fitted attributes that travel in the file's JSON header.
-_FITTED = ("feature_spec_", "encoder_", "tasks_", "history_", "best_episode_",
+_FITTED = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_", "best_episode_",
            "best_validation_ccc_")
 
 

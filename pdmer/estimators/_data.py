@@ -76,7 +76,8 @@ def song_key(item):
     if isinstance(item, (str, os.PathLike)):
         return os.path.abspath(os.fspath(item))
     if isinstance(item, SongFeatures) and item.source != "<array>":
-        return item.source
+        # Crops of one file are different songs to the model.
+        return (item.source, item.frame_offset, item.n_frames, item.encoder)
     if isinstance(item, tuple):
         return ("array", id(item[0]))
     return ("object", id(item))

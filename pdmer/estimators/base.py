@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
 import os
 
 import numpy as np
@@ -98,6 +99,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         if tasks == "annotator" and annotators is None:
             raise ValueError("tasks='annotator' needs annotator ids: pass annotators=... to fit.")
         self.device_ = _resolve_device(self.device)
+        self.seed_ = self._initial_seed()
         songs = self._songs(X, y)
         self.feature_spec_ = _feature_spec(songs)
         self.encoder_ = self.feature_spec_["encoder"]
@@ -153,6 +155,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     def reset_personalization(self):
         """Forget the current listener; predictions use the meta-parameters again."""
+        check_is_fitted(self, "network_")
         self.listener_ = None
         return self
 
@@ -196,7 +199,8 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         """Mean CCC of arousal and valence, averaged over songs."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported; scores are averaged over songs.")
-        return ccc(check_y(y, len(check_X(X))), self.predict(X))
+        # NaN labels mark frames to ignore, as in pdmer.metrics.
+        return ccc(list(y), self.predict(X))
 
     def save(self, path):
         """Save the fitted model to one safetensors file (no pickle); see :func:`pdmer.load`."""
@@ -225,7 +229,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
             positive_int(name)
         for name in ("inner_lr", "outer_lr"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
                 raise ValueError(f"{name} must be a positive number; got {value!r}.")
         for name, allowed in (("meta_learning", _META_LEARNING), ("tasks", _TASKS),
                               ("inner_params", _INNER_PARAMS)):
@@ -236,6 +240,10 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}.")
+        if self.random_state is not None and (
+                isinstance(self.random_state, bool)
+                or not isinstance(self.random_state, numbers.Integral)):
+            raise ValueError(f"random_state must be None or an int; got {self.random_state!r}.")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]'; got {self.device!r}.")
 
@@ -308,13 +316,16 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------- training
     def _seed(self) -> int:
-        if self.random_state is None:
-            if not hasattr(self, "_entropy"):
-                self._entropy = int(np.random.SeedSequence().entropy % (2**31))
-            return self._entropy
-        if not isinstance(self.random_state, (int, np.integer)):
-            raise ValueError(f"random_state must be None or an int; got {self.random_state!r}.")
-        return int(self.random_state)
+        return self.seed_
+
+    def _initial_seed(self) -> int:
+        """The run's seed: random_state, or the interrupted run's, or a fresh one."""
+        if self.random_state is not None:
+            return int(self.random_state)
+        if self.checkpoint_path and os.path.exists(self.checkpoint_path):
+            return int(torch.load(self.checkpoint_path, map_location="cpu",
+                                  weights_only=True)["seed"])
+        return int(np.random.SeedSequence().entropy % (2**31))
 
     @contextlib.contextmanager
     def _seeded(self, step: int):
@@ -503,12 +514,14 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
         digest.update(repr(self.feature_spec_).encode())
         for s in songs:
-            digest.update(s.y.cpu().numpy().tobytes())
+            for tensor in (s.local, s.glob, s.y):
+                digest.update(tensor.cpu().numpy().tobytes())
         return digest.hexdigest()[:32]
 
     def _save_checkpoint(self, episode, optimizer, best_state, best_score, songs):
         state = {
             "fingerprint": self._fingerprint(songs),
+            "seed": self.seed_,
             "episode": episode,
             "network": self.network_.state_dict(),
             "optimizer": optimizer.state_dict(),
