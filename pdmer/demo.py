@@ -78,8 +78,6 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
     """
     import torch
 
-    from pdmer_datasets import synthetic
-
     started = time.perf_counter()
     n_threads = torch.get_num_threads()
     # This model's tensors are small: extra intra-op threads cost more in

@@ -7,7 +7,6 @@ import os
 import tempfile
 
 import numpy as np
-import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 

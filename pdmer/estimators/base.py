@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from pdmer.estimators._data import (
