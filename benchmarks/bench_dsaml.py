@@ -69,13 +69,18 @@ def _status_kib(field: str) -> int | None:
         return None
 
 
-def _rss_mib() -> float:
-    rss = _status_kib("VmRSS")
-    if rss is not None:
-        return rss / 1024
+def _memory_mib(field: str) -> float:
+    """A /proc/self/status memory field in MiB; the rusage peak where there is none."""
+    kib = _status_kib(field)
+    if kib is not None:
+        return kib / 1024
     import resource
 
     return _maxrss_mib(resource)
+
+
+def _rss_mib() -> float:
+    return _memory_mib("VmRSS")
 
 
 def _maxrss_mib(resource) -> float:
@@ -94,12 +99,7 @@ def _reset_peak() -> bool:
 
 
 def _peak_mib() -> float:
-    hwm = _status_kib("VmHWM")
-    if hwm is not None:
-        return hwm / 1024
-    import resource
-
-    return _maxrss_mib(resource)
+    return _memory_mib("VmHWM")
 
 
 def _cpu_busy_s() -> float | None:
