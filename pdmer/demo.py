@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pdmer._files import atomic_write
 from pdmer.estimators.dsaml import DSAMLRegressor
 from pdmer.features.frontend import AudioFeatures
 from pdmer.metrics import evaluate
@@ -166,7 +167,5 @@ def _plot(example, path):
     axes[1].set_xlabel("time (s)")
     fig.suptitle(f"Held-out listener {listener}, song {song} (not used for adaptation)")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from pdmer._files import atomic_write
 from pdmer.features.frontend import AudioFeatures
 
 FORMAT_VERSION = "1"
@@ -44,17 +44,7 @@ def save_estimator(estimator, path) -> None:
         "fitted": json.dumps({k: getattr(estimator, k) for k in _FITTED}, default=_json_default),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.network_.state_dict().items()}
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
 def load(path, **params):

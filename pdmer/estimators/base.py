@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from pdmer._files import atomic_write
 from pdmer.estimators._data import (
     Song,
     check_annotators,
@@ -528,11 +529,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
             "best_score": float(best_score),
             "history": self.history_,
         }
-        path = os.fspath(self.checkpoint_path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
 
     def _load_checkpoint(self, songs, optimizer):
         if not self.checkpoint_path or not os.path.exists(self.checkpoint_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+
+from pdmer._files import atomic_write
 
 
 @dataclass
@@ -43,19 +44,10 @@ class ListenerAdaptation:
 
     def save(self, path):
         """Write a safetensors file (atomically: a temporary file, then a rename)."""
-        path = os.fspath(path)
         metadata = {"pdmer_listener": "1", "model_id": self.model_id,
                     "estimator": self.estimator, "info": json.dumps(self.info)}
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({n: t.contiguous() for n, t in self.params.items()}, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        tensors = {n: t.contiguous() for n, t in self.params.items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
     @classmethod
     def load(cls, path) -> "ListenerAdaptation":
