@@ -28,3 +28,26 @@ def test_demo_rejects_bad_episode_count(tmp_path):
     result = CliRunner().invoke(main, ["demo", "-o", str(tmp_path), "--episodes", "0"])
     assert result.exit_code != 0
     assert "episodes" in result.output.lower()
+
+
+def test_library_errors_are_one_line_and_debug_shows_the_traceback():
+    @main.command("raise-for-test")
+    def raise_for_test():
+        raise ValueError("the labels have 7 frames\nbut the audio only 5")
+
+    try:
+        result = CliRunner().invoke(main, ["raise-for-test"])
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines() == [
+            "Error: the labels have 7 frames but the audio only 5 (run with --debug for "
+            "the traceback)"]
+        debug = CliRunner().invoke(main, ["--debug", "raise-for-test"])
+        assert debug.exit_code == 1
+        assert isinstance(debug.exception, ValueError)
+    finally:
+        main.commands.pop("raise-for-test")
+
+
+def test_download_group_is_listed():
+    result = CliRunner().invoke(main, ["--help"])
+    assert "download" in result.output

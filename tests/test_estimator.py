@@ -349,7 +349,7 @@ def test_fit_records_history_and_validation(fitted):
     assert fitted.tasks_ == "annotator"
     assert fitted.encoder_ == "unknown"
     assert fitted.feature_spec_ == {"n_patch_times": 6, "n_mels": 8, "global_dim": 6,
-                                    "encoder": "unknown"}
+                                    "encoder": "unknown", "n_waveform_samples": 0}
     assert fitted.listener_ is None
     assert not fitted.network_.training
 

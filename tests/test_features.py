@@ -495,11 +495,12 @@ def test_song_features_crop():
     local = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
     glob = np.arange(10 * 4, dtype=np.float32).reshape(10, 4)
     song = SongFeatures(local, glob, frame_offset=15.0, encoder="e", source="s",
-                        extra={"k": 1})
+                        waveforms=np.zeros((10, 7)), waveform_rate=14)
     part = song.crop(2, 5)
     assert part.n_frames == 3
     assert part.frame_offset == 16.0  # 15 + 2 * 0.5
-    assert part.encoder == "e" and part.source == "s" and part.extra == {"k": 1}
+    assert part.encoder == "e" and part.source == "s" and part.waveform_rate == 14
+    assert part.waveforms.shape == (3, 7)
     np.testing.assert_array_equal(part.local_patches, local[2:5])
     np.testing.assert_array_equal(part.global_embeddings, glob[2:5])
     assert np.shares_memory(part.local_patches, song.local_patches)
@@ -582,3 +583,34 @@ def test_pmemo_label_times_end_with_the_audio(shared_data):
                  for offset in (15.0, 15.5)}
         assert whole[15.5] == len(labels) - 1, music_id
         assert whole[15.0] == len(labels), music_id
+
+
+def test_waveform_rate_keeps_each_frames_raw_audio():
+    rng = np.random.default_rng(3)
+    sr = 22050
+    wave = rng.normal(scale=0.1, size=sr * 4).astype(np.float32)
+    [feats] = AudioFeatures(frame_offset=1.0, waveform_rate=sr, n_mels=16).transform([(wave, sr)])
+    assert feats.waveform_rate == sr
+    assert feats.waveforms.shape == (feats.n_frames, sr // 2)
+    # Frame i is audio [offset + 0.5 i, offset + 0.5 (i + 1)].
+    np.testing.assert_array_equal(feats.waveforms[2], wave[sr + sr: sr + sr + sr // 2])
+    cropped = feats.crop(1, 3)
+    np.testing.assert_array_equal(cropped.waveforms, feats.waveforms[1:3])
+    [resampled] = AudioFeatures(waveform_rate=8000, n_mels=16).transform([(wave, sr)])
+    assert resampled.waveforms.shape == (resampled.n_frames, 4000)
+    [none] = AudioFeatures(n_mels=16).transform([(wave, sr)])
+    assert none.waveforms is None and none.n_waveform_samples == 0
+
+
+@pytest.mark.parametrize("rate", [0, -5, 1.5, True])
+def test_waveform_rate_is_validated(rate):
+    with pytest.raises(ValueError, match="waveform_rate"):
+        AudioFeatures(waveform_rate=rate).transform([(np.ones(8000, np.float32), 8000)])
+
+
+def test_song_features_waveforms_validation():
+    local, glob = np.zeros((3, 4, 5)), np.zeros((3, 2))
+    with pytest.raises(ValueError, match="one row per frame"):
+        SongFeatures(local, glob, waveforms=np.zeros((2, 10)), waveform_rate=100)
+    with pytest.raises(ValueError, match="waveform_rate"):
+        SongFeatures(local, glob, waveforms=np.zeros((3, 10)))

@@ -17,7 +17,8 @@ class SongBatch:
     """Padded tensors of several songs.
 
     ``local`` (B, T, P, M), ``glob`` (B, T, G), ``y`` (B, T, 2) or None,
-    ``lengths`` (B,) and ``mask`` (B, T), True on real frames.
+    ``lengths`` (B,), ``mask`` (B, T), True on real frames, and ``wave``
+    (B, T, S) raw audio per frame or None.
     """
 
     local: torch.Tensor
@@ -25,6 +26,7 @@ class SongBatch:
     y: torch.Tensor | None
     lengths: torch.Tensor
     mask: torch.Tensor
+    wave: torch.Tensor | None = None
 
 
 @dataclass
@@ -35,10 +37,18 @@ class Song:
     glob: torch.Tensor
     y: torch.Tensor | None = None
     encoder: str = "unknown"
+    wave: torch.Tensor | None = None
 
     def to(self, device) -> "Song":
         return Song(self.local.to(device), self.glob.to(device),
-                    None if self.y is None else self.y.to(device), self.encoder)
+                    None if self.y is None else self.y.to(device), self.encoder,
+                    None if self.wave is None else self.wave.to(device))
+
+    def crop(self, start: int, stop: int) -> "Song":
+        """Frames ``[start, stop)`` (views)."""
+        return Song(self.local[start:stop], self.glob[start:stop],
+                    None if self.y is None else self.y[start:stop], self.encoder,
+                    None if self.wave is None else self.wave[start:stop])
 
     @property
     def n_frames(self) -> int:
@@ -49,9 +59,7 @@ class Song:
         if n_frames is None or self.n_frames <= n_frames:
             return self
         start = int(rng.integers(0, self.n_frames - n_frames + 1)) if rng is not None else 0
-        stop = start + n_frames
-        return Song(self.local[start:stop], self.glob[start:stop],
-                    None if self.y is None else self.y[start:stop], self.encoder)
+        return self.crop(start, start + n_frames)
 
 
 def collate(songs: list[Song], device, labels: bool = True) -> SongBatch:
@@ -67,8 +75,9 @@ def collate(songs: list[Song], device, labels: bool = True) -> SongBatch:
 
     mask = torch.arange(longest)[None, :] < lengths[:, None]
     y = pad([s.y for s in songs]) if labels and songs[0].y is not None else None
+    wave = pad([s.wave for s in songs]) if songs[0].wave is not None else None
     return SongBatch(pad([s.local for s in songs]), pad([s.glob for s in songs]), y,
-                     lengths.to(device), mask.to(device))
+                     lengths.to(device), mask.to(device), wave)
 
 
 def song_key(item):

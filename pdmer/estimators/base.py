@@ -258,7 +258,11 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------- features
     def _front_end(self):
-        return self.features if self.features is not None else AudioFeatures()
+        return self.features if self.features is not None else self._default_features()
+
+    def _default_features(self) -> AudioFeatures:
+        """The front end used when ``features=None``; models needing raw audio override it."""
+        return AudioFeatures()
 
     def _songs(self, X, y) -> list[Song]:
         """Features of every row as tensors, extracting each distinct song once."""
@@ -289,7 +293,9 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
                 labels = torch.from_numpy(y[i])
             songs.append(Song(torch.from_numpy(feats.local_patches),
                               torch.from_numpy(feats.global_embeddings), labels,
-                              encoder=feats.encoder))
+                              encoder=feats.encoder,
+                              wave=None if feats.waveforms is None else
+                              torch.from_numpy(feats.waveforms)))
         return songs
 
     def _split(self, songs, annotators):
@@ -514,8 +520,9 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
         digest.update(repr(self.feature_spec_).encode())
         for s in songs:
-            for tensor in (s.local, s.glob, s.y):
-                digest.update(tensor.cpu().numpy().tobytes())
+            for tensor in (s.local, s.glob, s.y, s.wave):
+                if tensor is not None:
+                    digest.update(tensor.cpu().numpy().tobytes())
         return digest.hexdigest()[:32]
 
     def _save_checkpoint(self, episode, optimizer, best_state, best_score, songs):
@@ -582,15 +589,16 @@ def _resolve_device(device, quiet=False) -> torch.device:
 
 
 def _feature_spec(songs) -> dict:
-    kinds = {(tuple(s.local.shape[1:]), s.glob.shape[1], s.encoder) for s in songs}
+    kinds = {(tuple(s.local.shape[1:]), s.glob.shape[1], s.encoder,
+              0 if s.wave is None else s.wave.shape[1]) for s in songs}
     if len(kinds) != 1:
         raise ValueError(
             f"All songs must have features of one kind; got (patch, global size, "
-            f"encoder) = {sorted(kinds)}. Extract every song with the same "
-            "AudioFeatures settings.")
-    (patch, global_dim, encoder), = kinds
+            f"encoder, waveform samples per frame) = {sorted(kinds)}. Extract every "
+            "song with the same AudioFeatures settings.")
+    (patch, global_dim, encoder, wave_samples), = kinds
     return {"n_patch_times": patch[0], "n_mels": patch[1], "global_dim": global_dim,
-            "encoder": encoder}
+            "encoder": encoder, "n_waveform_samples": wave_samples}
 
 
 def _mean_label_rows(X, songs) -> list[Song]:
@@ -602,7 +610,8 @@ def _mean_label_rows(X, songs) -> list[Song]:
     for rows in groups.values():
         n = min(r.n_frames for r in rows)
         y = torch.stack([r.y[:n] for r in rows]).mean(0)
-        out.append(Song(rows[0].local[:n], rows[0].glob[:n], y, rows[0].encoder))
+        first = rows[0].crop(0, n)
+        out.append(Song(first.local, first.glob, y, first.encoder, first.wave))
     return out
 
 

@@ -30,6 +30,11 @@ class SongFeatures:
         Name of the global encoder that produced ``global_embeddings``.
     source : str, default="<array>"
         Where the audio came from (a path, or ``"<array>"``).
+    waveforms : ndarray of shape (n_frames, n_samples), optional
+        Each frame's raw audio, for models that learn from the waveform
+        (``AudioFeatures(waveform_rate=...)`` fills it).
+    waveform_rate : int, optional
+        Sample rate of ``waveforms``.
     """
 
     local_patches: np.ndarray
@@ -37,7 +42,8 @@ class SongFeatures:
     frame_offset: float = 0.0
     encoder: str = "unknown"
     source: str = "<array>"
-    extra: dict = field(default_factory=dict, repr=False)
+    waveforms: np.ndarray | None = field(default=None, repr=False)
+    waveform_rate: int | None = None
 
     def __post_init__(self):
         local = np.ascontiguousarray(self.local_patches, dtype=np.float32)
@@ -61,6 +67,25 @@ class SongFeatures:
             raise ValueError(f"{self.source}: a song needs at least one frame.")
         object.__setattr__(self, "local_patches", local)
         object.__setattr__(self, "global_embeddings", glob)
+        if self.waveforms is not None:
+            waves = np.ascontiguousarray(self.waveforms, dtype=np.float32)
+            if waves.ndim != 2 or waves.shape[0] != local.shape[0]:
+                raise ValueError(
+                    f"waveforms of {self.source} must have shape ({local.shape[0]}, "
+                    f"n_samples), one row per frame; got shape {waves.shape}."
+                )
+            if self.waveform_rate is None or int(self.waveform_rate) <= 0:
+                raise ValueError(
+                    f"{self.source}: waveforms need their waveform_rate (a positive "
+                    f"sample rate); got {self.waveform_rate!r}."
+                )
+            object.__setattr__(self, "waveforms", waves)
+            object.__setattr__(self, "waveform_rate", int(self.waveform_rate))
+
+    @property
+    def n_waveform_samples(self) -> int:
+        """Raw samples per frame (0 without waveforms)."""
+        return 0 if self.waveforms is None else self.waveforms.shape[1]
 
     @property
     def n_frames(self) -> int:
@@ -83,5 +108,6 @@ class SongFeatures:
             frame_offset=self.frame_offset + start * FRAME_SECONDS,
             encoder=self.encoder,
             source=self.source,
-            extra=self.extra,
+            waveforms=None if self.waveforms is None else self.waveforms[start:stop],
+            waveform_rate=self.waveform_rate,
         )

@@ -41,6 +41,10 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         :class:`~pdmer.features.GlobalEncoder` plugs in.
     global_window : float, default=30.0
         Seconds of audio, centred on each frame, the global encoder sees.
+    waveform_rate : int, optional
+        Also keep each frame's raw audio at this sample rate
+        (``SongFeatures.waveforms``), for models that learn from the
+        waveform (DNN, MCRNN). None keeps no raw audio.
     n_jobs : int, optional
         Songs extracted in parallel (joblib; the active joblib backend is used).
     device : str, default="cpu"
@@ -58,7 +62,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, sample_rate=44100, n_mels=128, window_seconds=0.06,
                  hop_seconds=0.01, frame_offset=0.0, global_encoder="logmel-stats",
-                 global_window=30.0, n_jobs=None, device="cpu"):
+                 global_window=30.0, waveform_rate=None, n_jobs=None, device="cpu"):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.window_seconds = window_seconds
@@ -66,13 +70,21 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         self.frame_offset = frame_offset
         self.global_encoder = global_encoder
         self.global_window = global_window
+        self.waveform_rate = waveform_rate
         self.n_jobs = n_jobs
         self.device = device
 
     def fit(self, X=None, y=None):
         """Nothing to learn; present for the scikit-learn API."""
         get_global_encoder(self.global_encoder)
+        self._check_waveform_rate()
         return self
+
+    def _check_waveform_rate(self):
+        rate = self.waveform_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, np.integer))
+                                 or rate < 1):
+            raise ValueError(f"waveform_rate must be None or a positive integer; got {rate!r}.")
 
     def transform(self, X, n_frames=None):
         """Extract features of every item of ``X``.
@@ -95,6 +107,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         if len(n_frames) != len(X):
             raise ValueError(f"n_frames has {len(n_frames)} entries for {len(X)} items.")
         n_frames = [_frame_count(n, i) for i, n in enumerate(n_frames)]
+        self._check_waveform_rate()
         encoder = get_global_encoder(self.global_encoder)
         jobs = (delayed(self._extract_one)(item, n, encoder) for item, n in zip(X, n_frames))
         return Parallel(n_jobs=self.n_jobs)(jobs)
@@ -135,8 +148,13 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 f"global encoder {encoder.name!r} returned shape {glob.shape} for "
                 f"{source}; expected ({n_frames}, {encoder.dim})."
             )
+        waves = None
+        if self.waveform_rate is not None:
+            raw, _ = to_mono(waveform, rate, self.waveform_rate, source=source)
+            waves = frame_segments(raw, self.waveform_rate, self.frame_offset, n_frames)
         return SongFeatures(local, glob, frame_offset=float(self.frame_offset),
-                            encoder=encoder.name, source=source)
+                            encoder=encoder.name, source=source, waveforms=waves,
+                            waveform_rate=self.waveform_rate)
 
     def _read(self, item):
         if isinstance(item, (str, os.PathLike)):

@@ -1,16 +1,10 @@
-"""The ``pdmer`` command line: a thin layer over the library."""
+"""``pdmer demo``: the offline demo on synthetic listeners."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pdmer")
-def main():
-    """Personalized dynamic music emotion recognition."""
+from pdmer.cli import main
 
 
 @main.command()
@@ -35,7 +29,3 @@ def demo(output, seed, episodes, quiet):
                "they annotated, except the one used to personalize)\n")
     click.echo(result.table())
     click.echo(f"\nPlot: {result.plot_path}\nTotal time: {result.seconds:.0f} s")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
