@@ -6,7 +6,14 @@ single annotated song (DSAML, AAAI 2025, and baselines).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from pdmer.estimators import DSAMLRegressor, ListenerAdaptation
+from pdmer.estimators import (
+    CRNNRegressor,
+    DAMFFRegressor,
+    DNNRegressor,
+    DSAMLRegressor,
+    ListenerAdaptation,
+    MCRNNRegressor,
+)
 from pdmer.features import AudioFeatures, SongFeatures
 from pdmer.io import load
 from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_RATE, FRAME_SECONDS, VALENCE
@@ -23,8 +30,12 @@ __all__ = [
     "FRAME_SECONDS",
     "VALENCE",
     "AudioFeatures",
+    "CRNNRegressor",
+    "DAMFFRegressor",
+    "DNNRegressor",
     "DSAMLRegressor",
     "ListenerAdaptation",
+    "MCRNNRegressor",
     "SongFeatures",
     "load",
     "__version__",

@@ -40,22 +40,149 @@ _TASKS = ("auto", "annotator", "song")
 _INNER_PARAMS = ("all", "head")
 
 
+SHARED_PARAMETERS = """\
+    meta_learning : {"fomaml", "maml", "none"}, default="fomaml"
+        First-order MAML (the reference), second-order MAML, or plain
+        supervised training on the same batches.
+    tasks : {"auto", "annotator", "song"}, default="auto"
+        Task construction: one task per annotator (the paper's personalized
+        construction; needs ``annotators``), or songs with labels averaged
+        over annotators (traditional). "auto" picks "annotator" when
+        annotator ids are given.
+    n_episodes : int, default=2000
+        Outer steps.
+    tasks_per_step : int, default=16
+    n_support, n_query : int, default=1, 15
+        Songs per support and query set of a task.
+    inner_steps : int, default=16
+        SGD steps of the inner loop, and of :meth:`personalize` by default.
+    inner_lr : float, default=5e-3
+    outer_lr : float, default=5e-5
+        Adam learning rate of the outer loop.
+    inner_params : {"all", "head"}, default="all"
+        Parameters adapted in the inner loop and stored per listener: all
+        (the reference) or only the recurrent layers and the head (smaller
+        listener files, faster inner loops).
+    train_window : int or None, default=60
+        Training songs are cut to a random window of this many frames (30 s).
+    validation_fraction : float, default=0.1
+        Share of annotators (or songs) of the training data held out to pick
+        the best episode; 0 keeps the last one.
+    validation_interval : int, default=50
+        Episodes between validations.
+    checkpoint_path : str, optional
+        Save training state here every ``checkpoint_interval`` episodes; a
+        later fit with the same parameters and data resumes from it.
+    checkpoint_interval : int, default=100
+    predict_batch_size : int, default=8
+    features : AudioFeatures, optional
+        Front end used when ``X`` holds audio instead of SongFeatures;
+        None uses the model's default (``AudioFeatures()``, with
+        ``waveform_rate`` set for the raw-audio models).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    mixed_precision : bool, default=True
+        bfloat16 autocast on CUDA (ignored on the CPU).
+    random_state : int, optional
+        Seed for initialisation, task sampling and dropout; runs repeat
+        exactly on the CPU.
+    verbose : int, default=0
+        Show a progress bar of episodes with the running loss."""
+"""The parameters every estimator shares, as numpydoc; estimator docstrings
+include them where they write ``%(shared_parameters)s``."""
+
+
 class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
     """Shared machinery of pdmer's sequence regressors.
 
     Subclasses define the network (:meth:`_build_network`), how it is called
     (:meth:`_forward`), which parameters form the prediction head
-    (``_head_prefixes``) and their own ``__init__`` with every parameter
-    listed explicitly (scikit-learn reads them from the signature).
+    (``_head_prefixes``), their architecture presets (``_sizes``, selected by
+    a ``size`` parameter) and their own ``__init__`` listing every parameter
+    explicitly (scikit-learn reads them from the signature) and passing the
+    shared ones (:data:`SHARED_PARAMETERS`) to this ``__init__``.
     """
 
     _head_prefixes: tuple = ()
+    _sizes: dict = {}
     # With metadata routing on, fit asks for annotators without set_fit_request.
     __metadata_request__fit = {"annotators": True}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         ESTIMATORS[cls.__name__] = cls
+        if cls.__doc__ and "%(shared_parameters)s" in cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
+
+    def __init__(self, *, meta_learning="fomaml", tasks="auto", n_episodes=2000,
+                 tasks_per_step=16, n_support=1, n_query=15, inner_steps=16, inner_lr=5e-3,
+                 outer_lr=5e-5, inner_params="all", train_window=60, validation_fraction=0.1,
+                 validation_interval=50, checkpoint_path=None, checkpoint_interval=100,
+                 predict_batch_size=8, features=None, device="auto", mixed_precision=True,
+                 random_state=None, verbose=0):
+        self.meta_learning = meta_learning
+        self.tasks = tasks
+        self.n_episodes = n_episodes
+        self.tasks_per_step = tasks_per_step
+        self.n_support = n_support
+        self.n_query = n_query
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.outer_lr = outer_lr
+        self.inner_params = inner_params
+        self.train_window = train_window
+        self.validation_fraction = validation_fraction
+        self.validation_interval = validation_interval
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_interval = checkpoint_interval
+        self.predict_batch_size = predict_batch_size
+        self.features = features
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def architecture(self) -> dict:
+        """The network sizes after applying the ``size`` preset and the overrides."""
+        if self.size not in self._sizes:
+            raise ValueError(f"size must be one of {tuple(self._sizes)}; got {self.size!r}.")
+        sizes = dict(self._sizes[self.size])
+        for name in sizes:
+            value = getattr(self, name)
+            if value is not None:
+                # Lists come back from JSON (pdmer.load) where tuples went in.
+                sizes[name] = tuple(value) if isinstance(value, list) else value
+        return sizes
+
+    def count_parameters(self, feature_spec: dict | None = None) -> int:
+        """Trainable parameters of the network for given features.
+
+        Parameters
+        ----------
+        feature_spec : dict, optional
+            Shapes of the input features, as in the fitted ``feature_spec_``:
+            ``n_patch_times``, ``n_mels``, ``global_dim``, ``encoder`` and
+            ``n_waveform_samples``. Defaults to the fitted model's.
+
+        Returns
+        -------
+        int
+            Without fitting anything: the count for this architecture and
+            these input shapes.
+        """
+        if feature_spec is None:
+            check_is_fitted(self, "network_")
+            network = self.network_
+        else:
+            self._check_features(feature_spec)
+            with torch.random.fork_rng():  # initialisation must not move the caller's RNG
+                network = self._build_network(feature_spec)
+        return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+    @property
+    def n_parameters_(self) -> int:
+        """Trainable parameters of the fitted network."""
+        check_is_fitted(self, "network_")
+        return self.count_parameters()
 
     # ------------------------------------------------------------------ hooks
     def _build_network(self, spec: dict) -> torch.nn.Module:
@@ -101,8 +228,10 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self.device_ = _resolve_device(self.device)
         self.seed_ = self._initial_seed()
         songs = self._songs(X, y)
-        self.feature_spec_ = _feature_spec(songs)
-        self.encoder_ = self.feature_spec_["encoder"]
+        spec = _feature_spec(songs)
+        self._check_features(spec)
+        self.feature_spec_ = spec
+        self.encoder_ = spec["encoder"]
         if tasks == "song":
             songs, annotators = _mean_label_rows(X, songs), None
         self.tasks_ = tasks
@@ -246,6 +375,10 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"random_state must be None or an int; got {self.random_state!r}.")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]'; got {self.device!r}.")
+        self.architecture()
+
+    def _check_features(self, spec: dict) -> None:
+        """Refuse features the model cannot use (e.g. no waveforms for raw-audio models)."""
 
     def _check_spec(self, songs):
         spec = _feature_spec(songs)

@@ -47,50 +47,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
         Targets of the attention maps' diagonals.
     adapter : bool, default=True
         Use the local spectrogram adapter (False: global embeddings only).
-    meta_learning : {"fomaml", "maml", "none"}, default="fomaml"
-        First-order MAML (the reference), second-order MAML, or plain
-        supervised training on the same batches.
-    tasks : {"auto", "annotator", "song"}, default="auto"
-        Task construction: one task per annotator (the paper's personalized
-        construction; needs ``annotators``), or songs with labels averaged
-        over annotators (traditional). "auto" picks "annotator" when
-        annotator ids are given.
-    n_episodes : int, default=2000
-        Outer steps.
-    tasks_per_step : int, default=16
-    n_support, n_query : int, default=1, 15
-        Songs per support and query set of a task.
-    inner_steps : int, default=16
-        SGD steps of the inner loop, and of :meth:`personalize` by default.
-    inner_lr : float, default=5e-3
-    outer_lr : float, default=5e-5
-        Adam learning rate of the outer loop.
-    inner_params : {"all", "head"}, default="all"
-        Parameters adapted in the inner loop and stored per listener: all
-        (the reference) or only the BiLSTM and head (smaller listener files).
-    train_window : int or None, default=60
-        Training songs are cut to a random window of this many frames (30 s).
-    validation_fraction : float, default=0.1
-        Share of annotators (or songs) of the training data held out to pick
-        the best episode; 0 keeps the last one.
-    validation_interval : int, default=50
-        Episodes between validations.
-    checkpoint_path : str, optional
-        Save training state here every ``checkpoint_interval`` episodes; a
-        later fit with the same parameters and data resumes from it.
-    checkpoint_interval : int, default=100
-    predict_batch_size : int, default=8
-    features : AudioFeatures, optional
-        Front end used when ``X`` holds audio instead of SongFeatures;
-        defaults to ``AudioFeatures()``.
-    device : {"auto", "cpu", "cuda"}, default="auto"
-    mixed_precision : bool, default=True
-        bfloat16 autocast on CUDA (ignored on the CPU).
-    random_state : int, optional
-        Seed for initialisation, task sampling and dropout; runs repeat
-        exactly on the CPU.
-    verbose : int, default=0
-        Show a progress bar of episodes with the running loss.
+%(shared_parameters)s
 
     Attributes
     ----------
@@ -113,6 +70,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
     """
 
     _head_prefixes = ("lstm.", "head.")
+    _sizes = SIZES
 
     def __init__(self, size="paper", d_model=None, n_heads=None, n_layers=None, d_ff=None,
                  lstm_hidden=None, head_hidden=None, dropout=0.1, local_context=5,
@@ -140,38 +98,15 @@ class DSAMLRegressor(BaseEmotionRegressor):
         self.local_target = local_target
         self.global_target = global_target
         self.adapter = adapter
-        self.meta_learning = meta_learning
-        self.tasks = tasks
-        self.n_episodes = n_episodes
-        self.tasks_per_step = tasks_per_step
-        self.n_support = n_support
-        self.n_query = n_query
-        self.inner_steps = inner_steps
-        self.inner_lr = inner_lr
-        self.outer_lr = outer_lr
-        self.inner_params = inner_params
-        self.train_window = train_window
-        self.validation_fraction = validation_fraction
-        self.validation_interval = validation_interval
-        self.checkpoint_path = checkpoint_path
-        self.checkpoint_interval = checkpoint_interval
-        self.predict_batch_size = predict_batch_size
-        self.features = features
-        self.device = device
-        self.mixed_precision = mixed_precision
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def architecture(self) -> dict:
-        """The network sizes after applying the ``size`` preset and overrides."""
-        if self.size not in SIZES:
-            raise ValueError(f"size must be one of {tuple(SIZES)}; got {self.size!r}.")
-        sizes = dict(SIZES[self.size])
-        for name in sizes:
-            value = getattr(self, name)
-            if value is not None:
-                sizes[name] = value
-        return sizes
+        super().__init__(
+            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
+            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
+            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
+            inner_params=inner_params, train_window=train_window,
+            validation_fraction=validation_fraction, validation_interval=validation_interval,
+            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
+            predict_batch_size=predict_batch_size, features=features, device=device,
+            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
 
     def _build_network(self, spec):
         return DSAMLNet(
