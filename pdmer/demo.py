@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pdmer._files import atomic_write
 from pdmer.estimators.dsaml import DSAMLRegressor
 from pdmer.features.frontend import AudioFeatures
 from pdmer.metrics import evaluate
@@ -149,23 +148,13 @@ def _plot(example, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pdmer.plotting import plot_curves
+
     listener, song, truth, before, after, baseline = example
-    time_axis = 0.5 * np.arange(len(truth))
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
-    for dim, (ax, name) in enumerate(zip(axes, ("Arousal", "Valence"))):
-        ax.plot(time_axis, truth[:, dim], color="black", lw=2.2, label=f"listener {listener}")
-        ax.plot(time_axis, after[:, dim], color="tab:red", lw=1.8,
-                label="personalized from 1 song")
-        ax.plot(time_axis, before[:, dim], color="tab:blue", lw=1.4, ls="--",
-                label="meta-trained, not personalized")
-        ax.plot(time_axis, baseline[:, dim], color="tab:gray", lw=1.2, ls=":",
-                label="mean-label model")
-        ax.set_ylabel(name)
-        ax.set_ylim(-1.05, 1.05)
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize=8, ncol=2)
-    axes[1].set_xlabel("time (s)")
-    fig.suptitle(f"Held-out listener {listener}, song {song} (not used for adaptation)")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
+    fig = plot_curves(
+        before, truth, after, others={"mean-label model": baseline},
+        labels={"truth": f"listener {listener}", "personalized": "personalized from 1 song",
+                "prediction": "meta-trained, not personalized"},
+        title=f"Held-out listener {listener}, song {song} (not used for adaptation)",
+        path=path)
     plt.close(fig)

@@ -45,6 +45,11 @@ def download():
 
 # Commands register themselves on `main` (and `download`) when imported.
 from pdmer.cli import demo  # noqa: E402,F401
+from pdmer.cli import train  # noqa: E402,F401
+from pdmer.cli import personalize  # noqa: E402,F401
+from pdmer.cli import predict  # noqa: E402,F401
+from pdmer.cli import evaluate  # noqa: E402,F401
+from pdmer.cli import info  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

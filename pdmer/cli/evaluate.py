@@ -1,0 +1,86 @@
+"""``pdmer evaluate``: score a saved model on labelled data (CCC, PCC, RMSE)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pdmer.cli import main
+from pdmer.cli._common import data_options, extract, format_table, load_data, threads_option
+
+COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence", "pcc_mean",
+           "rmse_arousal", "rmse_valence", "rmse_mean")
+
+
+class _Unadapted:
+    """The model with personalization switched off, scored by the same protocol."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def personalize(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.estimator.predict(X)
+
+    def reset_personalization(self):
+        return self
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("data")
+@data_options("test")
+@click.option("--personalize/--no-personalize", "personalized", default=False,
+              show_default=True,
+              help="PDMER protocol: adapt to each listener from --support of their songs, "
+                   "score their other songs; the unadapted model is scored on the same "
+                   "songs. Needs annotator ids.")
+@click.option("--support", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Songs each listener gives for adaptation.")
+@click.option("--average", type=click.Choice(["songs", "listeners"]), default="songs",
+              show_default=True, help="With --personalize: average over (song, listener) "
+                                      "pairs, or per listener first.")
+@click.option("--seed", default=0, show_default=True, help="Draws the support songs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="A Markdown table or JSON.")
+@threads_option
+def evaluate(model, data, data_home, split, labels, jobs, personalized, support, average,
+             seed, fmt):
+    """Score MODEL on the labelled DATA: CCC, PCC and RMSE per dimension.
+
+    DATA is a data set name (deam, pmemo, synthetic with --data-home) or a data
+    CSV (audio, labels[, annotator]), as for `pdmer train`. Scores are
+    computed per song (or song-listener pair) and averaged; RMSE is lower-is-
+    better, the others higher.
+    """
+    from pdmer.io import load
+    from pdmer.metrics import evaluate as score_curves
+    from pdmer.metrics import personalized_score
+
+    estimator = load(model)
+    source = load_data(data, data_home=data_home, split=split, labels=labels)
+    if personalized and source.annotators is None:
+        raise click.UsageError("--personalize needs annotator ids: use --labels annotators "
+                               "and data with an annotator column.")
+    click.echo(f"Evaluating {type(estimator).__name__} on {source.description}.", err=True)
+    features = extract(estimator, source.X, frame_offset=source.frame_offset, n_jobs=jobs)
+    X = [features[x] for x in source.X]
+    if not personalized:
+        rows = {"model": score_curves(source.y, estimator.predict(X))}
+    else:
+        names = ["ccc_arousal", "ccc_valence", "ccc", "pcc_arousal", "pcc_valence", "pcc",
+                 "neg_rmse_arousal", "neg_rmse_valence", "neg_rmse"]
+        rows = {}
+        for row, scored in (("not personalized", _Unadapted(estimator)),
+                            (f"personalized ({support} song{'s' * (support > 1)})", estimator)):
+            scores = personalized_score(scored, X, source.y, source.annotators, metric=names,
+                                        support=support, random_state=seed, average=average)
+            rows[row] = {column: (-scores[name] if name.startswith("neg_") else scores[name])
+                         for column, name in zip(COLUMNS, names)}
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(format_table(rows, COLUMNS))

@@ -1,0 +1,64 @@
+"""``pdmer info``: versions, device, estimators, global encoders and the feature cache."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import click
+
+from pdmer.cli import main
+
+
+@main.command()
+def info():
+    """Show versions, the compute device, estimators, global encoders and the cache."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    import pdmer.features
+    from pdmer.cli._common import estimator_names
+
+    def package(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    lines = ["Versions:", f"  pdmer         {pdmer.__version__}",
+             f"  python        {platform.python_version()} ({platform.system()} "
+             f"{platform.machine()})"]
+    for name in ("torch", "numpy", "scikit-learn", "librosa", "soundfile", "matplotlib",
+                 "safetensors", "joblib"):
+        lines.append(f"  {name:<13} {package(name)}")
+
+    lines.append("Device:")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        lines.append(f"  CUDA available: yes ({names}); models use it with device='auto'")
+    else:
+        lines.append("  CUDA available: no (models run on the CPU)")
+    lines.append(f"  CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()} "
+                 "(keep threads <= free cores: --threads)")
+
+    lines.append("Estimators (pdmer train --model NAME):")
+    for name, cls in estimator_names().items():
+        lines.append(f"  {name:<13} {cls.__module__}.{cls.__name__}")
+
+    lines.append("Global encoders (AudioFeatures(global_encoder=NAME)):")
+    for name, status in pdmer.features.available_encoders().items():
+        lines.append(f"  {name:<13} {status}")
+
+    cache = pdmer.features.default_cache_dir()
+    size = pdmer.features.cache_size(cache) if os.path.isdir(cache) else 0
+    lines.append("Feature cache:")
+    lines.append(f"  {cache} ({_human(size)}{'' if os.path.isdir(cache) else ', not created yet'})")
+    click.echo("\n".join(lines))
+
+
+def _human(n_bytes):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024

@@ -1,0 +1,87 @@
+"""``pdmer predict``: arousal and valence curves of audio files, as CSV (and PNG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+from pdmer.cli import main
+from pdmer.cli._common import extract, threads_option, write_predictions
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--listener", "-l", type=click.Path(exists=True, dir_okay=False),
+              help="A listener file from `pdmer personalize`: predict for that listener.")
+@click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for <song>.csv (and <song>.png).")
+@click.option("--plot", is_flag=True,
+              help="Also write <song>.png: the curves over time and in the valence-arousal "
+                   "plane (with --listener, before and after personalization).")
+@click.option("--frame-offset", type=click.FloatRange(min=0), default=None,
+              help="Audio time in seconds of the first frame (default: the model's, e.g. "
+                   "15 for a model trained on DEAM; 0 predicts from the start).")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Songs whose features are extracted in parallel (joblib).")
+@threads_option
+def predict(model, audio, listener, output, plot, frame_offset, jobs):
+    """Predict (arousal, valence) every 0.5 s for each AUDIO file with MODEL.
+
+    Writes one CSV per song to --output with the columns time (seconds, the
+    start of each 0.5 s frame), arousal and valence -- the label CSV format
+    `pdmer personalize` reads.
+    """
+    from pdmer.io import load
+
+    outputs = {}
+    for path in audio:
+        stem = Path(path).stem
+        if stem in outputs:
+            raise click.BadParameter(
+                f"{outputs[stem]} and {path} would both be written as {stem}.csv; predict "
+                "them into different --output folders.", param_hint="AUDIO")
+        outputs[stem] = path
+    estimator = load(model)
+    offset = estimator._front_end().frame_offset if frame_offset is None else frame_offset
+    if listener:
+        estimator.use_listener(listener)
+    features = extract(estimator, audio, frame_offset=offset, n_jobs=jobs)
+    songs = [features[os.fspath(p)] for p in audio]
+    curves = estimator.predict(songs)
+    before = None
+    if listener and plot:
+        estimator.reset_personalization()
+        before = estimator.predict(songs)
+    for i, (stem, path) in enumerate(outputs.items()):
+        target = Path(output) / f"{stem}.csv"
+        write_predictions(target, curves[i], offset)
+        written = [str(target)]
+        if plot:
+            written.append(str(_plot(Path(output) / f"{stem}.png", path, curves[i],
+                                     None if before is None else before[i], offset)))
+        click.echo(f"{path}: {len(curves[i])} frames -> {', '.join(written)}")
+
+
+def _plot(target, source, curve, before, offset):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdmer.plotting import plot_song
+
+    values = curve if before is None else np.concatenate([curve, before])
+    # Labels live in [-1, 1] (DEAM, synthetic) or [0, 1] (PMEmo); scale to the
+    # data only when a model predicts far outside.
+    value_range = (-1.0, 1.0) if np.abs(values).max() <= 1.05 else None
+    curves = dict(prediction=curve) if before is None else dict(
+        prediction=before, personalized=curve,
+        labels={"prediction": "not personalized", "personalized": "personalized (listener file)"})
+    fig = plot_song(**curves, frame_offset=offset, value_range=value_range,
+                    title=os.path.basename(source), path=target)
+    plt.close(fig)
+    return target

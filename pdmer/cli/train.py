@@ -1,0 +1,67 @@
+"""``pdmer train``: fit an estimator on a data set or a data CSV and save it."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from pdmer.cli import main
+from pdmer.cli._common import (
+    build_estimator,
+    data_options,
+    extract,
+    load_data,
+    parse_params,
+    read_config,
+    resolve_estimator,
+    threads_option,
+)
+
+
+@main.command()
+@click.argument("data")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Where to save the fitted model (a .safetensors file).")
+@click.option("--model", "-m", "model_name", default="dsaml", show_default=True,
+              help="Estimator: dsaml, or a baseline (crnn, dnn, mcrnn, damff); "
+                   "`pdmer info` lists what is installed.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False),
+              help="JSON object of estimator parameters; 'features' may hold "
+                   "AudioFeatures parameters.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="An estimator parameter (repeatable; overrides --config). Values are "
+                   "JSON or Python literals, e.g. -p size=small -p n_episodes=200 "
+                   "-p features__n_mels=64.")
+@data_options("train")
+@threads_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def train(data, output, model_name, config, params, data_home, split, labels, jobs, quiet):
+    """Fit a model on DATA and save it.
+
+    DATA is a data set name (deam, pmemo, or synthetic with --data-home) or a
+    data CSV with the columns audio, labels and (optionally) annotator, where
+    labels names a label CSV per row (time or frame, arousal, valence). With
+    annotator ids every annotator is one meta-learning task (PDMER).
+
+    \b
+    Example:
+      pdmer train songs.csv -o model.safetensors -p size=small -p n_episodes=500
+    """
+    cls = resolve_estimator(model_name)
+    settings = read_config(config) if config else {}
+    settings.update(parse_params(params))
+    if not quiet:
+        settings.setdefault("verbose", 1)
+    source = load_data(data, data_home=data_home, split=split, labels=labels)
+    estimator = build_estimator(cls, settings, source.frame_offset)
+    click.echo(f"Training {cls.__name__} on {source.description}.", err=True)
+    started = time.perf_counter()
+    features = extract(estimator, source.X, n_jobs=jobs)
+    estimator.fit([features[x] for x in source.X], source.y, annotators=source.annotators)
+    estimator.save(output)
+    best = getattr(estimator, "best_validation_ccc_", None)
+    click.echo(f"Saved {cls.__name__} to {output} ({time.perf_counter() - started:.0f} s; "
+               f"tasks by {estimator.tasks_}"
+               + (f"; best validation CCC {best:.3f}" if best is not None else "") + ").")
+

@@ -1,0 +1,304 @@
+"""The train, personalize, predict, evaluate and info commands, run end to end
+with CliRunner on a tiny synthetic data set and a tiny DSAML."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import TINY_MODEL
+from pdmer import ListenerAdaptation, load
+from pdmer.cli import main
+from pdmer.cli._common import read_labels, write_predictions
+from pdmer_datasets import synthetic
+
+FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
+DATA = dict(n_songs=4, n_listeners=3, songs_per_listener=3, duration=3.0, sample_rate=16000)
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def one_line_error(result):
+    """The error a user sees: exactly one line, no traceback."""
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def write_label_csv(path, labels, start=0.0, clock="time"):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow((clock, "arousal", "valence"))
+        for i, (a, v) in enumerate(labels):
+            writer.writerow((start + 0.5 * i if clock == "time" else i, a, v))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Synthetic songs, per-row label CSVs, a data CSV, a config and a trained model."""
+    root = tmp_path_factory.mktemp("cli")
+    data = synthetic.generate(root / "synthetic", random_state=0, **DATA)
+    table = data.annotator_table()
+    labels_dir = root / "labels"
+    labels_dir.mkdir()
+    with open(root / "data.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("audio", "labels", "annotator"))
+        for x, y, who, song in zip(table.X, table.y, table.annotators, table.song_ids):
+            label_file = write_label_csv(labels_dir / f"{who}-{song}.csv", y)
+            # Relative paths resolve against the data CSV's folder.
+            writer.writerow((x, label_file.relative_to(root), who))
+    config = root / "tiny.json"
+    config.write_text(json.dumps(dict(TINY_MODEL, features=FEATURES)))
+    n_threads = torch.get_num_threads()
+    try:
+        result = run("train", root / "data.csv", "-o", root / "model.safetensors",
+                     "--config", config, "--threads", 1, "-q")
+    finally:
+        torch.set_num_threads(n_threads)
+    assert result.exit_code == 0, result.output
+    return dict(root=root, data=data, table=table, config=config,
+                model=root / "model.safetensors", train_output=result.output)
+
+
+# ----------------------------------------------------------------------- train
+def test_train_from_data_csv_saves_a_model(workspace):
+    assert "Saved DSAMLRegressor" in workspace["train_output"]
+    assert "tasks by annotator" in workspace["train_output"]
+    model = load(workspace["model"])
+    assert model.d_model == TINY_MODEL["d_model"]
+    assert model.features.n_mels == 16 and model.features.sample_rate == 16000
+
+
+def test_train_param_overrides_config_and_mean_labels(workspace, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = run("train", workspace["root"] / "data.csv", "-o", out, "--config",
+                 workspace["config"], "-p", "n_episodes=2", "-p", "dropout=0.0",
+                 "-p", "features__n_mels=12", "--labels", "mean", "-q")
+    assert result.exit_code == 0, result.output
+    assert "tasks by song" in result.output
+    model = load(out)
+    assert (model.n_episodes, model.dropout, model.features.n_mels) == (2, 0.0, 12)
+    assert len(model.history_["loss"]) == 2
+
+
+def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = run("train", "synthetic", "--data-home", workspace["data"].root, "-o", out,
+                 "--config", workspace["config"], "-p", "n_episodes=1", "-q")
+    assert result.exit_code == 0, result.output
+    assert load(out).tasks_ == "annotator"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "n_layerz=2"], "has no parameter 'n_layerz'"),
+    (["-p", "n_layers"], "not of the form key=value"),
+    (["--model", "svm"], "unknown model 'svm'; choose one of"),
+    (["-p", "n_episodes=0"], "n_episodes must be a positive integer"),
+])
+def test_train_rejects_bad_settings(workspace, tmp_path, args, message):
+    out = tmp_path / "m.safetensors"
+    result = run("train", workspace["root"] / "data.csv", "-o", out, "--config",
+                 workspace["config"], "-q", *args)
+    assert result.exit_code != 0
+    assert message in one_line_error(result)
+    assert not out.exists()
+
+
+def test_train_rejects_unknown_data(tmp_path):
+    result = run("train", tmp_path / "nothing.txt", "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 2
+    assert "neither a data set" in one_line_error(result)
+
+
+def test_train_names_a_misaligned_label_file(workspace, tmp_path):
+    bad = write_label_csv(tmp_path / "long.csv", np.zeros((40, 2)))  # 20 s for a 3 s song
+    data_csv = tmp_path / "data.csv"
+    data_csv.write_text(f"audio,labels\n{workspace['table'].X[0]},{bad}\n"
+                        f"{workspace['table'].X[1]},{bad}\n")
+    result = run("train", data_csv, "-o", tmp_path / "m.safetensors", "--config",
+                 workspace["config"], "-q")
+    assert result.exit_code == 1
+    assert "has 40 frames but song" in one_line_error(result)
+
+
+# ------------------------------------------------------------------ personalize
+def test_personalize_writes_a_small_listener_file(workspace, tmp_path):
+    table = workspace["table"]
+    labels = write_label_csv(tmp_path / "mine.csv", table.y[0])
+    out = tmp_path / "listener.safetensors"
+    result = run("personalize", workspace["model"], table.X[0], labels, "-o", out,
+                 "--steps", 3)
+    assert result.exit_code == 0, result.output
+    listener = ListenerAdaptation.load(out)
+    assert listener.model_id == load(workspace["model"]).model_id_
+    assert listener.info["steps"] == 3 and listener.info["n_frames"] == len(table.y[0])
+    assert out.stat().st_size < workspace["model"].stat().st_size
+
+
+def test_personalize_accepts_frame_columns(workspace, tmp_path):
+    table = workspace["table"]
+    labels = write_label_csv(tmp_path / "frames.csv", table.y[0], clock="frame")
+    result = run("personalize", workspace["model"], table.X[0], labels, "-o",
+                 tmp_path / "l.safetensors")
+    assert result.exit_code == 0, result.output
+
+
+def test_personalize_rejects_labels_off_the_grid(workspace, tmp_path):
+    labels = tmp_path / "gap.csv"
+    labels.write_text("time,arousal,valence\n0.0,0.1,0.2\n0.5,0.1,0.2\n1.5,0.1,0.2\n")
+    out = tmp_path / "l.safetensors"
+    result = run("personalize", workspace["model"], workspace["table"].X[0], labels, "-o", out)
+    assert result.exit_code == 1
+    assert "gap.csv, line 4: time jumps from 0.5 to 1.5" in one_line_error(result)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------- predict
+def read_prediction(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["time", "arousal", "valence"]
+    return np.array(rows[1:], dtype=float)
+
+
+def test_predict_writes_csv_and_plots_for_a_listener(workspace, tmp_path):
+    data, table = workspace["data"], workspace["table"]
+    listener = tmp_path / "listener.safetensors"
+    labels = write_label_csv(tmp_path / "mine.csv", table.y[0])
+    assert run("personalize", workspace["model"], table.X[0], labels, "-o", listener,
+               "--lr", 0.5).exit_code == 0
+    songs = [data.audio_path(s) for s in data.song_ids[:2]]
+    plain = run("predict", workspace["model"], *songs, "-o", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    personal = run("predict", workspace["model"], *songs, "-l", listener, "--plot",
+                   "-o", tmp_path / "personal")
+    assert personal.exit_code == 0, personal.output
+    for song in data.song_ids[:2]:
+        before = read_prediction(tmp_path / "plain" / f"{song}.csv")
+        after = read_prediction(tmp_path / "personal" / f"{song}.csv")
+        assert before.shape == after.shape == (data.n_frames, 3)
+        np.testing.assert_allclose(before[:, 0], 0.5 * np.arange(data.n_frames))
+        assert np.abs(before[:, 1:] - after[:, 1:]).max() > 1e-4  # the listener matters
+        png = tmp_path / "personal" / f"{song}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plain" / f"{data.song_ids[0]}.png").exists()
+    # The written CSV is a label file: it reads back with its time axis.
+    curve, offset = read_labels(tmp_path / "plain" / f"{data.song_ids[0]}.csv")
+    assert offset == 0.0 and curve.shape == (data.n_frames, 2)
+
+
+def test_predict_frame_offset_moves_the_time_axis(workspace, tmp_path):
+    song = workspace["data"].audio_path("S000")
+    result = run("predict", workspace["model"], song, "--frame-offset", 1.0, "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    times = read_prediction(tmp_path / "S000.csv")[:, 0]
+    np.testing.assert_allclose(times, 1.0 + 0.5 * np.arange(workspace["data"].n_frames - 2))
+
+
+def test_predict_refuses_another_models_listener(workspace, tmp_path):
+    stranger = ListenerAdaptation(params={}, model_id="0" * 16, estimator="DSAMLRegressor")
+    stranger.save(tmp_path / "stranger.safetensors")
+    result = run("predict", workspace["model"], workspace["table"].X[0], "-l",
+                 tmp_path / "stranger.safetensors", "-o", tmp_path)
+    assert result.exit_code == 1
+    assert "personalize this model again" in one_line_error(result)
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_predict_refuses_two_songs_with_one_name(workspace, tmp_path):
+    song = workspace["data"].audio_path("S000")
+    copy = tmp_path / "other" / "S000.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(song.read_bytes())
+    result = run("predict", workspace["model"], song, copy, "-o", tmp_path)
+    assert result.exit_code == 2
+    assert "would both be written as S000.csv" in one_line_error(result)
+
+
+# --------------------------------------------------------------------- evaluate
+def test_evaluate_prints_a_metrics_table(workspace):
+    result = run("evaluate", workspace["model"], workspace["root"] / "data.csv")
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| | ccc_arousal | ccc_valence | ccc_mean")
+    assert table[2].startswith("| model |") and len(table) == 3
+
+
+def test_evaluate_personalized_protocol_as_json(workspace):
+    result = run("evaluate", workspace["model"], workspace["root"] / "data.csv",
+                 "--personalize", "--format", "json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)  # progress and notes go to stderr
+    assert list(scores) == ["not personalized", "personalized (1 song)"]
+    for row in scores.values():
+        assert -1 <= row["ccc_mean"] <= 1 and row["rmse_mean"] >= 0
+        assert row["ccc_mean"] == pytest.approx((row["ccc_arousal"] + row["ccc_valence"]) / 2)
+
+
+def test_evaluate_personalize_needs_annotators(workspace):
+    result = run("evaluate", workspace["model"], workspace["root"] / "data.csv",
+                 "--personalize", "--labels", "mean")
+    assert result.exit_code == 2
+    assert "--personalize needs annotator ids" in one_line_error(result)
+
+
+def test_evaluate_names_a_missing_audio_file(workspace, tmp_path):
+    data_csv = tmp_path / "data.csv"
+    data_csv.write_text("audio,labels\nmissing.wav,labels.csv\n")
+    result = run("evaluate", workspace["model"], data_csv)
+    assert result.exit_code == 1
+    assert "line 2: audio file not found" in one_line_error(result)
+
+
+# ------------------------------------------------------------------------- info
+def test_info_reports_versions_device_encoders_and_cache():
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    assert f"torch         {torch.__version__}" in result.output
+    assert "CUDA available: " in result.output
+    assert "dsaml" in result.output and "DSAMLRegressor" in result.output
+    assert "logmel-stats" in result.output
+    assert "Feature cache:" in result.output
+
+
+def test_info_takes_no_arguments():
+    result = run("info", "extra")
+    assert result.exit_code == 2
+    assert "unexpected extra argument" in one_line_error(result).lower()
+
+
+# ------------------------------------------------------------------ label files
+def test_label_csv_round_trip_and_offsets(tmp_path):
+    curve = np.array([[0.1, -0.2], [0.3, 0.0], [0.25, 0.5]], dtype=np.float32)
+    write_predictions(tmp_path / "p.csv", curve, 15.0)
+    labels, offset = read_labels(tmp_path / "p.csv")
+    assert offset == 15.0
+    np.testing.assert_allclose(labels, curve, atol=1e-6)
+    frames = write_label_csv(tmp_path / "f.csv", curve, clock="frame")
+    assert read_labels(frames, frame_offset=15.0)[1] == 15.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("t,arousal,valence\n0,1,2\n", "must have the columns time (or frame)"),
+    ("time,arousal,valence\n", "no labels"),
+    ("time,arousal,valence\n0.0,0.1,\n", "line 2: expected numbers"),
+    ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
+    ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
+])
+def test_label_csv_errors(tmp_path, text, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_labels(path)
