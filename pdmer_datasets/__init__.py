@@ -6,3 +6,6 @@ __all__ = ["AnnotationTable"]
 from pdmer_datasets import synthetic
 
 __all__ += ["synthetic"]
+from pdmer_datasets._registry import initialize, list_datasets  # noqa: E402
+
+__all__ += ["initialize", "list_datasets"]

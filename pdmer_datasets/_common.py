@@ -1,0 +1,293 @@
+"""What the DEAM and PMEmo loaders share: package indexes, verified remotes,
+download/extract/copy of parts, validation and CSV reading."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from mirdata import core, download_utils, validate as mir_validate
+
+from pdmer._download import download_file, safe_extract, sha256_file
+from pdmer._files import atomic_write
+
+INDEXES_DIR = Path(__file__).resolve().parent / "indexes"
+
+# Folder (inside data_home) where completed extractions are recorded, so that
+# a second download() does nothing and an interrupted one is redone.
+_STATE_DIR = ".pdmer"
+
+
+class PackageIndex(core.Index):
+    """A mirdata index file shipped in ``pdmer_datasets/indexes``.
+
+    mirdata's :class:`~mirdata.core.Index` looks for local index files inside
+    the installed mirdata package; pdmer's live in its own package data.
+    """
+
+    def __init__(self, filename: str):
+        super().__init__(filename)
+        self.indexes_dir = str(INDEXES_DIR)
+
+
+class Remote(download_utils.RemoteFileMetadata):
+    """A remote archive with its size and SHA-256 (mirdata's ``checksum`` is MD5).
+
+    Parameters
+    ----------
+    filename, url : str
+    sha256 : str or None
+        Expected SHA-256; None when nobody has published one.
+    size : int or None
+        Expected size in bytes.
+    contents : list of str
+        Top-level folders (or files) the archive extracts to, relative to
+        ``data_home``; used to recognise an already extracted folder.
+    """
+
+    def __init__(self, filename, url, sha256=None, size=None, contents=()):
+        super().__init__(filename=filename, url=url, checksum=None)
+        self.sha256 = sha256
+        self.size = size
+        self.contents = list(contents)
+
+
+def with_mirror(remote: Remote, mirror: str | None) -> str:
+    """The remote's URL, or the same file name under ``mirror``."""
+    if not mirror:
+        return remote.url
+    return mirror.rstrip("/") + "/" + remote.filename
+
+
+def fetch_parts(dataset_name: str, data_home, remotes: dict, parts, *, mirror=None,
+                from_path=None, force_overwrite=False, cleanup=False,
+                accept_mismatch=False, progress=True) -> list[str]:
+    """Download (or take from ``from_path``) and extract the given parts.
+
+    Returns the list of parts that were actually (re)installed; parts already
+    installed are skipped, so a second call does nothing.
+    """
+    data_home = Path(data_home)
+    unknown = [p for p in parts if p not in remotes]
+    if unknown:
+        raise ValueError(f"{dataset_name}: unknown part(s) {unknown}; choose from "
+                         f"{sorted(remotes)}.")
+    done = []
+    for part in parts:
+        remote = remotes[part]
+        marker = data_home / _STATE_DIR / f"{remote.filename}.installed"
+        if marker.exists() and not force_overwrite and all(
+                (data_home / c).exists() for c in remote.contents):
+            _say(progress, f"{dataset_name}: {part} already installed in {data_home}")
+            continue
+        source = _local_source(remote, from_path) if from_path is not None else None
+        if isinstance(source, Path) and source.is_dir():
+            _say(progress, f"{dataset_name}: {part}: copying the extracted files from "
+                           f"{source}")
+            _copy_tree(source, data_home, remote.contents)
+        else:
+            archive = source
+            if archive is None:
+                archive = download_file(with_mirror(remote, mirror),
+                                        data_home / remote.filename, size=remote.size,
+                                        sha256=remote.sha256,
+                                        accept_mismatch=accept_mismatch, progress=progress)
+            else:
+                _check_archive(archive, remote, accept_mismatch)
+            safe_extract(archive, data_home, progress=progress)
+            missing = [c for c in remote.contents if not (data_home / c).exists()]
+            if missing:
+                raise ValueError(
+                    f"{archive} did not contain {missing} (expected the official "
+                    f"{remote.filename} layout).")
+            if cleanup and archive.parent == data_home:
+                archive.unlink()
+        atomic_write(marker, lambda tmp: Path(tmp).write_text(
+            json.dumps({"file": remote.filename, "sha256": remote.sha256})))
+        done.append(part)
+    return done
+
+
+def _say(progress, message):
+    if progress:
+        print(message, file=sys.stderr)
+
+
+def _local_source(remote: Remote, from_path) -> Path:
+    """The archive or extracted folder for ``remote`` under ``from_path``."""
+    path = Path(from_path).expanduser()
+    if path.is_file():
+        if path.name != remote.filename:
+            raise ValueError(f"--from {path}: expected a file named {remote.filename}.")
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"--from {path}: no such file or folder.")
+    if (path / remote.filename).is_file():
+        return path / remote.filename
+    if remote.contents and all((path / c).exists() for c in remote.contents):
+        return path
+    raise FileNotFoundError(
+        f"--from {path}: found neither {remote.filename} nor the extracted "
+        f"{', '.join(remote.contents)} in it.")
+
+
+def _check_archive(archive: Path, remote: Remote, accept_mismatch: bool):
+    """Verify a user-supplied archive like a downloaded one."""
+    problems = []
+    if remote.size is not None and archive.stat().st_size != remote.size:
+        problems.append(f"its size is {archive.stat().st_size} bytes, expected {remote.size}")
+    if remote.sha256 is not None:
+        actual = sha256_file(archive)
+        if actual != remote.sha256:
+            problems.append(f"its SHA-256 is {actual}, expected {remote.sha256}")
+    if problems and not accept_mismatch:
+        from pdmer._download import ChecksumError
+        raise ChecksumError(f"{archive}: {'; '.join(problems)}. Pass accept_mismatch=True "
+                            "(--accept-checksum-mismatch) to use it anyway.")
+
+
+def _copy_tree(source: Path, data_home: Path, contents):
+    """Hard-link (or copy) ``contents`` of an extracted folder into data_home."""
+    if source.resolve() == data_home.resolve():
+        return
+    for top in contents:
+        src = source / top
+        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
+        for f in files:
+            target = data_home / f.relative_to(source)
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            try:
+                os.link(f, tmp)
+            except OSError:
+                shutil.copyfile(f, tmp)
+            os.replace(tmp, target)
+
+
+def validate_index(index: dict, data_home, keys=None, verbose=True):
+    """Missing and invalid files of a mirdata index, as mirdata returns them.
+
+    Like :func:`mirdata.validate.validator`, except that an index entry whose
+    checksum is None (unknown) is checked for existence and non-emptiness only.
+    ``keys`` restricts the check to these file keys (None: all).
+    """
+    missing = {"metadata": {}, "tracks": {}}
+    invalid = {"metadata": {}, "tracks": {}}
+
+    def check(group, item_id, key, entry):
+        if keys is not None and key not in keys:
+            return
+        rel, checksum = entry
+        if rel is None:
+            return
+        path = os.path.join(data_home, rel)
+        if not os.path.isfile(path):
+            missing[group].setdefault(item_id, []).append(path)
+        elif os.path.getsize(path) == 0 or (
+                checksum is not None and mir_validate.md5(path) != checksum):
+            invalid[group].setdefault(item_id, []).append(path)
+
+    for name, entry in (index.get("metadata") or {}).items():
+        check("metadata", name, name, entry)
+    for track_id, files in index["tracks"].items():
+        for key, entry in files.items():
+            check("tracks", track_id, key, entry)
+    if verbose:
+        n_missing = sum(len(v) for g in missing.values() for v in g.values())
+        n_invalid = sum(len(v) for g in invalid.values() for v in g.values())
+        print(f"{n_missing} missing file(s), {n_invalid} invalid file(s) in {data_home}",
+              file=sys.stderr)
+    return missing, invalid
+
+
+def write_index(path, tracks: dict, metadata: dict, version: str):
+    """Write a mirdata index JSON (paths relative to data_home, checksum or None)."""
+    index = {"version": version, "tracks": tracks, "metadata": metadata}
+    text = json.dumps(index, separators=(",", ":")) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+                 suffix=".json")
+    os.chmod(path, 0o644)  # package data: readable by everyone
+
+
+def read_text(path) -> str:
+    """A text file as str: UTF-8 (with or without BOM), else Latin-1."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_csv_rows(path, delimiters=",;\t") -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV whose delimiter is sniffed; cells stripped.
+
+    Header names are stripped of surrounding spaces (DEAM writes ``, `` between
+    names). Rows that are completely empty are skipped.
+    """
+    text = read_text(path)
+    first = text.split("\n", 1)[0]
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=delimiters)
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ValueError(f"{path} is empty; expected a CSV with a header row.") from None
+    rows = [[c.strip() for c in row] for row in reader if any(c.strip() for c in row)]
+    return header, rows
+
+
+def norm(name: str) -> str:
+    """A column name reduced to lowercase letters and digits (for tolerant lookup)."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def find_column(header, *candidates, path=None, required=True):
+    """Index of the first header column whose normalised name is a candidate."""
+    normalised = [norm(h) for h in header]
+    for cand in candidates:
+        if norm(cand) in normalised:
+            return normalised.index(norm(cand))
+    if required:
+        raise ValueError(f"{path}: none of the columns {list(candidates)} found in the "
+                         f"header {header}.")
+    return None
+
+
+def to_float(cell: str) -> float:
+    """A CSV cell as float; empty or 'NaN' cells are NaN."""
+    cell = cell.strip()
+    if not cell or cell.lower() in ("nan", "na", "null"):
+        return float("nan")
+    return float(cell)
+
+
+def clean_curve(values: np.ndarray) -> np.ndarray:
+    """A 1-D rater curve without padding and without interior gaps.
+
+    Trailing empty cells are padding and are removed (they are not frames);
+    leading missing values take the first value; interior missing values are
+    linearly interpolated between their neighbours (a slider does not jump).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    valid = np.flatnonzero(np.isfinite(values))
+    if valid.size == 0:
+        return values[:0]
+    values = values[:valid[-1] + 1]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        idx = np.arange(len(values))
+        values = values.copy()
+        values[bad] = np.interp(idx[bad], idx[~bad], values[~bad])
+    return values

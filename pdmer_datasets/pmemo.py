@@ -1,0 +1,452 @@
+"""PMEmo 2019: popular-music chorus clips with dynamic and static emotion labels.
+
+794 chorus clips (11-88 s), 767 of them annotated; valence and arousal in
+[0, 1]. Dynamic labels are 2 Hz MEAN and STD over the annotators: the 2019
+release has **no per-annotator** valence/arousal, so PMEmo serves mean-label
+DMER, not personalized DMER (:meth:`Dataset.annotator_table` says so).
+
+Layout under ``data_home`` (``PMEmo2019.zip`` extracted as it is)::
+
+    PMEmo2019/metadata.csv
+    PMEmo2019/chorus/<musicId>.mp3
+    PMEmo2019/annotations/dynamic_annotations.csv        musicId,frameTime,Arousal(mean),Valence(mean)
+    PMEmo2019/annotations/dynamic_annotations_std.csv    musicId,frameTime,Arousal(std),Valence(std)
+    PMEmo2019/annotations/static_annotations.csv         musicId,Arousal(mean),Valence(mean)
+    PMEmo2019/annotations/static_annotations_std.csv
+
+The frame grid (a decision, with its evidence)
+----------------------------------------------
+PMEmo's ``frameTime`` runs from 15.5 s to the end of the clip: in all four
+real clips we checked (108, 372, 634, 683) the last frameTime lies within
+0.04 s of the decoded end of the audio (108: labels 15.5-49.0 s, audio
+49.03 s), and over all 767 songs ``metadata.duration - last frameTime`` is
+0.13 s on average (the metadata durations exceed the decoded lengths by about
+0.1 s). A value at ``frameTime = t`` therefore rates the half second that
+ENDS at ``t``: label frame ``i`` covers audio ``[15.0 + 0.5 i, 15.5 + 0.5 i]``
+and tables have ``frame_offset = 15.0``, the same as DEAM (both data sets
+drop the first 15 s of annotation). Read as frame starts (offset 15.5), the
+last label of every checked clip would lie past the end of the audio.
+
+Three songs (109, 126, 150) have labels 0.33-0.35 s past their metadata
+duration; with ``trim_to_duration=True`` (the default) the tables drop label
+frames that end after the metadata duration, which removes one frame from
+each of them.
+
+The paper's split: songs shorter than 25 s are dropped (95 annotated songs),
+the 40 songs longer than 65 s are the test set, the other 632 train.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+from mirdata import core
+
+from pdmer_datasets._common import (PackageIndex, Remote, fetch_parts, find_column,
+                                    read_csv_rows, to_float,
+                                    validate_index, write_index)
+from pdmer_datasets.table import AnnotationTable
+
+__all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_STEPS"]
+
+NAME = "pmemo"
+FRAME_OFFSET = 15.0
+"""Audio time of label frame 0: frameTime 15.5 s is the END of [15.0, 15.5] s."""
+
+BIBTEX = """@inproceedings{zhang2018pmemo,
+  author = {Zhang, Kejun and Zhang, Hui and Li, Simeng and Yang, Changyuan and Sun, Lingyun},
+  title = {The PMEmo Dataset for Music Emotion Recognition},
+  booktitle = {Proceedings of the 2018 ACM International Conference on Multimedia Retrieval},
+  pages = {135--142},
+  year = {2018},
+  doi = {10.1145/3206025.3206037}
+}"""
+
+LICENSE_INFO = (
+    "PMEmo is released for non-commercial research; the audio clips are excerpts "
+    "of commercial songs whose copyright stays with their owners. See "
+    "https://github.com/HuiZhangDB/PMEmo.")
+
+GDRIVE_ID = "1UzC3NCDj30j9Ba7i5lkMzWO5gFqSr0OJ"
+REMOTES = {
+    "all": Remote("PMEmo2019.zip", f"https://drive.google.com/uc?id={GDRIVE_ID}",
+                  sha256=None, size=None, contents=["PMEmo2019"]),
+}
+"""The release archive on Google Drive. No checksum is published: after
+installing, :meth:`Dataset.validate` checks the files and their counts."""
+
+MANUAL_STEPS = f"""\
+PMEmo is distributed through Google Drive, which plain HTTP cannot download
+reliably. Either install the optional helper and run the command again:
+
+    pip install gdown
+    pdmer download pmemo
+
+or download it by hand:
+
+  1. Open https://drive.google.com/file/d/{GDRIVE_ID}/view in a browser
+     (linked from https://github.com/HuiZhangDB/PMEmo) and download
+     PMEmo2019.zip (about 0.7 GB).
+  2. Run:  pdmer download pmemo --from /path/to/PMEmo2019.zip
+     (or --from the folder you extracted it to, the one holding PMEmo2019/).
+     The archive is extracted safely and the files are validated.
+"""
+
+_ROOT = "PMEmo2019"
+INDEX_VERSION = "2019"
+INDEXES = {"default": INDEX_VERSION,
+           INDEX_VERSION: PackageIndex(f"pmemo_index_{INDEX_VERSION}.json")}
+
+Dynamic = namedtuple("Dynamic", ["times", "labels"])
+Dynamic.__doc__ = ("Dynamic labels: frameTime in s (the END of each 0.5 s frame) and "
+                   "(n_frames, 2) float32 (arousal, valence).")
+
+
+def make_index(metadata_csv) -> dict:
+    """The mirdata index of all songs in PMEmo's ``metadata.csv`` (checksums unknown)."""
+    header, rows = read_csv_rows(metadata_csv)
+    id_col = find_column(header, "musicId", path=metadata_csv)
+    file_col = find_column(header, "fileName", path=metadata_csv)
+    tracks = {}
+    for r in sorted(rows, key=lambda r: int(r[id_col])):
+        tracks[str(int(r[id_col]))] = {"audio": [f"{_ROOT}/chorus/{r[file_col]}", None]}
+    metadata = {
+        "metadata": [f"{_ROOT}/metadata.csv", None],
+        "dynamic_annotations": [f"{_ROOT}/annotations/dynamic_annotations.csv", None],
+        "dynamic_annotations_std": [f"{_ROOT}/annotations/dynamic_annotations_std.csv", None],
+        "static_annotations": [f"{_ROOT}/annotations/static_annotations.csv", None],
+        "static_annotations_std": [f"{_ROOT}/annotations/static_annotations_std.csv", None],
+    }
+    return {"version": INDEX_VERSION, "tracks": tracks, "metadata": metadata}
+
+
+def write_package_index(metadata_csv) -> Path:
+    """Regenerate the shipped index from the official ``metadata.csv``."""
+    index = make_index(metadata_csv)
+    path = Path(INDEXES[INDEX_VERSION].get_path())
+    write_index(path, index["tracks"], index["metadata"], INDEX_VERSION)
+    return path
+
+
+def read_dynamic(path, kind="mean") -> dict:
+    """{musicId: Dynamic} of ``dynamic_annotations[_std].csv`` (kind "mean" or "std")."""
+    header, rows = read_csv_rows(path)
+    id_col = find_column(header, "musicId", path=path)
+    time_col = find_column(header, "frameTime", path=path)
+    a_col = find_column(header, f"Arousal({kind})", path=path)
+    v_col = find_column(header, f"Valence({kind})", path=path)
+    grouped = {}
+    for r in rows:
+        grouped.setdefault(str(int(float(r[id_col]))), []).append(
+            (float(r[time_col]), to_float(r[a_col]), to_float(r[v_col])))
+    out = {}
+    for sid, values in grouped.items():
+        values.sort()
+        arr = np.asarray(values, dtype=np.float64)
+        times = arr[:, 0]
+        if np.any(~np.isfinite(arr[:, 1:])):
+            raise ValueError(f"{path}: song {sid} has missing {kind} values.")
+        if not np.allclose(np.diff(times), 0.5):
+            raise ValueError(f"{path}: song {sid}'s frameTime values are not every 0.5 s.")
+        out[sid] = Dynamic(times, arr[:, 1:].astype(np.float32))
+    return out
+
+
+def read_static(path, kind="mean") -> dict:
+    """{musicId: {"arousal": x, "valence": y}} of ``static_annotations[_std].csv``."""
+    header, rows = read_csv_rows(path)
+    id_col = find_column(header, "musicId", path=path)
+    a_col = find_column(header, f"Arousal({kind})", path=path)
+    v_col = find_column(header, f"Valence({kind})", path=path)
+    return {str(int(float(r[id_col]))): {"arousal": to_float(r[a_col]),
+                                         "valence": to_float(r[v_col])} for r in rows}
+
+
+def read_metadata(path) -> dict:
+    """{musicId: row dict} of ``metadata.csv``; ``duration`` as float seconds."""
+    header, rows = read_csv_rows(path)
+    id_col = find_column(header, "musicId", path=path)
+    out = {}
+    for r in rows:
+        entry = {header[i]: r[i] for i in range(min(len(r), len(header))) if i != id_col}
+        if "duration" in entry:
+            entry["duration"] = to_float(entry["duration"])
+        out[str(int(float(r[id_col])))] = entry
+    return out
+
+
+class _Tables:
+    """Dataset-wide files, each parsed on first use."""
+
+    def __init__(self, data_home, index):
+        self._home = Path(data_home)
+        self._files = index["metadata"]
+
+    def path(self, key) -> Path:
+        path = self._home / self._files[key][0]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing. Install PMEmo first (`pdmer download pmemo`), or "
+                "point data_home at the folder that holds PMEmo2019/.")
+        return path
+
+    @core.cached_property
+    def dynamic(self):
+        return read_dynamic(self.path("dynamic_annotations"), "mean")
+
+    @core.cached_property
+    def dynamic_std(self):
+        return read_dynamic(self.path("dynamic_annotations_std"), "std")
+
+    @core.cached_property
+    def static(self):
+        return read_static(self.path("static_annotations"), "mean")
+
+    @core.cached_property
+    def static_std(self):
+        return read_static(self.path("static_annotations_std"), "std")
+
+    @core.cached_property
+    def metadata(self):
+        return read_metadata(self.path("metadata"))
+
+
+class Track(core.Track):
+    """One PMEmo chorus clip.
+
+    Attributes
+    ----------
+    track_id : str
+        The musicId.
+    audio_path : str
+        ``PMEmo2019/chorus/<musicId>.mp3`` under data_home.
+
+    Cached properties
+    -----------------
+    dynamic, dynamic_std : Dynamic or None
+        Mean and standard deviation over annotators: ``times`` (frameTime,
+        from 15.5 s, the end of each frame) and ``labels`` (n_frames, 2)
+        float32 (arousal, valence) in [0, 1]; None for the 27 songs without
+        annotations.
+    static, static_std : dict or None
+        Song-level ``{"arousal", "valence"}``.
+    metadata : dict
+        The song's row of ``metadata.csv`` (``duration`` in seconds).
+    """
+
+    def __init__(self, track_id, data_home, dataset_name, index, metadata):
+        super().__init__(track_id, data_home, dataset_name, index, metadata)
+        self.audio_path = self.get_path("audio")
+
+    @property
+    def _tables(self) -> _Tables:
+        return self._metadata()
+
+    @core.cached_property
+    def dynamic(self):
+        """Dynamic or None: mean over annotators"""
+        return self._tables.dynamic.get(self.track_id)
+
+    @core.cached_property
+    def dynamic_std(self):
+        """Dynamic or None: standard deviation over annotators"""
+        return self._tables.dynamic_std.get(self.track_id)
+
+    @core.cached_property
+    def static(self):
+        """dict or None: song-level means"""
+        return self._tables.static.get(self.track_id)
+
+    @core.cached_property
+    def static_std(self):
+        """dict or None: song-level standard deviations"""
+        return self._tables.static_std.get(self.track_id)
+
+    @core.cached_property
+    def metadata(self) -> dict:
+        """dict: the song's metadata row"""
+        return self._tables.metadata.get(self.track_id, {})
+
+    @property
+    def duration(self) -> float:
+        """Clip duration in seconds according to metadata.csv."""
+        return float(self.metadata.get("duration", np.nan))
+
+
+class Dataset(core.Dataset):
+    """The PMEmo 2019 data set (mean labels only).
+
+    Parameters
+    ----------
+    data_home : str, optional
+        The folder holding ``PMEmo2019/``; default ``~/mir_datasets/pmemo``.
+    version : str, default="default"
+
+    Examples
+    --------
+    >>> import pdmer_datasets
+    >>> pmemo = pdmer_datasets.initialize("pmemo")        # doctest: +SKIP
+    >>> X, y, _ = pmemo.mean_table(split="train")          # doctest: +SKIP
+    """
+
+    frame_offset = FRAME_OFFSET
+
+    def __init__(self, data_home=None, version="default"):
+        super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
+                         indexes=INDEXES, remotes=REMOTES, license_info=LICENSE_INFO,
+                         download_info=MANUAL_STEPS)
+        self.readme = "https://github.com/HuiZhangDB/PMEmo"
+
+    @core.cached_property
+    def _metadata(self):
+        return _Tables(self.data_home, self._index)
+
+    def _track(self, track_id):
+        cache = self.__dict__.setdefault("_track_cache", {})
+        if track_id not in cache:
+            cache[track_id] = super()._track(track_id)
+        return cache[track_id]
+
+    def download(self, partial_download=None, force_overwrite=False, cleanup=False,
+                 allow_invalid_checksum=False, *, mirror=None, from_path=None,
+                 remotes=None, progress=True):
+        """Install PMEmo into ``data_home``.
+
+        With ``from_path`` (the downloaded ``PMEmo2019.zip``, or a folder
+        holding it or an extracted ``PMEmo2019/``) or ``mirror`` (a plain HTTP
+        host serving ``PMEmo2019.zip``), no Google Drive access is needed.
+        Otherwise the optional ``gdown`` package fetches it from Google Drive;
+        without gdown a RuntimeError gives the manual steps. No checksum is
+        published: the installed files are validated instead.
+
+        Returns
+        -------
+        list of str
+            The parts installed by this call (empty when already installed).
+        """
+        remotes = remotes or self.remotes
+        parts = list(partial_download or remotes)
+        if from_path is None and mirror is None:
+            if self._installed(remotes) and not force_overwrite:
+                if progress:
+                    print(f"pmemo: already installed in {self.data_home}", file=sys.stderr)
+                return []
+            if importlib.util.find_spec("gdown") is None:
+                raise RuntimeError("The optional package gdown is not installed.\n"
+                                   + MANUAL_STEPS)
+            archive = self._gdown(remotes["all"], progress)
+            from_path = archive
+        return fetch_parts(NAME, self.data_home, remotes, parts, mirror=mirror,
+                           from_path=from_path, force_overwrite=force_overwrite,
+                           cleanup=cleanup, accept_mismatch=allow_invalid_checksum,
+                           progress=progress)
+
+    def _installed(self, remotes) -> bool:
+        home = Path(self.data_home)
+        marker = home / ".pdmer" / f"{remotes['all'].filename}.installed"
+        return marker.exists() and all((home / c).exists() for c in remotes["all"].contents)
+
+    def _gdown(self, remote, progress) -> Path:  # pragma: no cover - needs Google Drive
+        import gdown
+
+        target = Path(self.data_home) / remote.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = gdown.download(id=GDRIVE_ID, output=str(target), quiet=not progress,
+                             resume=True)
+        if out is None or not target.is_file():
+            raise RuntimeError("gdown could not download PMEmo2019.zip from Google Drive "
+                               "(quota or access limits).\n" + MANUAL_STEPS)
+        return target
+
+    def validate(self, verbose=True, parts=None):
+        """Index files that are missing or empty under ``data_home``.
+
+        Returns
+        -------
+        missing, invalid : dict
+            ``{"tracks": {id: [paths]}, "metadata": {key: [paths]}}``.
+        """
+        return validate_index(self._index, self.data_home, None, verbose)
+
+    # ---------------------------------------------------------------- tables
+    def split_song_ids(self, split, *, min_duration=25.0, test_duration=65.0,
+                       validation_size=0.1, random_state=0) -> list:
+        """Annotated song ids of a split (the paper's, plus validation).
+
+        Songs shorter than ``min_duration`` s are dropped; songs longer than
+        ``test_duration`` s form ``"test"``; the rest is split into
+        ``"train"`` and ``"validation"`` (``validation_size`` of them, drawn
+        with ``random_state``). Durations come from metadata.csv.
+        """
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}.")
+        if not 0 <= validation_size < 1:
+            raise ValueError(f"validation_size must be in [0, 1); got {validation_size!r}.")
+        meta = self._metadata.metadata
+        annotated = sorted(self._metadata.dynamic, key=int)
+        duration = {s: float(meta.get(s, {}).get("duration", np.nan)) for s in annotated}
+        if split == "test":
+            return [s for s in annotated if duration[s] > test_duration]
+        pool = [s for s in annotated if min_duration <= duration[s] <= test_duration]
+        n_val = int(round(validation_size * len(pool)))
+        chosen = set(np.random.default_rng(random_state).permutation(len(pool))[:n_val].tolist())
+        if split == "validation":
+            if not chosen:
+                raise ValueError("validation_size=0 leaves no validation songs.")
+            return [s for i, s in enumerate(pool) if i in chosen]
+        return [s for i, s in enumerate(pool) if i not in chosen]
+
+    def mean_table(self, split="train", *, std=False, min_duration=25.0, test_duration=65.0,
+                   validation_size=0.1, random_state=0, trim_to_duration=True,
+                   max_frames=None) -> AnnotationTable:
+        """Mean dynamic labels, one row per song.
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test"}
+            See :meth:`split_song_ids`.
+        std : bool, default=False
+            Return the standard deviation over annotators instead of the mean.
+        min_duration, test_duration, validation_size, random_state
+            See :meth:`split_song_ids`.
+        trim_to_duration : bool, default=True
+            Drop label frames that end after the clip's metadata duration.
+        max_frames : int, optional
+            Keep at most this many frames per song.
+
+        Returns
+        -------
+        AnnotationTable
+            X audio paths, y (n_frames, 2) float32 in [0, 1], annotators None,
+            frame_offset 15.0 (frameTime t is the end of frame [t - 0.5, t]).
+        """
+        ids = self.split_song_ids(split, min_duration=min_duration,
+                                  test_duration=test_duration,
+                                  validation_size=validation_size, random_state=random_state)
+        X, y, songs = [], [], []
+        for sid in ids:
+            track = self.track(sid)
+            dyn = track.dynamic_std if std else track.dynamic
+            labels = dyn.labels
+            if trim_to_duration and np.isfinite(track.duration):
+                labels = labels[:int(np.sum(dyn.times <= track.duration + 1e-6))]
+            labels = labels[:max_frames]
+            if len(labels):
+                X.append(track.audio_path)
+                y.append(labels)
+                songs.append(sid)
+        return AnnotationTable(X=X, y=y, annotators=None, song_ids=np.array(songs, dtype=str),
+                               frame_offset=FRAME_OFFSET)
+
+    def annotator_table(self, *args, **kwargs):
+        """Not available: PMEmo 2019 has no per-annotator dynamic labels."""
+        raise ValueError(
+            "PMEmo has no annotator-level labels: the 2019 release publishes only the "
+            "mean and standard deviation of the dynamic valence/arousal over its "
+            "annotators, so it cannot train or evaluate personalized (per-listener) "
+            "models. Use pmemo.mean_table(split=...) for mean-label DMER, or DEAM's "
+            "annotator_table() for personalization.")
