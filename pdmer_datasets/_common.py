@@ -36,6 +36,26 @@ class PackageIndex(core.Index):
         self.indexes_dir = str(INDEXES_DIR)
 
 
+class FileIndex(core.Index):
+    """A mirdata index JSON anywhere on disk (a subset, or a custom copy)."""
+
+    def __init__(self, path):
+        path = Path(path).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"index file {path} does not exist.")
+        super().__init__(path.name)
+        self.indexes_dir = str(path.parent)
+
+
+def choose_indexes(shipped: dict, index, version: str) -> dict:
+    """The shipped indexes, or only ``index`` (a JSON path) when given."""
+    if index is None:
+        return shipped
+    if version != "default":
+        raise ValueError("Give either index= (a custom index file) or version=, not both.")
+    return {"default": "custom", "custom": FileIndex(index)}
+
+
 class Remote(download_utils.RemoteFileMetadata):
     """A remote archive with its size and SHA-256 (mirdata's ``checksum`` is MD5).
 

@@ -21,7 +21,7 @@ def default_home(name: str) -> Path:
     return Path(os.getenv("HOME", "/tmp")) / "mir_datasets" / name
 
 
-def initialize(name: str, data_home=None, version: str = "default"):
+def initialize(name: str, data_home=None, version: str = "default", index=None):
     """Load a data set by name.
 
     Parameters
@@ -31,6 +31,8 @@ def initialize(name: str, data_home=None, version: str = "default"):
         Where the data set lives; default ``~/mir_datasets/<name>``.
     version : str, default="default"
         Index version (DEAM and PMEmo).
+    index : str or Path, optional
+        DEAM and PMEmo: a mirdata index JSON to use instead of the shipped one.
 
     Returns
     -------
@@ -50,11 +52,11 @@ def initialize(name: str, data_home=None, version: str = "default"):
         raise ValueError(f"Unknown data set {name!r}; choose from {list_datasets()}.")
     module = importlib.import_module(DATASETS[name])
     if name == "synthetic":
-        if version != "default":
-            raise ValueError("The synthetic data set has no versions; use version='default'.")
+        if version != "default" or index is not None:
+            raise ValueError("The synthetic data set has no versions or index files.")
         root = Path(data_home) if data_home is not None else default_home(name)
         if (root / module._META_JSON).is_file():
             return module.load(root)
         return module.generate(root)
     home = None if data_home is None else os.fspath(data_home)
-    return module.Dataset(data_home=home, version=version)
+    return module.Dataset(data_home=home, version=version, index=index)

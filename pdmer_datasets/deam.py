@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, clean_curve, fetch_parts,
+from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, clean_curve, fetch_parts,
                                     find_column, norm, read_csv_rows, to_float,
                                     validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
@@ -425,6 +425,9 @@ class Dataset(core.Dataset):
     data_home : str, optional
         Where DEAM lives; default ``~/mir_datasets/deam``.
     version : str, default="default"
+    index : str or Path, optional
+        A mirdata index JSON to use instead of the shipped one (a subset of
+        the songs, or a custom copy; see :func:`make_index`).
 
     Examples
     --------
@@ -436,9 +439,9 @@ class Dataset(core.Dataset):
 
     frame_offset = FRAME_OFFSET
 
-    def __init__(self, data_home=None, version="default"):
+    def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
-                         indexes=INDEXES, remotes=REMOTES, license_info=LICENSE_INFO)
+                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO)
         self.readme = "https://cvml.unige.ch/databases/DEAM/"
 
     @core.cached_property

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, fetch_parts, find_column,
+from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, fetch_parts, find_column,
                                     read_csv_rows, to_float,
                                     validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
@@ -285,6 +285,9 @@ class Dataset(core.Dataset):
     data_home : str, optional
         The folder holding ``PMEmo2019/``; default ``~/mir_datasets/pmemo``.
     version : str, default="default"
+    index : str or Path, optional
+        A mirdata index JSON to use instead of the shipped one (a subset of
+        the songs, or a custom copy; see :func:`make_index`).
 
     Examples
     --------
@@ -295,9 +298,9 @@ class Dataset(core.Dataset):
 
     frame_offset = FRAME_OFFSET
 
-    def __init__(self, data_home=None, version="default"):
+    def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
-                         indexes=INDEXES, remotes=REMOTES, license_info=LICENSE_INFO,
+                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO,
                          download_info=MANUAL_STEPS)
         self.readme = "https://github.com/HuiZhangDB/PMEmo"
 

@@ -13,10 +13,10 @@ _PARTS = ("annotations", "audio", "metadata")
 _SHOWN = 10
 
 
-def _dataset(name, data_home):
+def _dataset(name, data_home, index=None):
     import pdmer_datasets
 
-    return pdmer_datasets.initialize(name, data_home=data_home)
+    return pdmer_datasets.initialize(name, data_home=data_home, index=index)
 
 
 def _report(dataset, parts=None) -> bool:
@@ -48,6 +48,9 @@ _from = click.option(
 _mirror = click.option(
     "--mirror", default=None, metavar="URL",
     help="Base URL of another host serving the same file names.")
+_index = click.option(
+    "--index", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="A mirdata index JSON listing the files to expect (default: the whole data set).")
 _force = click.option("--force", is_flag=True, help="Install again even if already installed.")
 _cleanup = click.option("--cleanup", is_flag=True,
                         help="Delete downloaded archives after extracting them.")
@@ -63,14 +66,15 @@ _cleanup = click.option("--cleanup", is_flag=True,
 @_from
 @_force
 @_cleanup
+@_index
 def download_deam(data_home, only, mirror, accept_checksum_mismatch, from_path, force,
-                  cleanup):
+                  cleanup, index):
     """Download DEAM (audio, annotations, metadata), verified and resumable.
 
     Archives are checked against their SHA-256, extracted safely, and a
     second run does nothing. An interrupted download resumes.
     """
-    dataset = _dataset("deam", data_home)
+    dataset = _dataset("deam", data_home, index)
     parts = list(only) or list(_PARTS)
     dataset.download(partial_download=parts, force_overwrite=force, cleanup=cleanup,
                      allow_invalid_checksum=accept_checksum_mismatch, mirror=mirror,
@@ -85,9 +89,10 @@ def download_deam(data_home, only, mirror, accept_checksum_mismatch, from_path, 
 @_from
 @_force
 @_cleanup
-def download_pmemo(data_home, mirror, from_path, force, cleanup):
+@_index
+def download_pmemo(data_home, mirror, from_path, force, cleanup, index):
     """Install PMEmo 2019 (Google Drive via gdown, a mirror, or --from a local copy)."""
-    dataset = _dataset("pmemo", data_home)
+    dataset = _dataset("pmemo", data_home, index)
     try:
         dataset.download(force_overwrite=force, cleanup=cleanup, mirror=mirror,
                          from_path=from_path)
@@ -103,9 +108,10 @@ def download_pmemo(data_home, mirror, from_path, force, cleanup):
 @_data_home
 @click.option("--only", type=click.Choice(_PARTS), multiple=True,
               help="DEAM: only the files of this part (repeatable).")
-def validate_dataset(name, data_home, only):
+@_index
+def validate_dataset(name, data_home, only, index):
     """List the files of a data set that are missing or invalid (exit 1 if any)."""
-    dataset = _dataset(name, data_home)
+    dataset = _dataset(name, data_home, index)
     if only and name != "deam":
         raise click.BadParameter("only DEAM has parts.", param_hint="--only")
     if not _report(dataset, list(only) or None):
