@@ -557,22 +557,26 @@ def test_pmemo_labels_fit_whole_audio_frames(pmemo_108):
     assert np.all(np.isfinite(song.global_embeddings))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PMEmo frameTime runs to the clip's end (108: labels 15.5-49.0 s, audio 49.03 s): "
-    "with frame_offset=15.5 the last label frame is only partly covered by audio and "
-    "AudioFeatures requires whole frames. Needs a decision (frame_offset or a partial "
-    "last frame); the same holds for DEAM clips shorter than 45.0 s."))
 def test_pmemo_all_labels_fit_audio(pmemo_108):
+    # The PMEmo loader's convention (pdmer_datasets.pmemo): frameTime t rates the
+    # half second ENDING at t, so frame 0 covers [15.0, 15.5] s and every label
+    # frame, the last one [48.5, 49.0] s included, lies within the 49.03 s of audio.
+    from pdmer_datasets.pmemo import FRAME_OFFSET
+
     path, waveform, sr, times, labels = pmemo_108
-    [song] = AudioFeatures(frame_offset=15.5).transform([(waveform, sr)],
-                                                        n_frames=[len(labels)])
-    assert song.n_frames == len(labels)
+    assert FRAME_OFFSET == times[0] - FRAME_SECONDS == 15.0
+    [song] = AudioFeatures(frame_offset=FRAME_OFFSET).transform([(waveform, sr)],
+                                                                n_frames=[len(labels)])
+    assert song.n_frames == len(labels) == 68
+    frame_ends = FRAME_OFFSET + FRAME_SECONDS * np.arange(1, len(labels) + 1)
+    np.testing.assert_allclose(frame_ends, times)
+    assert frame_ends[-1] <= len(waveform) / sr
 
 
 def test_pmemo_label_times_end_with_the_audio(shared_data):
-    # A fact the PMEmo loader has to settle: in all four real clips the last
-    # frameTime is within 0.04 s of the decoded end, so the labels fit whole
-    # frames with frame_offset=15.0 but are one frame too many with 15.5.
+    # The evidence behind the PMEmo loader's frame_offset=15.0: in all four real
+    # clips the last frameTime is within 0.04 s of the decoded end, so the labels
+    # fit whole frames with frame_offset=15.0 but are one frame too many with 15.5.
     for music_id in (108, 372, 634, 683):
         waveform, sr = load_audio(shared_data / "pmemo" / "chorus" / f"{music_id}.mp3")
         times, labels = pmemo_labels(shared_data, music_id)
