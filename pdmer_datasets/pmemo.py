@@ -390,7 +390,8 @@ class Dataset(core.Dataset):
         if not 0 <= validation_size < 1:
             raise ValueError(f"validation_size must be in [0, 1); got {validation_size!r}.")
         meta = self._metadata.metadata
-        annotated = sorted(self._metadata.dynamic, key=int)
+        dynamic = self._metadata.dynamic
+        annotated = [s for s in sorted(self.track_ids, key=int) if s in dynamic]
         duration = {s: float(meta.get(s, {}).get("duration", np.nan)) for s in annotated}
         if split == "test":
             return [s for s in annotated if duration[s] > test_duration]
