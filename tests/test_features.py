@@ -403,8 +403,8 @@ def test_logmel_stats_cumulative_sums_equal_direct_computation(offset):
 
 def test_get_global_encoder_by_name():
     assert isinstance(get_global_encoder("logmel-stats"), LogMelStatsEncoder)
-    with pytest.raises(ValueError, match=r"'imagebind'.*available: 'logmel-stats'"):
-        get_global_encoder("imagebind")
+    with pytest.raises(ValueError, match=r"'imagebnd'.*available: 'logmel-stats', 'imagebind'"):
+        get_global_encoder("imagebnd")
     with pytest.raises(ValueError, match="logmel-stats"):
         AudioFeatures(global_encoder="nope").fit()
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
+from tqdm.auto import tqdm
 
 from pdmer.features.audio import AudioError, load_audio, to_mono
+from pdmer.features.cache import FeatureCache, content_hash
 from pdmer.features.container import SongFeatures
 from pdmer.features.encoders import get_global_encoder
 from pdmer.features.logmel import frame_segments, log_mel
@@ -17,6 +21,8 @@ from pdmer.labels import FRAME_SECONDS
 
 # Peak level below which a song counts as silent (about -100 dBFS).
 _SILENCE = 1e-5
+# Label frames per log-mel batch.
+_CHUNK = 100
 
 
 class AudioFeatures(TransformerMixin, BaseEstimator):
@@ -36,33 +42,56 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
     hop_seconds : float, default=0.01
     frame_offset : float, default=0.0
         Audio time of label frame 0 in seconds (15.0 for DEAM).
-    global_encoder : str or GlobalEncoder, default="logmel-stats"
-        ``"logmel-stats"`` needs no weights; any object following
-        :class:`~pdmer.features.GlobalEncoder` plugs in.
+    global_encoder : str, GlobalEncoder, nn.Module or callable, default="auto"
+        ``"auto"`` is ``"imagebind"`` when its weights are installed
+        (``pdmer download imagebind``) and ``"logmel-stats"`` (no weights)
+        otherwise; every :class:`SongFeatures` records the encoder's name in
+        ``encoder``. See :func:`~pdmer.features.available_encoders`. Any object
+        following :class:`~pdmer.features.GlobalEncoder`, or a clip model
+        (:class:`~pdmer.features.ClipEncoder`), plugs in the same way.
     global_window : float, default=30.0
-        Seconds of audio, centred on each frame, the global encoder sees.
+        Seconds of audio, centred on each frame, the global encoder sees; the
+        same in training and prediction, zero-padded past the song's edges
+        (logmel-stats clips it to the song instead).
     waveform_rate : int, optional
         Also keep each frame's raw audio at this sample rate
         (``SongFeatures.waveforms``), for models that learn from the
         waveform (DNN, MCRNN). None keeps no raw audio.
+    cache_dir : str or os.PathLike, optional
+        Keep extracted features in this folder, keyed by the audio's content
+        and every setting above that changes the result, and reuse them
+        (``pdmer.features.default_feature_dir()`` is the usual place). None
+        caches nothing. Encoders without a ``cache_token`` are not cached.
     n_jobs : int, optional
-        Songs extracted in parallel (joblib; the active joblib backend is used).
+        Songs decoded and analysed in parallel with joblib. The active joblib
+        backend is used, so a cluster can do the work::
+
+            from joblib import parallel_config
+            with parallel_config(backend="dask"):   # after dask.distributed.Client(...)
+                feats = AudioFeatures(n_jobs=-1).transform(paths)
+
+        (``backend="ray"`` after ``ray.util.joblib.register_ray()``). Heavy
+        models (ImageBind) run in the calling process in batches, on ``device``,
+        while the workers prepare the next songs.
     device : str, default="cpu"
-        Torch device for the spectrograms.
+        Torch device for the spectrograms and the global encoder.
+    progress : bool, default=False
+        Show a progress bar (stderr) over the songs.
 
     Examples
     --------
     >>> import numpy as np
     >>> from pdmer.features import AudioFeatures
     >>> song = (np.random.default_rng(0).normal(size=22050 * 3), 22050)
-    >>> [features] = AudioFeatures().transform([song])
-    >>> features.n_frames, features.local_patches.shape[1:]
-    (6, (51, 128))
+    >>> [features] = AudioFeatures(global_encoder="logmel-stats").transform([song])
+    >>> features.n_frames, features.local_patches.shape[1:], features.encoder
+    (6, (51, 128), 'logmel-stats')
     """
 
     def __init__(self, sample_rate=44100, n_mels=128, window_seconds=0.06,
-                 hop_seconds=0.01, frame_offset=0.0, global_encoder="logmel-stats",
-                 global_window=30.0, waveform_rate=None, n_jobs=None, device="cpu"):
+                 hop_seconds=0.01, frame_offset=0.0, global_encoder="auto",
+                 global_window=30.0, waveform_rate=None, cache_dir=None, n_jobs=None,
+                 device="cpu", progress=False):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.window_seconds = window_seconds
@@ -71,20 +100,41 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         self.global_encoder = global_encoder
         self.global_window = global_window
         self.waveform_rate = waveform_rate
+        self.cache_dir = cache_dir
         self.n_jobs = n_jobs
         self.device = device
+        self.progress = progress
 
     def fit(self, X=None, y=None):
         """Nothing to learn; present for the scikit-learn API."""
-        get_global_encoder(self.global_encoder)
-        self._check_waveform_rate()
+        self._check_params()
+        get_global_encoder(self.global_encoder, device=self.device)
         return self
 
-    def _check_waveform_rate(self):
+    def _check_params(self):
         rate = self.waveform_rate
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, np.integer))
                                  or rate < 1):
             raise ValueError(f"waveform_rate must be None or a positive integer; got {rate!r}.")
+        window = self.global_window
+        if isinstance(window, bool) or not isinstance(window, (int, float, np.number)) \
+                or not window > 0:
+            raise ValueError(f"global_window must be a positive number of seconds; "
+                             f"got {window!r}.")
+
+    def encoder(self):
+        """The resolved global encoder (e.g. what ``"auto"`` stands for now)."""
+        return get_global_encoder(self.global_encoder, device=self.device)
+
+    def _settings(self, token) -> dict:
+        """Everything that changes extracted features, for cache keys."""
+        return {"sample_rate": int(self.sample_rate), "n_mels": int(self.n_mels),
+                "window_seconds": float(self.window_seconds),
+                "hop_seconds": float(self.hop_seconds),
+                "frame_offset": float(self.frame_offset),
+                "global_window": float(self.global_window),
+                "waveform_rate": None if self.waveform_rate is None else int(self.waveform_rate),
+                "encoder": token}
 
     def transform(self, X, n_frames=None):
         """Extract features of every item of ``X``.
@@ -107,19 +157,58 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         if len(n_frames) != len(X):
             raise ValueError(f"n_frames has {len(n_frames)} entries for {len(X)} items.")
         n_frames = [_frame_count(n, i) for i, n in enumerate(n_frames)]
-        self._check_waveform_rate()
-        encoder = get_global_encoder(self.global_encoder)
-        jobs = (delayed(self._extract_one)(item, n, encoder) for item, n in zip(X, n_frames))
-        return Parallel(n_jobs=self.n_jobs)(jobs)
+        self._check_params()
+        encoder = get_global_encoder(self.global_encoder, device=self.device)
+        cache = None
+        if self.cache_dir is not None:
+            token = getattr(encoder, "cache_token", None)
+            if token is None:
+                warnings.warn(f"global encoder {encoder.name!r} has no cache_token, so its "
+                              "features are not cached (see GlobalEncoder.cache_token).",
+                              UserWarning, stacklevel=2)
+            else:
+                cache = FeatureCache(self.cache_dir)
+                settings = self._settings(token)
 
-    def _extract_one(self, item, n_frames, encoder) -> SongFeatures:
-        if isinstance(item, SongFeatures):
-            if n_frames is not None and n_frames > item.n_frames:
-                raise ValueError(
-                    f"{item.source}: the labels have {n_frames} frames but the "
-                    f"features only {item.n_frames}."
-                )
-            return item if n_frames is None else item.crop(0, n_frames)
+        results = [None] * len(X)
+        keys = {}
+        todo = []
+        for i, item in enumerate(X):
+            if isinstance(item, SongFeatures):
+                results[i] = _crop(item, n_frames[i])
+                continue
+            if cache is not None:
+                item = _normalise_item(item)
+                keys[i] = cache.key(content_hash(item), settings)
+                hit = cache.get(keys[i], _source(item))
+                if hit is not None:
+                    results[i] = _crop(hit, n_frames[i])
+                    continue
+            todo.append(i)
+
+        in_process = bool(getattr(encoder, "in_process", False))
+        worker_encoder = None if in_process else encoder
+        # A cached entry holds every frame of the song; crop afterwards.
+        jobs = (delayed(self._prepare)(X[i], None if cache else n_frames[i], worker_encoder)
+                for i in todo)
+        prepared = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        bar = tqdm(total=len(todo), desc="Extracting features", unit="song",
+                   disable=not self.progress or not todo, file=sys.stderr)
+        with bar:
+            for i, part in zip(todo, prepared):
+                features = self._finish(part, encoder)
+                if cache is not None:
+                    cache.put(keys[i], features)
+                results[i] = _crop(features, n_frames[i])
+                bar.update()
+        return results
+
+    def _prepare(self, item, n_frames, encoder):
+        """Decode, check and analyse one song (runs in a joblib worker).
+
+        With ``encoder`` None the global embeddings are left to :meth:`_finish`
+        in the calling process, which gets the waveform at the encoder's rate.
+        """
         waveform, rate, source = self._read(item)
         duration = len(waveform) / rate
         available = int(np.floor((duration - self.frame_offset) / FRAME_SECONDS + 1e-6))
@@ -140,6 +229,19 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 "together and that frame_offset is right."
             )
         local = self._local_patches(waveform, rate, n_frames)
+        waves = None
+        if self.waveform_rate is not None:
+            raw, _ = to_mono(waveform, rate, self.waveform_rate, source=source)
+            waves = frame_segments(raw, self.waveform_rate, self.frame_offset, n_frames)
+        part = {"local": local, "waves": waves, "source": source, "n_frames": n_frames}
+        if encoder is None:
+            part["encoder_rate"] = rate
+            part["waveform"] = waveform
+        else:
+            part["global"] = self._embed(encoder, waveform, rate, source, n_frames)
+        return part
+
+    def _embed(self, encoder, waveform, rate, source, n_frames):
         enc_wave, _ = to_mono(waveform, rate, encoder.sample_rate, source=source)
         starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
         glob = np.asarray(encoder.embed(enc_wave, starts, self.global_window), np.float32)
@@ -148,13 +250,16 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 f"global encoder {encoder.name!r} returned shape {glob.shape} for "
                 f"{source}; expected ({n_frames}, {encoder.dim})."
             )
-        waves = None
-        if self.waveform_rate is not None:
-            raw, _ = to_mono(waveform, rate, self.waveform_rate, source=source)
-            waves = frame_segments(raw, self.waveform_rate, self.frame_offset, n_frames)
-        return SongFeatures(local, glob, frame_offset=float(self.frame_offset),
-                            encoder=encoder.name, source=source, waveforms=waves,
-                            waveform_rate=self.waveform_rate)
+        return glob
+
+    def _finish(self, part, encoder) -> SongFeatures:
+        glob = part.get("global")
+        if glob is None:
+            glob = self._embed(encoder, part["waveform"], part["encoder_rate"], part["source"],
+                               part["n_frames"])
+        return SongFeatures(part["local"], glob, frame_offset=float(self.frame_offset),
+                            encoder=encoder.name, source=part["source"],
+                            waveforms=part["waves"], waveform_rate=self.waveform_rate)
 
     def _read(self, item):
         if isinstance(item, (str, os.PathLike)):
@@ -170,11 +275,48 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
 
     def _local_patches(self, waveform, rate, n_frames) -> np.ndarray:
         waveform, _ = to_mono(waveform, rate, self.sample_rate)
-        segments = frame_segments(waveform, self.sample_rate, self.frame_offset, n_frames)
-        with torch.no_grad():
-            patches = log_mel(torch.from_numpy(segments).to(self.device), self.sample_rate,
-                              self.n_mels, self.window_seconds, self.hop_seconds)
-        return patches.cpu().numpy()
+        out = []
+        # Chunks of frames bound the STFT's memory (about 175 MB per minute of
+        # audio at once) and are faster than one huge batch.
+        for lo in range(0, n_frames, _CHUNK):
+            count = min(_CHUNK, n_frames - lo)
+            segments = frame_segments(waveform, self.sample_rate,
+                                      self.frame_offset + lo * FRAME_SECONDS, count)
+            with torch.no_grad():
+                patches = log_mel(torch.from_numpy(segments).to(self.device), self.sample_rate,
+                                  self.n_mels, self.window_seconds, self.hop_seconds)
+            out.append(patches.cpu().numpy())
+        return np.concatenate(out)
+
+
+def _normalise_item(item):
+    if isinstance(item, (str, os.PathLike)):
+        if not os.path.exists(item):
+            raise FileNotFoundError(f"Audio file not found: {os.fspath(item)}")
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        return (np.asarray(item[0]), item[1])
+    raise TypeError(
+        "Each item of X must be an audio path, a (waveform, sample_rate) "
+        f"tuple or SongFeatures; got {type(item).__name__}."
+    )
+
+
+def _source(item) -> str:
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else "<array>"
+
+
+def _crop(features: SongFeatures, n_frames) -> SongFeatures:
+    if n_frames is None:
+        return features
+    if n_frames > features.n_frames:
+        raise ValueError(
+            f"{features.source}: the labels have {n_frames} frames but the "
+            f"features only {features.n_frames} (the audio's whole frames after "
+            f"frame_offset). Check that labels and audio belong together and that "
+            "frame_offset is right."
+        )
+    return features if n_frames == features.n_frames else features.crop(0, n_frames)
 
 
 def _frame_count(n, index):
