@@ -192,6 +192,57 @@ def _copy_tree(source: Path, data_home: Path, contents):
             os.replace(tmp, target)
 
 
+_DURATIONS = "audio_durations.json"
+
+
+def decoded_durations(data_home, rel_paths, progress=True) -> dict:
+    """{relative path: seconds of audio as decoded} for audio files under data_home.
+
+    MP3 headers overstate lengths by up to ~0.1 s, and a label frame must lie
+    within the decoded audio, so every file is decoded once (as
+    :func:`pdmer.features.audio.load_audio` does) and the result is kept in
+    ``<data_home>/.pdmer/audio_durations.json`` (keyed by path and file size).
+    """
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    home = Path(data_home)
+    cache_path = home / _STATE_DIR / _DURATIONS
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, todo = {}, []
+    for rel in rel_paths:
+        path = home / rel
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing, so the labels cannot be checked against the audio. "
+                "Install the audio, or pass trim_to_audio=False.")
+        entry = cache.get(rel)
+        if entry and entry[0] == path.stat().st_size:
+            out[rel] = entry[1]
+        else:
+            todo.append(rel)
+    for rel in tqdm(todo, desc="measuring audio lengths", unit="file",
+                    disable=not progress or not todo, file=sys.stderr):
+        path = home / rel
+        with sf.SoundFile(path) as f:
+            frames = sum(len(block) for block in f.blocks(blocksize=1 << 16))
+            seconds = frames / f.samplerate
+        out[rel] = seconds
+        cache[rel] = [path.stat().st_size, seconds]
+    if todo:
+        text = json.dumps(cache)
+        atomic_write(cache_path, lambda tmp: Path(tmp).write_text(text), suffix=".json")
+    return out
+
+
+def frames_within(seconds: float, frame_offset: float) -> int:
+    """Whole 0.5 s label frames from ``frame_offset`` within ``seconds`` of audio."""
+    return max(0, int(np.floor((seconds - frame_offset) / 0.5 + 1e-6)))
+
+
 def validate_index(index: dict, data_home, keys=None, verbose=True):
     """Missing and invalid files of a mirdata index, as mirdata returns them.
 

@@ -41,9 +41,11 @@ Conventions and decisions
   per-file checksums for DEAM, so the index stores None: :meth:`Dataset.validate`
   checks that files exist and are not empty; the archives themselves are
   verified by SHA-256 when downloaded.
-- Some clips are decoded slightly shorter than 45.0 s (44.6-45.6 s); their
-  60th frame is then not fully covered by audio. ``max_frames`` crops labels
-  where that matters.
+- Some clips are decoded slightly shorter than 45.0 s (44.6-45.6 s), so
+  their 60th frame is not fully covered by audio. With ``trim_to_audio=True``
+  (the default) tables drop label frames that do not lie entirely within the
+  decoded audio; each file is decoded once and its length cached in
+  ``<data_home>/.pdmer/audio_durations.json``.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, clean_curve, fetch_parts,
-                                    find_column, norm, read_csv_rows, to_float,
-                                    validate_index, write_index)
+from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, clean_curve,
+                                    decoded_durations, fetch_parts, find_column,
+                                    frames_within, read_csv_rows, to_float, validate_index,
+                                    write_index)
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index"]
@@ -532,8 +535,16 @@ class Dataset(core.Dataset):
         keep = (lambda i: i in chosen) if split == "validation" else (lambda i: i not in chosen)
         return [s for i, s in enumerate(clips) if keep(i)]
 
+    def _audio_frames(self, song_ids, trim_to_audio, progress) -> dict:
+        """{song: label frames the decoded audio covers} (None: no limit)."""
+        if not trim_to_audio:
+            return dict.fromkeys(song_ids)
+        rel = {sid: self._index["tracks"][sid]["audio"][0] for sid in song_ids}
+        seconds = decoded_durations(self.data_home, list(rel.values()), progress)
+        return {sid: frames_within(seconds[r], FRAME_OFFSET) for sid, r in rel.items()}
+
     def mean_table(self, split="train", *, validation_size=0.1, random_state=0,
-                   max_frames=None) -> AnnotationTable:
+                   trim_to_audio=True, max_frames=None, progress=True) -> AnnotationTable:
         """Averaged labels, one row per song (traditional DMER).
 
         Parameters
@@ -543,8 +554,13 @@ class Dataset(core.Dataset):
             Fraction of the 1744 training clips held out for validation.
         random_state : int, default=0
             Seed of the validation draw.
+        trim_to_audio : bool, default=True
+            Drop label frames not entirely within the decoded audio (needs
+            the audio; lengths are cached after the first call).
         max_frames : int, optional
             Keep at most this many frames per song.
+        progress : bool, default=True
+            Show a progress bar while measuring audio lengths.
 
         Returns
         -------
@@ -553,10 +569,11 @@ class Dataset(core.Dataset):
             frame_offset 15.0.
         """
         ids = self.split_song_ids(split, validation_size, random_state)
+        limit = self._audio_frames(ids, trim_to_audio, progress)
         X, y, songs = [], [], []
         for sid in ids:
             track = self.track(sid)
-            labels = track.dynamic.labels[:max_frames]
+            labels = track.dynamic.labels[:limit[sid]][:max_frames]
             if len(labels):
                 X.append(track.audio_path)
                 y.append(labels)
@@ -566,7 +583,8 @@ class Dataset(core.Dataset):
 
     def annotator_table(self, split="train", *, validation_size=0.1, random_state=0,
                         flat_threshold=0.01, flat_frames=60, min_songs=16,
-                        min_test_songs=1, max_frames=None) -> AnnotationTable:
+                        min_test_songs=1, trim_to_audio=True, max_frames=None,
+                        progress=True) -> AnnotationTable:
         """Per-rater labels, one row per (song, rater) curve (personalized DMER).
 
         Only songs whose per-rater files carry a WorkerId are used: 1000 of the
@@ -589,8 +607,12 @@ class Dataset(core.Dataset):
             raters). The reference drops raters with <= 15 songs.
         min_test_songs : int, default=1
             The same for the test split, counted over the test songs.
+        trim_to_audio : bool, default=True
+            Drop label frames not entirely within the decoded audio (applied
+            after the filters; see :meth:`mean_table`).
         max_frames : int, optional
             Keep at most this many frames per curve.
+        progress : bool, default=True
 
         Returns
         -------
@@ -621,6 +643,10 @@ class Dataset(core.Dataset):
         for _, rater, _ in rows:
             counts[rater] = counts.get(rater, 0) + 1
         rows = [r for r in rows if counts[r[1]] >= minimum and r[0] in chosen]
+        limit = self._audio_frames(sorted({r[0] for r in rows}, key=int), trim_to_audio,
+                                   progress)
+        rows = [(sid, rater, curve[:limit[sid]]) for sid, rater, curve in rows]
+        rows = [r for r in rows if len(r[2])]
         return AnnotationTable(
             X=[self.track(sid).audio_path for sid, _, _ in rows],
             y=[curve for _, _, curve in rows],

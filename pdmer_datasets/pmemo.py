@@ -28,9 +28,10 @@ drop the first 15 s of annotation). Read as frame starts (offset 15.5), the
 last label of every checked clip would lie past the end of the audio.
 
 Three songs (109, 126, 150) have labels 0.33-0.35 s past their metadata
-duration; with ``trim_to_duration=True`` (the default) the tables drop label
-frames that end after the metadata duration, which removes one frame from
-each of them.
+duration, and the audio of a few others may end a few hundredths of a second
+before their last frameTime. With ``trim_to_audio=True`` (the default) the
+tables drop label frames not entirely within the decoded audio; each clip is
+decoded once and its length cached in ``<data_home>/.pdmer/audio_durations.json``.
 
 The paper's split: songs shorter than 25 s are dropped (95 annotated songs),
 the 40 songs longer than 65 s are the test set, the other 632 train.
@@ -46,9 +47,9 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, fetch_parts, find_column,
-                                    read_csv_rows, to_float,
-                                    validate_index, write_index)
+from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, decoded_durations,
+                                    fetch_parts, find_column, frames_within,
+                                    read_csv_rows, to_float, validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_STEPS"]
@@ -405,8 +406,8 @@ class Dataset(core.Dataset):
         return [s for i, s in enumerate(pool) if i not in chosen]
 
     def mean_table(self, split="train", *, std=False, min_duration=25.0, test_duration=65.0,
-                   validation_size=0.1, random_state=0, trim_to_duration=True,
-                   max_frames=None) -> AnnotationTable:
+                   validation_size=0.1, random_state=0, trim_to_audio=True,
+                   max_frames=None, progress=True) -> AnnotationTable:
         """Mean dynamic labels, one row per song.
 
         Parameters
@@ -417,10 +418,13 @@ class Dataset(core.Dataset):
             Return the standard deviation over annotators instead of the mean.
         min_duration, test_duration, validation_size, random_state
             See :meth:`split_song_ids`.
-        trim_to_duration : bool, default=True
-            Drop label frames that end after the clip's metadata duration.
+        trim_to_audio : bool, default=True
+            Drop label frames not entirely within the decoded audio (needs
+            the audio; lengths are cached after the first call).
         max_frames : int, optional
             Keep at most this many frames per song.
+        progress : bool, default=True
+            Show a progress bar while measuring audio lengths.
 
         Returns
         -------
@@ -431,14 +435,16 @@ class Dataset(core.Dataset):
         ids = self.split_song_ids(split, min_duration=min_duration,
                                   test_duration=test_duration,
                                   validation_size=validation_size, random_state=random_state)
+        limit = dict.fromkeys(ids)
+        if trim_to_audio:
+            rel = {sid: self._index["tracks"][sid]["audio"][0] for sid in ids}
+            seconds = decoded_durations(self.data_home, list(rel.values()), progress)
+            limit = {sid: frames_within(seconds[r], FRAME_OFFSET) for sid, r in rel.items()}
         X, y, songs = [], [], []
         for sid in ids:
             track = self.track(sid)
             dyn = track.dynamic_std if std else track.dynamic
-            labels = dyn.labels
-            if trim_to_duration and np.isfinite(track.duration):
-                labels = labels[:int(np.sum(dyn.times <= track.duration + 1e-6))]
-            labels = labels[:max_frames]
+            labels = dyn.labels[:limit[sid]][:max_frames]
             if len(labels):
                 X.append(track.audio_path)
                 y.append(labels)

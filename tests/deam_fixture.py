@@ -6,6 +6,7 @@ Songs (id: edition, seconds, sample rate, channels):
   2001, 2002  2015 full songs: WorkerId, longer
 Labels start at 15 s (``sample_15000ms``), every 0.5 s. Quirks reproduced:
 rows padded with empty cells, arousal.csv one column wider than valence.csv,
+audio shorter than its labels (1006),
 static headers with a space after each comma and the ``valence_ max_mean``
 typo, per-rater static files with different column names, odd sample rates
 and mono files, a flat rater curve, a missing value inside a curve, a rater
@@ -28,15 +29,23 @@ DYN = "dynamic (per second annotations)"
 SONGS = {
     "2": (18.0, 44100, 2), "3": (18.0, 22050, 1),
     "1001": (18.0, 44100, 2), "1002": (18.0, 48000, 2), "1003": (18.0, 16000, 1),
-    "1004": (18.5, 44100, 2), "1005": (18.0, 44100, 2), "1006": (18.0, 22050, 2),
+    "1004": (18.5, 44100, 2), "1005": (18.0, 44100, 2), "1006": (17.8, 22050, 2),
     "2001": (20.0, 44100, 2), "2002": (21.0, 48000, 1),
 }
 WORKERS = ["W_a", "W_b", "W_c"]
+# Labels as long as 18 s of audio although the audio ends at 17.8 s (like the
+# DEAM clips decoded shorter than 45.0 s).
+LABEL_SECONDS = {"1006": 18.0}
 
 
 def n_frames(song_id) -> int:
-    """Label frames of a song: whole 0.5 s frames from 15 s to its end."""
-    return int((SONGS[song_id][0] - 15.0) / 0.5)
+    """Label frames of a song: whole 0.5 s frames from 15 s to its labels' end."""
+    return int((LABEL_SECONDS.get(song_id, SONGS[song_id][0]) - 15.0) / 0.5)
+
+
+def audio_frames(song_id) -> int:
+    """Label frames entirely within the song's audio."""
+    return min(n_frames(song_id), int((SONGS[song_id][0] - 15.0) / 0.5))
 
 
 def curve(song_id, worker=0, dim=0) -> np.ndarray:

@@ -265,9 +265,24 @@ def test_annotator_table_filters(installed):
     assert set(six.annotators) == {"W_a", "W_b"}
     assert len(installed.annotator_table(split="train", validation_size=0.0)) == 0  # <= 15
     for row, sid in enumerate(table.song_ids):
-        assert table.y[row].shape == (fx.n_frames(sid), 2)
+        assert table.y[row].shape == (fx.audio_frames(sid), 2)
     with pytest.raises(ValueError, match="min_songs must be a positive integer"):
         installed.annotator_table(min_songs=0)
+
+
+def test_labels_are_trimmed_to_the_decoded_audio(installed):
+    # Song 1006: labels for 18 s, audio 17.8 s: the 6th frame [17.5, 18] is dropped.
+    assert installed.track("1006").dynamic.labels.shape == (6, 2)
+    kw = dict(split="train", validation_size=0.0)
+    trimmed = installed.mean_table(**kw)
+    full = installed.mean_table(**kw, trim_to_audio=False)
+    lengths = dict(zip(trimmed.song_ids, map(len, trimmed.y)))
+    assert lengths["1006"] == 5 and dict(zip(full.song_ids, map(len, full.y)))["1006"] == 6
+    assert all(lengths[s] == fx.n_frames(s) for s in lengths if s != "1006")
+    rows = installed.annotator_table(**kw, min_songs=1)
+    assert {len(v) for v, s in zip(rows.y, rows.song_ids) if s == "1006"} == {5}
+    cache = json.loads((installed.data_home / ".pdmer" / "audio_durations.json").read_text())
+    assert cache["MEMD_audio/1006.mp3"][1] == pytest.approx(17.8)
 
 
 def test_annotator_table_validation_and_test(installed):

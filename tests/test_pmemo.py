@@ -163,6 +163,7 @@ def test_every_label_frame_lies_within_the_audio(installed):
 
     table = installed.mean_table(split="train", validation_size=0.0)
     features = AudioFeatures(n_mels=8, frame_offset=table.frame_offset, global_window=2.0)
+    assert [len(v) for v in table.y] == [n_labels(SONGS[s]) for s in table.song_ids]
     songs = features.transform(table.X, n_frames=[len(v) for v in table.y])
     assert [s.n_frames for s in songs] == [len(v) for v in table.y]
 
@@ -200,24 +201,29 @@ def test_real_paper_split(real):
     test = real.split_song_ids("test")
     assert (len(train), len(test)) == (632, 40)  # 95 annotated songs under 25 s dropped
     assert len(real.split_song_ids("validation")) == 63
-    # Trimming to the metadata duration removes one frame from songs 109, 126, 150.
-    full = {s: len(real.track(s).dynamic.labels) for s in train + test}
-    trimmed = real.mean_table("train", validation_size=0.0)
-    changed = [s for s, v in zip(trimmed.song_ids, trimmed.y) if len(v) != full[s]]
-    changed += [s for s, v in zip(*[real.mean_table("test").song_ids, real.mean_table("test").y])
-                if len(v) != full[s]]
-    assert sorted(changed, key=int) == [s for s in ("109", "126", "150") if s in full]
+    table = real.mean_table("test", trim_to_audio=False)
+    assert len(table) == 40 and all(len(v) >= 100 for v in table.y)
+    # No audio here for the other songs: asking to check them is a clear error.
+    with pytest.raises(FileNotFoundError, match="trim_to_audio=False"):
+        real.mean_table("test")
 
 
-def test_real_clips_fit_the_frame_grid(real):
+def test_real_clips_fit_the_frame_grid(real, shared_data, tmp_path):
     from pdmer.features import AudioFeatures
 
     clips = ["108", "372", "634", "683"]
-    table = real.mean_table("train", validation_size=0.0)
+    index = tmp_path / "index.json"
+    full = pmemo.make_index(shared_data / "pmemo" / "metadata.csv")
+    full["tracks"] = {c: full["tracks"][c] for c in clips}
+    index.write_text(json.dumps(full))
+    real = pmemo.Dataset(real.data_home, index=index)
+    table = real.mean_table("train", validation_size=0.0, progress=False)
     rows = [list(table.song_ids).index(c) for c in clips]
     features = AudioFeatures(n_mels=8, frame_offset=table.frame_offset, global_window=2.0)
     songs = features.transform([table.X[r] for r in rows], n_frames=[len(table.y[r]) for r in rows])
+    # Every label frame is within the decoded audio: nothing was trimmed.
     assert [s.n_frames for s in songs] == [68, 90, 60, 60]
+    assert [len(real.track(c).dynamic.labels) for c in clips] == [68, 90, 60, 60]
 
 
 def test_shipped_index_matches_the_real_metadata(shared_data):
