@@ -35,6 +35,9 @@ from pdmer.nn.losses import emotion_loss
 ESTIMATORS: dict[str, type] = {}
 """Estimator classes by name, for :func:`pdmer.load`."""
 
+DEFAULT_WAVEFORM_RATE = 16000
+"""Sample rate of the raw audio that waveform models get from their default front end."""
+
 _META_LEARNING = ("fomaml", "maml", "none")
 _TASKS = ("auto", "annotator", "song")
 _INNER_PARAMS = ("all", "head")
@@ -104,6 +107,8 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     _head_prefixes: tuple = ()
     _sizes: dict = {}
+    # "wave" for models that learn from raw audio (SongFeatures.waveforms).
+    _input: str = "local"
     # With metadata routing on, fit asks for annotators without set_fit_request.
     __metadata_request__fit = {"annotators": True}
 
@@ -378,7 +383,13 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self.architecture()
 
     def _check_features(self, spec: dict) -> None:
-        """Refuse features the model cannot use (e.g. no waveforms for raw-audio models)."""
+        """Refuse features the model cannot use: raw-audio models need waveforms."""
+        if self._input == "wave" and not spec["n_waveform_samples"]:
+            raise ValueError(
+                f"{type(self).__name__} learns from raw audio, but these features hold no "
+                "waveforms. Extract them with AudioFeatures(waveform_rate="
+                f"{DEFAULT_WAVEFORM_RATE}) (or pass such a front end as features=, or audio "
+                "paths with features=None).")
 
     def _check_spec(self, songs):
         spec = _feature_spec(songs)
@@ -394,7 +405,9 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         return self.features if self.features is not None else self._default_features()
 
     def _default_features(self) -> AudioFeatures:
-        """The front end used when ``features=None``; models needing raw audio override it."""
+        """The front end used when ``features=None`` (with raw audio for waveform models)."""
+        if self._input == "wave":
+            return AudioFeatures(waveform_rate=DEFAULT_WAVEFORM_RATE)
         return AudioFeatures()
 
     def _songs(self, X, y) -> list[Song]:

@@ -14,11 +14,7 @@ from __future__ import annotations
 from torch.func import functional_call
 
 from pdmer.estimators.base import BaseEmotionRegressor
-from pdmer.features.frontend import AudioFeatures
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
-
-DEFAULT_WAVEFORM_RATE = 16000
-"""Sample rate of the raw audio the waveform models get from their default front end."""
 
 CRNN_SIZES = {
     "paper": dict(conv_channels=32, n_conv_layers=3, rnn_hidden=32, rnn_layers=2),
@@ -39,28 +35,14 @@ DAMFF_SIZES = {
 
 
 class _SequenceBaseline(BaseEmotionRegressor):
-    """Plumbing of the baselines: their input, their forward pass, their head.
+    """Plumbing of the baselines: their forward pass and their head.
 
-    ``_input`` names the batch tensor the network reads: ``"local"`` (log-mel
-    patches, ``SongFeatures.local_patches``) or ``"wave"`` (raw audio,
-    ``SongFeatures.waveforms``).
+    The network reads the batch tensor named by ``_input``: ``"local"``
+    (log-mel patches, ``SongFeatures.local_patches``) or ``"wave"`` (raw
+    audio, ``SongFeatures.waveforms``).
     """
 
     _head_prefixes = ("rnn.", "head.")
-    _input = "local"
-
-    def _default_features(self):
-        if self._input == "wave":
-            return AudioFeatures(waveform_rate=DEFAULT_WAVEFORM_RATE)
-        return AudioFeatures()
-
-    def _check_features(self, spec):
-        if self._input == "wave" and not spec["n_waveform_samples"]:
-            raise ValueError(
-                f"{type(self).__name__} learns from raw audio, but these features hold no "
-                "waveforms. Extract them with AudioFeatures(waveform_rate="
-                f"{DEFAULT_WAVEFORM_RATE}) (or pass such a front end as features=, or audio "
-                "paths with features=None).")
 
     def _forward(self, network, state, batch, context=None):
         frames = batch.wave if self._input == "wave" else batch.local

@@ -1,0 +1,80 @@
+"""``pdmer benchmark``: the DSAML paper's experiments on one data set."""
+
+from __future__ import annotations
+
+import click
+
+from pdmer.cli import main
+
+_MODELS = ("dsaml", "damff", "mcrnn", "dnn", "crnn")
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["synthetic", "deam", "pmemo"]),
+              default="synthetic", show_default=True, help="Data set to run on.")
+@click.option("--task", type=click.Choice(["dmer", "pdmer"]), default="pdmer",
+              show_default=True,
+              help="dmer: mean labels (Table 1); pdmer: personalized labels (Table 2).")
+@click.option("--models", "-m", type=click.Choice(_MODELS), multiple=True,
+              help="Models to run (repeat the option); default all.")
+@click.option("--ablations", is_flag=True,
+              help="Add the DSAML ablations (Table 3 for dmer, Table 4 for pdmer).")
+@click.option("--protocol", type=click.Choice(["other-songs", "same-song"]),
+              default="other-songs", show_default=True,
+              help="pdmer: adapt on one of the listener's songs and score the others, or on "
+                   "the first 30 s of a song and score the rest (the reference code's).")
+@click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="small",
+              show_default=True,
+              help="Sizes: tiny (seconds, for tests), small (CPU), paper (GPU).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of data, split, models and support draw.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default="pdmer-benchmark",
+              show_default=True, help="Folder for results.md/.csv/.png and settings.json.")
+@click.option("--data-home", type=click.Path(file_okay=False), default=None,
+              help="Where DEAM/PMEmo are downloaded (or the synthetic set is generated; "
+                   "default <output>/data).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:n].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: torch's). On a shared machine use the number "
+                   "of free cores.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
+def benchmark(dataset, task, models, ablations, protocol, preset, seed, output, data_home,
+              device, threads, quiet):
+    """Run the DSAML paper's protocols on DSAML and the baselines CRNN, DNN, MCRNN, DAMFF.
+
+    Prints the parameter counts and the results tables (the paper's numbers
+    beside the run's) and writes results.md, results.csv, results.png and
+    settings.json to --output.
+    """
+    import torch
+
+    from pdmer.benchmark import run_benchmark
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    result = run_benchmark(
+        dataset=dataset, task=task, models=list(models) or None, ablations=ablations,
+        protocol=protocol, preset=preset, seed=seed, output=output, data_home=data_home,
+        device=device, verbose=0 if quiet else 1,
+        log=(lambda message: None) if quiet else (lambda m: click.echo(m, err=True)),
+        command=_command_line(dataset, task, models, ablations, protocol, preset, seed,
+                              data_home, device))
+    click.echo(result.markdown())
+    click.echo("Wrote " + ", ".join(result.files[k] for k in
+                                    ("markdown", "csv", "plot", "settings")))
+
+
+def _command_line(dataset, task, models, ablations, protocol, preset, seed, data_home, device):
+    """The command that reruns this benchmark (output folder left out)."""
+    parts = ["pdmer benchmark", f"--dataset {dataset}", f"--task {task}"]
+    parts += [f"-m {m}" for m in models]
+    if ablations:
+        parts.append("--ablations")
+    if task == "pdmer":
+        parts.append(f"--protocol {protocol}")
+    parts += [f"--preset {preset}", f"--seed {seed}"]
+    if data_home is not None and dataset != "synthetic":
+        parts.append(f"--data-home {data_home}")
+    if device != "auto":
+        parts.append(f"--device {device}")
+    return " ".join(parts)
