@@ -195,7 +195,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         bar = tqdm(total=len(todo), desc="Extracting features", unit="song",
                    disable=not self.progress or not todo, file=sys.stderr)
         with bar:
-            for i, part in zip(todo, prepared):
+            for i, part in zip(todo, prepared, strict=True):
                 features = self._finish(part, encoder)
                 if cache is not None:
                     cache.put(keys[i], features)
