@@ -27,7 +27,7 @@ import requests
 from tqdm.auto import tqdm
 
 __all__ = ["ChecksumError", "UnsafeArchiveError", "download_file", "sha256_file",
-           "safe_extract"]
+           "verify_file", "safe_extract"]
 
 _TIMEOUT = 60  # seconds without data before a request gives up
 
@@ -96,7 +96,7 @@ def download_file(url: str, path, *, size: int | None = None, sha256: str | None
     path = Path(path)
     sha256 = sha256.lower() if sha256 else None
     if path.exists():
-        problem = _verify(path, size, sha256)
+        problem = verify_file(path, size, sha256)
         if problem is None or accept_mismatch:
             return path
         raise ChecksumError(
@@ -109,7 +109,7 @@ def download_file(url: str, path, *, size: int | None = None, sha256: str | None
         part.unlink()  # longer than the real file: cannot be a prefix of it
     if not (size is not None and part.exists() and part.stat().st_size == size):
         _fetch(url, part, progress, chunk_size)
-    problem = _verify(part, size, sha256)
+    problem = verify_file(part, size, sha256)
     if problem is not None:
         if not accept_mismatch:
             raise ChecksumError(
@@ -122,8 +122,10 @@ def download_file(url: str, path, *, size: int | None = None, sha256: str | None
     return path
 
 
-def _verify(path: Path, size, sha256) -> str | None:
-    """None if ``path`` has the expected size and hash, else what differs."""
+def verify_file(path, size=None, sha256=None) -> str | None:
+    """None if ``path`` has the expected size and SHA-256, else what differs."""
+    path = Path(path)
+    sha256 = sha256.lower() if sha256 else None
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         return f"its size is {actual_size} bytes, expected {size}"

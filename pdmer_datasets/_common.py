@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core, download_utils, validate as mir_validate
 
-from pdmer._download import download_file, safe_extract, sha256_file
+from pdmer._download import ChecksumError, download_file, safe_extract, verify_file
 from pdmer._files import atomic_write
 
 INDEXES_DIR = Path(__file__).resolve().parent / "indexes"
@@ -104,13 +104,14 @@ def fetch_parts(dataset_name: str, data_home, remotes: dict, parts, *, mirror=No
         marker = data_home / _STATE_DIR / f"{remote.filename}.installed"
         if marker.exists() and not force_overwrite and all(
                 (data_home / c).exists() for c in remote.contents):
-            _say(progress, f"{dataset_name}: {part} already installed in {data_home}")
+            _say(progress, f"{dataset_name}: {part} already installed in {data_home} "
+                           "(force_overwrite=True / --force installs it again)")
             continue
         source = _local_source(remote, from_path) if from_path is not None else None
         if isinstance(source, Path) and source.is_dir():
             _say(progress, f"{dataset_name}: {part}: copying the extracted files from "
                            f"{source}")
-            _copy_tree(source, data_home, remote.contents)
+            _copy_tree(source, data_home, remote.contents, force_overwrite)
         else:
             archive = source
             if archive is None:
@@ -159,20 +160,17 @@ def _local_source(remote: Remote, from_path) -> Path:
 
 def _check_archive(archive: Path, remote: Remote, accept_mismatch: bool):
     """Verify a user-supplied archive like a downloaded one."""
-    problems = []
-    if remote.size is not None and archive.stat().st_size != remote.size:
-        problems.append(f"its size is {archive.stat().st_size} bytes, expected {remote.size}")
-    if remote.sha256 is not None:
-        actual = sha256_file(archive)
-        if actual != remote.sha256:
-            problems.append(f"its SHA-256 is {actual}, expected {remote.sha256}")
-    if problems and not accept_mismatch:
-        from pdmer._download import ChecksumError
-        raise ChecksumError(f"{archive}: {'; '.join(problems)}. Pass accept_mismatch=True "
+    problem = verify_file(archive, remote.size, remote.sha256)
+    if problem is None:
+        return
+    if not accept_mismatch:
+        raise ChecksumError(f"{archive}: {problem}. Pass accept_mismatch=True "
                             "(--accept-checksum-mismatch) to use it anyway.")
+    print(f"warning: {archive}: {problem}; used because the mismatch was accepted.",
+          file=sys.stderr)
 
 
-def _copy_tree(source: Path, data_home: Path, contents):
+def _copy_tree(source: Path, data_home: Path, contents, overwrite=False):
     """Hard-link (or copy) ``contents`` of an extracted folder into data_home."""
     if source.resolve() == data_home.resolve():
         return
@@ -181,7 +179,7 @@ def _copy_tree(source: Path, data_home: Path, contents):
         files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
         for f in files:
             target = data_home / f.relative_to(source)
-            if target.exists():
+            if target.exists() and not overwrite:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".tmp")

@@ -161,6 +161,11 @@ def test_install_from_local_archives_and_extracted_folder(built, tmp_path):
     from_folder = deam.Dataset(tmp_path / "h3", index=index)
     from_folder.download(from_path=src, remotes=remotes, progress=False)
     assert not any(from_folder.validate(verbose=False)[0].values())
+    remotes["metadata"].sha256 = "e" * 64  # a local archive is verified too
+    with pytest.raises(ChecksumError, match="e" * 64):
+        deam.Dataset(tmp_path / "h5", index=index).download(
+            partial_download=["metadata"], from_path=archives["metadata"], remotes=remotes,
+            progress=False)
     with pytest.raises(FileNotFoundError, match="found neither DEAM_audio.zip"):
         deam.Dataset(tmp_path / "h4", index=index).download(
             from_path=tmp_path / "h2", remotes=remotes, progress=False)
