@@ -274,13 +274,15 @@ def read_metadata(path) -> dict:
     found = {k: find_column(header, *v, required=False) for k, v in aliases.items()}
     out = {}
     for r in rows:
-        if not r[id_col].strip():
-            continue
+        try:
+            sid = str(int(float(r[id_col])))
+        except ValueError:
+            continue  # not a song row (e.g. an empty or note line)
         entry = {header[i]: r[i] for i in range(min(len(r), len(header))) if i != id_col}
         for key, col in found.items():
             if col is not None and col < len(r):
                 entry[key] = r[col]
-        out[str(int(float(r[id_col])))] = entry
+        out[sid] = entry
     return out
 
 
@@ -354,8 +356,8 @@ class Track(core.Track):
         Averaged dynamic labels: ``times`` (s, from 15.0) and ``labels``
         (n_frames, 2) float32 (arousal, valence) in [-1, 1].
     rater_dynamic : dict of str to ndarray (n_frames, 2)
-        Each rater's curve, keyed by WorkerId, or by ``"#<row>"`` for the 2013
-        songs whose files carry no rater id (see ``has_rater_ids``).
+        Each rater's curve, keyed by WorkerId, or by ``"#<row>"`` where the
+        file has no rater id (the 2013 songs; see ``has_rater_ids``).
     static : dict
         Averaged song-level labels (1-9 scale): ``arousal_mean``,
         ``arousal_std``, ``valence_mean``, ``valence_std`` (and min/max columns
@@ -377,8 +379,8 @@ class Track(core.Track):
 
     @property
     def has_rater_ids(self) -> bool:
-        """Whether the per-rater files identify raters (2014 and 2015 songs)."""
-        return self.year != 2013
+        """Whether the per-rater files identify raters (those of 2014 and 2015)."""
+        return self._raters[0]
 
     @core.cached_property
     def dynamic(self) -> Dynamic:
@@ -389,20 +391,24 @@ class Track(core.Track):
             raise KeyError(f"DEAM song {self.track_id} has no row in the averaged "
                            "dynamic annotation files.") from None
 
-    @core.cached_property
+    @property
     def rater_dynamic(self) -> dict:
         """dict: rater key -> (n_frames, 2) float32 curve (arousal, valence)"""
+        return self._raters[1]
+
+    @core.cached_property
+    def _raters(self):
         a_keys, a_ids, a_curves = read_rater_dynamic(self.get_path("arousal_raters"))
         v_keys, v_ids, v_curves = read_rater_dynamic(self.get_path("valence_raters"))
         valence = dict(zip(v_keys, v_curves))
-        out = {}
+        curves = {}
         for key, a in zip(a_keys, a_curves):
             v = valence.get(key)
             if v is None:
                 continue  # rater present in only one of the two files
             n = min(len(a), len(v))
-            out[key] = np.stack([a[:n], v[:n]], axis=1).astype(np.float32)
-        return out
+            curves[key] = np.stack([a[:n], v[:n]], axis=1).astype(np.float32)
+        return a_ids and v_ids, curves
 
     @core.cached_property
     def static(self) -> dict:
@@ -632,8 +638,8 @@ class Dataset(core.Dataset):
         rows = []  # (song, rater, curve) over the whole pool
         for sid in pool:
             track = self.track(sid)
-            if not track.has_rater_ids:
-                continue
+            if track.year == 2013 or not track.has_rater_ids:
+                continue  # anonymous raters cannot form per-annotator tasks
             n = len(track.dynamic.labels)
             for rater, curve in track.rater_dynamic.items():
                 curve = curve[:n][:max_frames]
