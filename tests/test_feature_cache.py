@@ -219,3 +219,62 @@ def test_feature_cache_key_is_stable():
     settings = {"a": 1, "b": [1.0, None]}
     assert cache.key("abc", settings) == cache.key("abc", dict(reversed(settings.items())))
     assert cache.key("abc", settings) != cache.key("abd", settings)
+
+
+# ------------------------------------------------------------ pdmer extract
+
+
+def test_extract_command_fills_the_cache(tmp_path, songs, monkeypatch):
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path / "user"))
+    folder = tmp_path / "music"
+    (folder / "sub").mkdir(parents=True)
+    for i, path in enumerate(songs[:2]):
+        shutil.copy(path, folder / ("sub" if i else "") / f"s{i}.wav")
+    (folder / "notes.txt").write_text("not audio")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# one per line\n{os.path.basename(songs[2])}\n")
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(main, ["extract", str(folder), "--list", str(listing),
+                                       "--encoder", "logmel-stats", "--global-window", "4",
+                                       "--cache-dir", str(cache), "-j", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Extracted 3 songs (18 frames, 9 s)" in result.output
+    assert "global encoder: logmel-stats" in result.output
+    assert len(entries(cache)) == 3
+    # The library reads what the command wrote.
+    forbid_extraction(monkeypatch)
+    features(cache).transform(songs)
+    # Default cache folder: the user cache.
+    result = CliRunner().invoke(main, ["extract", songs[0], "--encoder", "logmel-stats"])
+    assert result.exit_code == 0, result.output
+    assert len(entries(tmp_path / "user" / "features")) == 1
+
+
+def test_extract_command_errors(tmp_path, songs):
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(main, ["extract", str(empty)])
+    assert result.exit_code == 2 and "No audio files found" in result.output
+    result = runner.invoke(main, ["extract", str(tmp_path / "nope.wav")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(main, ["extract", songs[0], "--encoder", "imagebnd"])
+    assert result.exit_code == 1 and "Unknown global_encoder 'imagebnd'" in result.output
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    args = ["extract", songs[0], str(broken), "--encoder", "logmel-stats",
+            "--cache-dir", str(tmp_path / "c")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "broken.wav" in result.output
+    result = runner.invoke(main, args + ["--skip-errors"])
+    assert result.exit_code == 1
+    assert "Extracted 1 songs" in result.output and "failed: " in result.output
+    assert len(entries(tmp_path / "c")) == 1

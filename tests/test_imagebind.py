@@ -63,9 +63,10 @@ def write_official_checkpoint(path, seed=0, **config):
     torch.manual_seed(seed)
     model = ImageBindAudio(**config).eval()
     state = dict(model.state_dict())
-    # Other modalities, which loading must ignore.
+    # Other modalities, which loading must ignore; like the real file, mostly
+    # not audio (4 MB, so a broken-off download has written whole chunks).
     state["modality_preprocessors.vision.rgbt_stem.proj.1.weight"] = torch.randn(4, 3, 2, 4, 4)
-    state["modality_trunks.vision.blocks.0.attn.in_proj_weight"] = torch.randn(12, 4)
+    state["modality_trunks.vision.blocks.0.attn.in_proj_weight"] = torch.randn(1024, 1024)
     state["modality_heads.text.proj.0.weight"] = torch.randn(4)
     state["modality_postprocessors.vision.1.log_logit_scale"] = torch.tensor(math.log(20.0))
     torch.save(state, path)
@@ -254,3 +255,88 @@ def test_missing_imagebind_weights_say_what_to_do(tmp_path, monkeypatch):
     extract_audio_weights(tmp_path / "full.pth", weights)
     # Resolution only: the huge model loads lazily, at the first embedding.
     assert get_global_encoder("auto").name == "imagebind"
+
+
+# ------------------------------------------------- pdmer download imagebind
+
+
+@pytest.fixture
+def tiny_architecture(monkeypatch):
+    """Make the installer's strict check expect the tiny config (the real one is 345 MB)."""
+    import functools
+
+    from pdmer.features import imagebind
+
+    monkeypatch.setattr(imagebind, "ImageBindAudio", functools.partial(ImageBindAudio, **TINY))
+
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_download_imagebind_from_a_server_resumes_and_installs(
+        tmp_path, user_cache, tiny_architecture):
+    from click.testing import CliRunner
+    from http_fixture import serve
+
+    from pdmer.cli import main
+    from pdmer.features import imagebind_weights_path
+
+    root = tmp_path / "www"
+    root.mkdir()
+    original = write_official_checkpoint(root / "imagebind_huge.pth", **TINY)
+    size = (root / "imagebind_huge.pth").stat().st_size
+    with serve(root) as server:
+        server.drop_after["imagebind_huge.pth"] = size // 3  # the first try breaks off
+        url = f"{server.url}/imagebind_huge.pth"
+        first = CliRunner().invoke(main, ["download", "imagebind", "--url", url, "-q"])
+        assert first.exit_code == 1
+        assert "CC BY-NC-SA 4.0" in first.output  # the licence comes before the download
+        assert "resume" in first.output
+        part = user_cache / "downloads" / "imagebind_huge.pth.part"
+        assert 0 < part.stat().st_size <= size // 3
+        result = CliRunner().invoke(main, ["download", "imagebind", "--url", url, "-q"])
+        assert result.exit_code == 0, result.output
+        assert server.requests[-1][1].startswith("bytes=")  # resumed, not restarted
+    weights = imagebind_weights_path()
+    assert weights.is_file() and str(weights) in result.output
+    assert not (user_cache / "downloads" / "imagebind_huge.pth").exists()  # big file removed
+    clips = torch.randn(2, 32000) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(load_imagebind_audio(weights, **TINY).embed_waveforms(clips),
+                                   original.embed_waveforms(clips))
+    enc = get_global_encoder("auto")
+    assert enc.name == "imagebind"
+    # A second run finds the weights and downloads nothing.
+    again = CliRunner().invoke(main, ["download", "imagebind", "--url", "http://127.0.0.1:9/x"])
+    assert again.exit_code == 0, again.output
+
+
+def test_download_imagebind_from_a_local_checkpoint(tmp_path, user_cache, tiny_architecture):
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    write_official_checkpoint(tmp_path / "imagebind_huge.pth", **TINY)
+    out = tmp_path / "audio.safetensors"
+    result = CliRunner().invoke(main, ["download", "imagebind", "--checkpoint",
+                                       str(tmp_path / "imagebind_huge.pth"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and (tmp_path / "imagebind_huge.pth").is_file()  # local copy kept
+    assert not (user_cache / "downloads").exists()
+
+
+def test_download_imagebind_rejects_a_wrong_checkpoint(tmp_path, user_cache):
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    # Right keys, wrong sizes: the real (huge) architecture refuses it.
+    torch.save(ImageBindAudio(**TINY).state_dict(), tmp_path / "small.pth")
+    result = CliRunner().invoke(main, ["download", "imagebind", "--checkpoint",
+                                       str(tmp_path / "small.pth")])
+    assert result.exit_code == 1
+    assert "is not ImageBind-huge" in result.output
+    assert not (user_cache / "weights" / "imagebind_huge_audio.safetensors").exists()

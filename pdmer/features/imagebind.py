@@ -305,3 +305,62 @@ def extract_audio_weights(checkpoint, output) -> dict:
     atomic_write(output, lambda tmp: save_file(state, tmp, metadata=metadata),
                  suffix=".safetensors")
     return state
+
+
+def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, download_dir=None,
+                      keep_checkpoint=False, force=False, progress=True):
+    """Install the ImageBind audio weights where ``global_encoder="imagebind"`` finds them.
+
+    Downloads the official checkpoint (resumable, with a progress bar; its
+    size is checked against what the server announces) unless ``checkpoint``
+    names a local copy, keeps only the audio branch in a safetensors file,
+    and checks that it loads strictly into :class:`ImageBindAudio`.
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike, optional
+        A local ``imagebind_huge.pth``: nothing is downloaded.
+    url : str, default=CHECKPOINT_URL
+    output : str or os.PathLike, optional
+        Default :func:`pdmer.features.imagebind_weights_path`.
+    download_dir : str or os.PathLike, optional
+        Where the full checkpoint is downloaded (default: the user cache).
+    keep_checkpoint : bool, default=False
+        Keep the downloaded 4.5 GB file after extracting the audio branch.
+    force : bool, default=False
+        Reinstall even if ``output`` exists and loads.
+    progress : bool, default=True
+
+    Returns
+    -------
+    pathlib.Path
+        The installed audio weights.
+    """
+    from pathlib import Path
+
+    from pdmer._download import download_file
+    from pdmer.features.cache import default_cache_dir
+    from pdmer.features.encoders import imagebind_weights_path
+
+    output = Path(imagebind_weights_path() if output is None else output)
+    if output.is_file() and not force:
+        try:
+            load_imagebind_audio(output)
+            return output
+        except (ValueError, RuntimeError):
+            pass  # damaged or foreign: install again
+    downloaded = None
+    if checkpoint is None:
+        folder = Path(download_dir) if download_dir else default_cache_dir() / "downloads"
+        downloaded = download_file(url, folder / "imagebind_huge.pth", progress=progress)
+        checkpoint = downloaded
+    extract_audio_weights(checkpoint, output)
+    try:
+        load_imagebind_audio(output)
+    except RuntimeError as err:
+        output.unlink(missing_ok=True)
+        raise ValueError(f"{checkpoint} is not ImageBind-huge: its audio weights do not fit "
+                         f"the model ({str(err).splitlines()[0]} ...).") from err
+    if downloaded is not None and not keep_checkpoint:
+        downloaded.unlink()
+    return output

@@ -1,0 +1,156 @@
+"""``pdmer extract`` and ``pdmer download imagebind``: the audio front end's commands."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pdmer.cli import download, main
+
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au")
+
+
+@download.command("imagebind")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this local imagebind_huge.pth instead of downloading it.")
+@click.option("--url", default=None, help="Download from this address (a mirror) instead "
+              "of Meta's.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the audio weights (default: the user cache, where "
+              "global_encoder='imagebind' looks).")
+@click.option("--keep-checkpoint", is_flag=True,
+              help="Keep the downloaded 4.5 GB checkpoint after extracting the audio branch.")
+@click.option("--force", is_flag=True, help="Reinstall even if the weights are present.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def download_imagebind(checkpoint, url, output, keep_checkpoint, force, quiet):
+    """Install ImageBind-huge's audio branch (the 'imagebind' global encoder).
+
+    Downloads Meta's imagebind_huge.pth (about 4.5 GB, resumable), keeps only
+    the audio branch (about 345 MB) as a safetensors file in the user cache
+    and checks that it loads. The weights are licensed CC BY-NC-SA 4.0
+    (non-commercial use only).
+    """
+    from pdmer.features import imagebind_weights_path
+    from pdmer.features.imagebind import (
+        CHECKPOINT_URL,
+        LICENSE,
+        LICENSE_URL,
+        install_imagebind,
+    )
+
+    url = url or CHECKPOINT_URL
+    click.echo(f"ImageBind weights by Meta AI are licensed {LICENSE} ({LICENSE_URL}):\n"
+               "non-commercial use only, with attribution; adaptations must be shared "
+               "alike.")
+    if checkpoint is None:
+        click.echo(f"Downloading {url}", err=True)
+    start = time.perf_counter()
+    path = install_imagebind(checkpoint, url=url, output=output, keep_checkpoint=keep_checkpoint,
+                             force=force, progress=not quiet)
+    size = path.stat().st_size / 2**20
+    click.echo(f"ImageBind audio weights: {path} ({size:.0f} MiB, "
+               f"{time.perf_counter() - start:.0f} s)")
+    if output is not None and path != imagebind_weights_path():
+        click.echo("Use them with ImageBindEncoder(weights=...) or "
+                   "`pdmer extract --weights ...`.")
+
+
+def _audio_files(inputs, list_file, recursive):
+    files = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = item.rglob("*") if recursive else item.glob("*")
+            files += sorted(p for p in found if p.suffix.lower() in AUDIO_SUFFIXES
+                            and p.is_file())
+        else:
+            files.append(item)
+    if list_file is not None:
+        base = Path(list_file).parent
+        for line in Path(list_file).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                path = Path(line)
+                files.append(path if path.is_absolute() else base / path)
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise click.BadParameter(f"no such file: {', '.join(missing[:5])}"
+                                 + (" ..." if len(missing) > 5 else ""), param_hint="INPUTS")
+    if not files:
+        raise click.UsageError("No audio files found: give audio files, folders holding "
+                               f"{'/'.join(s[1:] for s in AUDIO_SUFFIXES)} files, or --list.")
+    return list(dict.fromkeys(str(p) for p in files))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True))
+@click.option("--list", "list_file", type=click.Path(exists=True, dir_okay=False),
+              help="A text file with one audio path per line (relative to the file).")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Look for audio in subfolders of folder INPUTS.")
+@click.option("--encoder", default="auto", show_default=True,
+              help="Global encoder: auto, logmel-stats, imagebind (see `pdmer info`).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+              help="ImageBind weights file (implies --encoder imagebind).")
+@click.option("--frame-offset", type=float, default=0.0, show_default=True,
+              help="Audio time of label frame 0 in seconds (15 for DEAM, PMEmo).")
+@click.option("--global-window", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds of audio around each frame for the encoder.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache folder [default: the user cache's features folder].")
+@click.option("--n-jobs", "-j", type=int, default=1, show_default=True,
+              help="Songs decoded and analysed in parallel (-1: all cores).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
+@click.option("--skip-errors", is_flag=True,
+              help="Report unreadable or too-short files and go on with the others.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def extract(inputs, list_file, recursive, encoder, weights, frame_offset, global_window,
+            cache_dir, n_jobs, device, skip_errors, quiet):
+    """Extract features of audio files into the feature cache.
+
+    INPUTS are audio files or folders. Later training and prediction with the
+    same settings (AudioFeatures(cache_dir=...)) read the cached features
+    instead of decoding and encoding the audio again.
+    """
+    from pdmer.features import AudioFeatures, ImageBindEncoder, cache_size, default_feature_dir
+
+    files = _audio_files(inputs, list_file, recursive)
+    cache_dir = Path(cache_dir) if cache_dir else default_feature_dir()
+    global_encoder = encoder
+    if weights is not None:
+        if encoder not in ("auto", "imagebind"):
+            raise click.BadParameter("--weights is for the imagebind encoder.",
+                                     param_hint="--weights")
+        global_encoder = ImageBindEncoder(weights, device=device)
+    front = AudioFeatures(frame_offset=frame_offset, global_encoder=global_encoder,
+                          global_window=global_window, cache_dir=cache_dir, n_jobs=n_jobs,
+                          device=device, progress=not quiet)
+    resolved = front.encoder()
+    click.echo(f"{len(files)} audio files; global encoder: {resolved.name}; "
+               f"cache: {cache_dir}", err=True)
+    start = time.perf_counter()
+    failures = []
+    try:
+        results = front.transform(files)
+    except (ValueError, OSError) as err:
+        if not skip_errors:
+            raise
+        # One by one: the songs done so far come from the cache.
+        results = []
+        for path in files:
+            try:
+                results += front.set_params(progress=False).transform([path])
+            except (ValueError, OSError) as one:
+                failures.append((path, one))
+    seconds = time.perf_counter() - start
+    frames = sum(r.n_frames for r in results)
+    click.echo(f"Extracted {len(results)} songs ({frames} frames, {frames / 2:.0f} s) in "
+               f"{seconds:.1f} s with encoder {resolved.name}; cache {cache_dir} holds "
+               f"{cache_size(cache_dir) / 2**20:.1f} MiB.")
+    for path, err in failures:
+        click.echo(f"failed: {path}: {' '.join(str(err).split())}", err=True)
+    if failures:
+        sys.exit(1)
