@@ -384,3 +384,26 @@ def test_shipped_index_matches_the_real_song_ids(shared_data):
     shipped = deam.Dataset("/nonexistent")
     assert sorted(shipped.track_ids, key=int) == sorted(ids, key=int)
     assert shipped._index == deam.make_index(ids)
+
+
+def test_interrupted_extraction_is_redone_without_downloading_again(built, server, tmp_path,
+                                                                    monkeypatch):
+    import pdmer_datasets._common as common
+
+    src, archives, index = built
+    remotes = remotes_for(archives, server.url)
+    dataset = deam.Dataset(tmp_path / "home", index=index)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "safe_extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.download(partial_download=["metadata"], remotes=remotes, progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "home" / ".pdmer" / "metadata.zip.installed").exists()
+    n = len(server.requests)
+    assert dataset.download(partial_download=["metadata"], remotes=remotes,
+                            progress=False) == ["metadata"]
+    assert len(server.requests) == n  # the verified archive was reused
+    assert (tmp_path / "home" / "metadata" / "metadata_2013.csv").is_file()
