@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,19 @@ TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm
                   head_hidden=8, n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2,
                   inner_lr=0.05, outer_lr=1e-3, validation_interval=2, device="cpu",
                   random_state=0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_user_cache(tmp_path_factory):
+    # An empty user cache: weights or features a developer installed (e.g.
+    # ImageBind, which global_encoder="auto" would pick up) must not change tests.
+    old = os.environ.get("PDMER_CACHE_DIR")
+    os.environ["PDMER_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    if old is None:
+        os.environ.pop("PDMER_CACHE_DIR", None)
+    else:
+        os.environ["PDMER_CACHE_DIR"] = old
 
 
 @pytest.fixture(autouse=True)
