@@ -340,3 +340,70 @@ def test_download_imagebind_rejects_a_wrong_checkpoint(tmp_path, user_cache):
     assert result.exit_code == 1
     assert "is not ImageBind-huge" in result.output
     assert not (user_cache / "weights" / "imagebind_huge_audio.safetensors").exists()
+
+
+# ------------------------------------------- real-world input through ImageBind
+
+
+@pytest.fixture(scope="module")
+def tiny_imagebind(tmp_path_factory):
+    weights = tmp_path_factory.mktemp("ib") / "imagebind_huge.pth"
+    write_official_checkpoint(weights, seed=3, **TINY)
+    return ImageBindEncoder(weights, config=TINY, batch_size=32)
+
+
+def tones(sr, seconds):
+    t = np.arange(int(round(seconds * sr))) / sr
+    env = 0.2 + 0.15 * np.sin(2 * np.pi * 0.3 * t)
+    x = sum(a * np.sin(2 * np.pi * f * t) for a, f in ((1.0, 220), (0.5, 660), (0.3, 1500)))
+    return (env * x / 2).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference_embeddings(tiny_imagebind):
+    [song] = AudioFeatures(global_encoder=tiny_imagebind, global_window=6.0).transform(
+        [(tones(16000, 5.0), 16000)])
+    return song.global_embeddings
+
+
+@pytest.mark.parametrize("sr", [44100, 48000, 22050])
+def test_imagebind_sees_the_same_audio_at_any_sample_rate(tmp_path, tiny_imagebind,
+                                                          reference_embeddings, sr):
+    import soundfile as sf
+
+    path = tmp_path / f"song_{sr}.wav"
+    sf.write(path, tones(sr, 5.0), sr, subtype="FLOAT")
+    [song] = AudioFeatures(global_encoder=tiny_imagebind, global_window=6.0).transform([path])
+    assert song.global_embeddings.shape == reference_embeddings.shape == (10, 8)
+    cosine = np.sum(song.global_embeddings * reference_embeddings, 1) / (
+        np.linalg.norm(song.global_embeddings, axis=1)
+        * np.linalg.norm(reference_embeddings, axis=1))
+    assert cosine.min() > 0.999
+
+
+def test_imagebind_stereo_is_the_mono_mix(tiny_imagebind, reference_embeddings):
+    x = tones(16000, 5.0)
+    d = 0.05 * np.sin(2 * np.pi * 1000 * np.arange(len(x)) / 16000).astype(np.float32)
+    [song] = AudioFeatures(global_encoder=tiny_imagebind, global_window=6.0).transform(
+        [(np.stack([x + d, x - d], axis=1), 16000)])
+    np.testing.assert_allclose(song.global_embeddings, reference_embeddings, atol=1e-4)
+
+
+def test_imagebind_short_song_is_padded(tiny_imagebind):
+    # 1.2 s of audio: two frames; every clip reaches past the song's end.
+    [song] = AudioFeatures(global_encoder=tiny_imagebind).transform(
+        [(tones(22050, 1.2), 22050)])
+    assert song.global_embeddings.shape == (2, 8)
+    assert np.all(np.isfinite(song.global_embeddings))
+
+
+def test_imagebind_on_a_real_pmemo_mp3(shared_data, tiny_imagebind, tmp_path):
+    path = shared_data / "pmemo" / "chorus" / "108.mp3"
+    feats = AudioFeatures(frame_offset=15.0, global_encoder=tiny_imagebind,
+                          cache_dir=tmp_path / "cache")
+    [song] = feats.transform([path])
+    assert song.n_frames == 68 and song.encoder == "imagebind"
+    norms = np.linalg.norm(song.global_embeddings, axis=1)
+    assert np.all(norms <= 20 + 1e-3) and np.all(norms > 1)
+    [cached] = feats.transform([path])
+    np.testing.assert_array_equal(cached.global_embeddings, song.global_embeddings)
