@@ -393,7 +393,7 @@ def parameter_counts(models=tuple(MODELS), preset="paper", feature_spec=None) ->
 
 def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=False,
                   protocol="other-songs", preset="small", seed=0, output=None,
-                  data_home=None, device="auto", verbose=1, log=print,
+                  data_home=None, cache_dir=None, device="auto", verbose=1, log=print,
                   command=None) -> BenchmarkResult:
     """Train and score DSAML and its baselines with the paper's protocols.
 
@@ -417,6 +417,9 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     data_home : str, optional
         Where the data set is (DEAM/PMEmo) or is generated (synthetic;
         default ``<output>/data``).
+    cache_dir : str, optional
+        Feature cache of the front end (:class:`~pdmer.features.AudioFeatures`),
+        so that reruns skip the extraction.
     device : str, default="auto"
     verbose : int, default=1
         Progress bars of training.
@@ -441,7 +444,8 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     train, test, summary = _load(dataset, task, config, seed, data_home)
     front_end = AudioFeatures(**{k: v for k, v in config.features.items()
                                  if k != "waveform_rate" or waveforms},
-                              frame_offset=train.frame_offset, n_jobs=-1)
+                              frame_offset=train.frame_offset, cache_dir=cache_dir,
+                              n_jobs=-1)
     log(f"Extracting features of {len(set(map(str, train.X + test.X)))} songs ...")
     with_wave, without_wave = _features(front_end, train.X + test.X)
 
@@ -717,11 +721,11 @@ def _plot(result, path):
         ax.axvline(0, color="gray", lw=0.8)
         ax.set_title(_TITLES[table], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="lower right")
     axes[-1, 0].set_xlabel("CCC (per song, averaged)")
     s = result.settings
     fig.suptitle(f"{s['task'].upper()} on {s['dataset']}, preset {s['preset']}, seed "
                  f"{s['seed']}", fontsize=10)
-    fig.tight_layout()
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
     plt.close(fig)

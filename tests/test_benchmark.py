@@ -67,7 +67,8 @@ def test_cli_pdmer_prints_tables_and_writes_files(cli_run):
     settings = json.loads((output / "settings.json").read_text())
     assert settings["seed"] == 0 and settings["preset"] == "tiny"
     assert settings["command"].startswith("pdmer benchmark --dataset synthetic --task pdmer")
-    assert len(settings["estimators"]) == 3 * len(MODELS) - len(MODELS) + 2
+    # Two fits per model (with and without MAML) and two DSAML ablations (†, ‡).
+    assert len(settings["estimators"]) == 2 * len(MODELS) + 2
     assert not [p for p in output.iterdir() if p.suffix == ".tmp"]
 
 
@@ -136,8 +137,19 @@ def test_plan_protocols():
         _plan(Table, "same-song", 10, seed=0)
 
 
+def test_models_option_takes_a_list(tmp_path, data_home):
+    result = CliRunner().invoke(main, [
+        "benchmark", "--preset", "tiny", "--models", "crnn,damff", "-o", str(tmp_path),
+        "--data-home", data_home, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "\n| CRNN |" in result.output and "\n| DAMFF |" in result.output
+    assert "DSAML" not in result.output.split("## Table 2")[1]
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert "--models crnn,damff" in settings["command"]
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--models", "svm"], "Invalid value for '--models'"),
+    (["--models", "dsaml,svm"], "unknown model(s) svm"),
     (["--preset", "huge"], "Invalid value for '--preset'"),
     (["--seed", "-1"], "Invalid value for '--seed'"),
 ])

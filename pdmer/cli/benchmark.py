@@ -15,8 +15,9 @@ _MODELS = ("dsaml", "damff", "mcrnn", "dnn", "crnn")
 @click.option("--task", type=click.Choice(["dmer", "pdmer"]), default="pdmer",
               show_default=True,
               help="dmer: mean labels (Table 1); pdmer: personalized labels (Table 2).")
-@click.option("--models", "-m", type=click.Choice(_MODELS), multiple=True,
-              help="Models to run (repeat the option); default all.")
+@click.option("--models", "-m", multiple=True, callback=lambda ctx, param, value: _models(value),
+              help=f"Models to run, comma-separated or repeated: {','.join(_MODELS)} "
+                   "(default all).")
 @click.option("--ablations", is_flag=True,
               help="Add the DSAML ablations (Table 3 for dmer, Table 4 for pdmer).")
 @click.option("--protocol", type=click.Choice(["other-songs", "same-song"]),
@@ -33,13 +34,15 @@ _MODELS = ("dsaml", "damff", "mcrnn", "dnn", "crnn")
 @click.option("--data-home", type=click.Path(file_okay=False), default=None,
               help="Where DEAM/PMEmo are downloaded (or the synthetic set is generated; "
                    "default <output>/data).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Cache extracted features here, so that reruns skip the extraction.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:n].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: torch's). On a shared machine use the number "
                    "of free cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
 def benchmark(dataset, task, models, ablations, protocol, preset, seed, output, data_home,
-              device, threads, quiet):
+              cache_dir, device, threads, quiet):
     """Run the DSAML paper's protocols on DSAML and the baselines CRNN, DNN, MCRNN, DAMFF.
 
     Prints the parameter counts and the results tables (the paper's numbers
@@ -55,7 +58,7 @@ def benchmark(dataset, task, models, ablations, protocol, preset, seed, output, 
     result = run_benchmark(
         dataset=dataset, task=task, models=list(models) or None, ablations=ablations,
         protocol=protocol, preset=preset, seed=seed, output=output, data_home=data_home,
-        device=device, verbose=0 if quiet else 1,
+        cache_dir=cache_dir, device=device, verbose=0 if quiet else 1,
         log=(lambda message: None) if quiet else (lambda m: click.echo(m, err=True)),
         command=_command_line(dataset, task, models, ablations, protocol, preset, seed,
                               data_home, device))
@@ -64,10 +67,20 @@ def benchmark(dataset, task, models, ablations, protocol, preset, seed, output, 
                                     ("markdown", "csv", "plot", "settings")))
 
 
+def _models(values):
+    models = [m.strip().lower() for value in values for m in value.split(",") if m.strip()]
+    unknown = [m for m in models if m not in _MODELS]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(_MODELS)}.", param_hint="'--models'")
+    return models
+
+
 def _command_line(dataset, task, models, ablations, protocol, preset, seed, data_home, device):
     """The command that reruns this benchmark (output folder left out)."""
     parts = ["pdmer benchmark", f"--dataset {dataset}", f"--task {task}"]
-    parts += [f"-m {m}" for m in models]
+    if models:
+        parts.append(f"--models {','.join(models)}")
     if ablations:
         parts.append("--ablations")
     if task == "pdmer":
