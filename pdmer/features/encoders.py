@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pdmer.features.logmel import frame_segments, log_mel
+from pdmer.features.logmel import log_mel_frames
 from pdmer.labels import FRAME_SECONDS
 
 
@@ -98,14 +98,11 @@ class LogMelStatsEncoder(GlobalEncoder):
         # Grid cells from the first whole cell of the song, aligned with frame 0.
         first = frame_starts[0] - FRAME_SECONDS * np.floor(frame_starts[0] / FRAME_SECONDS + 1e-9)
         n_cells = int(np.floor((len(waveform) / self.sample_rate - first) / FRAME_SECONDS + 1e-9))
-        cells = frame_segments(waveform, self.sample_rate, first, n_cells)
-        with torch.no_grad():
-            mel = log_mel(torch.from_numpy(cells), self.sample_rate, self.n_mels,
-                          window_seconds=0.025, hop_seconds=0.010).double()
+        mel = log_mel_frames(waveform, self.sample_rate, first, n_cells, self.n_mels,
+                             window_seconds=0.025, hop_seconds=0.010).astype(np.float64)
         count = mel.shape[1]
-        cum_sum = np.concatenate([np.zeros((1, self.n_mels)), mel.sum(1).numpy().cumsum(0)])
-        cum_sq = np.concatenate([np.zeros((1, self.n_mels)),
-                                 mel.square().sum(1).numpy().cumsum(0)])
+        cum_sum = np.concatenate([np.zeros((1, self.n_mels)), mel.sum(1).cumsum(0)])
+        cum_sq = np.concatenate([np.zeros((1, self.n_mels)), np.square(mel).sum(1).cumsum(0)])
         centre_cell = (frame_starts - first) / FRAME_SECONDS + 0.5
         half = window / FRAME_SECONDS / 2
         lo = np.clip(np.floor(centre_cell - half + 1e-9), 0, n_cells - 1).astype(int)

@@ -16,13 +16,11 @@ from pdmer.features.audio import AudioError, load_audio, to_mono
 from pdmer.features.cache import FeatureCache, content_hash
 from pdmer.features.container import SongFeatures
 from pdmer.features.encoders import get_global_encoder
-from pdmer.features.logmel import frame_segments, log_mel
+from pdmer.features.logmel import frame_segments, log_mel_frames
 from pdmer.labels import FRAME_SECONDS
 
 # Peak level below which a song counts as silent (about -100 dBFS).
 _SILENCE = 1e-5
-# Label frames per log-mel batch.
-_CHUNK = 100
 
 
 class AudioFeatures(TransformerMixin, BaseEstimator):
@@ -189,8 +187,8 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         in_process = bool(getattr(encoder, "in_process", False))
         worker_encoder = None if in_process else encoder
         # A cached entry holds every frame of the song; crop afterwards.
-        jobs = (delayed(self._prepare)(X[i], None if cache else n_frames[i], worker_encoder)
-                for i in todo)
+        jobs = (delayed(self._prepare)(X[i], None if cache else n_frames[i], worker_encoder,
+                                       encoder.sample_rate) for i in todo)
         prepared = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         bar = tqdm(total=len(todo), desc="Extracting features", unit="song",
                    disable=not self.progress or not todo, file=sys.stderr)
@@ -203,11 +201,11 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 bar.update()
         return results
 
-    def _prepare(self, item, n_frames, encoder):
+    def _prepare(self, item, n_frames, encoder, encoder_rate):
         """Decode, check and analyse one song (runs in a joblib worker).
 
         With ``encoder`` None the global embeddings are left to :meth:`_finish`
-        in the calling process, which gets the waveform at the encoder's rate.
+        in the calling process, which gets the waveform at ``encoder_rate``.
         """
         waveform, rate, source = self._read(item)
         duration = len(waveform) / rate
@@ -234,15 +232,14 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
             raw, _ = to_mono(waveform, rate, self.waveform_rate, source=source)
             waves = frame_segments(raw, self.waveform_rate, self.frame_offset, n_frames)
         part = {"local": local, "waves": waves, "source": source, "n_frames": n_frames}
+        enc_wave, _ = to_mono(waveform, rate, encoder_rate, source=source)
         if encoder is None:
-            part["encoder_rate"] = rate
-            part["waveform"] = waveform
+            part["encoder_wave"] = enc_wave
         else:
-            part["global"] = self._embed(encoder, waveform, rate, source, n_frames)
+            part["global"] = self._embed(encoder, enc_wave, source, n_frames)
         return part
 
-    def _embed(self, encoder, waveform, rate, source, n_frames):
-        enc_wave, _ = to_mono(waveform, rate, encoder.sample_rate, source=source)
+    def _embed(self, encoder, enc_wave, source, n_frames):
         starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
         glob = np.asarray(encoder.embed(enc_wave, starts, self.global_window), np.float32)
         if glob.shape != (n_frames, encoder.dim):
@@ -255,8 +252,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
     def _finish(self, part, encoder) -> SongFeatures:
         glob = part.get("global")
         if glob is None:
-            glob = self._embed(encoder, part["waveform"], part["encoder_rate"], part["source"],
-                               part["n_frames"])
+            glob = self._embed(encoder, part["encoder_wave"], part["source"], part["n_frames"])
         return SongFeatures(part["local"], glob, frame_offset=float(self.frame_offset),
                             encoder=encoder.name, source=part["source"],
                             waveforms=part["waves"], waveform_rate=self.waveform_rate)
@@ -275,18 +271,9 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
 
     def _local_patches(self, waveform, rate, n_frames) -> np.ndarray:
         waveform, _ = to_mono(waveform, rate, self.sample_rate)
-        out = []
-        # Chunks of frames bound the STFT's memory (about 175 MB per minute of
-        # audio at once) and are faster than one huge batch.
-        for lo in range(0, n_frames, _CHUNK):
-            count = min(_CHUNK, n_frames - lo)
-            segments = frame_segments(waveform, self.sample_rate,
-                                      self.frame_offset + lo * FRAME_SECONDS, count)
-            with torch.no_grad():
-                patches = log_mel(torch.from_numpy(segments).to(self.device), self.sample_rate,
-                                  self.n_mels, self.window_seconds, self.hop_seconds)
-            out.append(patches.cpu().numpy())
-        return np.concatenate(out)
+        return log_mel_frames(waveform, self.sample_rate, self.frame_offset, n_frames,
+                              self.n_mels, self.window_seconds, self.hop_seconds,
+                              device=self.device)
 
 
 def _normalise_item(item):

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Throughput of pdmer's audio front end on this machine.
+
+Measures, with the public API (``AudioFeatures(...).transform(paths)`` on WAV
+files, decoding and resampling included):
+
+1. audio-seconds processed per wall-second for each global encoder:
+   ``logmel-stats`` and ``imagebind`` (the full-size ImageBind-huge audio
+   branch with random weights: the cost does not depend on the values), the
+   latter with the shared clip grid and with one window per frame;
+2. the number of ImageBind forwards (2 s clips) a 45 s clip and a 10-minute
+   song cost with and without the shared grid;
+3. the speed-up of the feature cache: the same extraction a second time;
+4. how long loading the installed audio weights (a 345 MB safetensors file)
+   takes.
+
+Usage::
+
+    python benchmarks/bench_features.py                  # ~4 min on one core
+    python benchmarks/bench_features.py --songs 3 --imagebind-songs 1 --threads 2
+    python benchmarks/bench_features.py --skip-per-frame  # leave out the slowest run
+
+See benchmarks/README.md for the results and what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def write_songs(folder: Path, n: int, seconds: float, sr: int = 44100) -> list[str]:
+    """Stereo WAV files of tones and noise (44.1 kHz, like most of DEAM)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    paths = []
+    t = np.arange(int(seconds * sr)) / sr
+    for i in range(n):
+        x = sum(a * np.sin(2 * np.pi * f * (1 + 0.1 * i) * t) for a, f in
+                ((0.3, 220), (0.2, 660), (0.1, 1500)))
+        x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 0.05 * t)) + 0.02 * rng.normal(size=t.size)
+        stereo = np.stack([x, 0.9 * x], axis=1).astype(np.float32)
+        path = folder / f"song{i}.wav"
+        sf.write(path, stereo, sr)
+        paths.append(str(path))
+    return paths
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=3, help="songs for logmel-stats and cache")
+    parser.add_argument("--imagebind-songs", type=int, default=1,
+                        help="songs for the (slow) ImageBind runs")
+    parser.add_argument("--seconds", type=float, default=45.0, help="song length")
+    parser.add_argument("--frame-offset", type=float, default=15.0,
+                        help="first label frame (DEAM: 15 s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--batch-size", type=int, default=16, help="ImageBind clips per call")
+    parser.add_argument("--skip-per-frame", action="store_true",
+                        help="do not time ImageBind with one window per frame")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from safetensors.torch import save_file
+
+    from pdmer.features import AudioFeatures, ImageBindEncoder
+    from pdmer.features.imagebind import ImageBindAudio, load_imagebind_audio
+
+    work = Path(tempfile.mkdtemp(prefix="pdmer-bench-features-"))
+    rows = []
+    try:
+        songs = write_songs(work, max(args.songs, args.imagebind_songs), args.seconds)
+        n_frames = int((args.seconds - args.frame_offset) / 0.5)
+
+        def run(label, front, paths, grid, forwards=None):
+            seconds, feats = timed(lambda: front.transform(paths))
+            audio = args.seconds * len(paths)
+            rows.append((label, grid, len(paths), audio, seconds, audio / seconds, forwards))
+            return feats
+
+        common = dict(frame_offset=args.frame_offset, global_window=30.0)
+        # -- logmel-stats (warm-up first: imports, mel filter banks)
+        AudioFeatures(global_encoder="logmel-stats", **common).transform(songs[:1])
+        cache = work / "cache"
+        logmel = AudioFeatures(global_encoder="logmel-stats", cache_dir=cache, **common)
+        first = run("logmel-stats, cache empty", logmel, songs[:args.songs], "cumulative sums")
+        second = run("logmel-stats, cache hit", logmel, songs[:args.songs], "cumulative sums")
+        assert all(np.array_equal(a.global_embeddings, b.global_embeddings)
+                   for a, b in zip(first, second))
+
+        # -- ImageBind-huge audio branch, random weights in the official layout
+        torch.manual_seed(0)
+        weights = work / "imagebind_huge_audio.safetensors"
+        save_file(ImageBindAudio().state_dict(), str(weights))
+        size_mb = weights.stat().st_size / 2**20
+        load_s, _ = timed(lambda: load_imagebind_audio(weights))
+        ib_songs = songs[:args.imagebind_songs]
+        n_samples = int(args.seconds * 16000)
+        starts = args.frame_offset + 0.5 * np.arange(n_frames)
+        encoders = {"shared grid": ImageBindEncoder(weights, batch_size=args.batch_size)}
+        if not args.skip_per_frame:
+            encoders["one window per frame"] = ImageBindEncoder(
+                weights, batch_size=args.batch_size, shared_grid=False)
+        encoders["shared grid"].network()  # load once, outside the timings
+        results = {}
+        for grid, enc in encoders.items():
+            forwards = enc.count_forwards(starts, 30.0, n_samples) * len(ib_songs)
+            front = AudioFeatures(global_encoder=enc,
+                                  cache_dir=cache if grid == "shared grid" else None, **common)
+            results[grid] = run(f"imagebind (huge, fp32), {grid}", front, ib_songs, grid,
+                                forwards)
+        hit = run("imagebind, cache hit", AudioFeatures(
+            global_encoder=encoders["shared grid"], cache_dir=cache, **common), ib_songs,
+            "shared grid")
+        assert np.array_equal(hit[0].global_embeddings, results["shared grid"][0].global_embeddings)
+        if "one window per frame" in results:
+            diff = np.abs(results["shared grid"][0].global_embeddings
+                          - results["one window per frame"][0].global_embeddings).max()
+        else:
+            diff = None
+
+        # -- forward counts (no computation)
+        enc, per_frame = encoders["shared grid"], ImageBindEncoder(weights, shared_grid=False)
+        counts = []
+        for label, seconds, offset in (("45 s clip, frames from 15 s (DEAM)", 45, 15.0),
+                                       ("45 s clip, frames from 0 s", 45, 0.0),
+                                       ("10-minute song, frames from 0 s", 600, 0.0)):
+            frames = 0.0 + offset + 0.5 * np.arange(int((seconds - offset) / 0.5))
+            counts.append((label, len(frames),
+                           per_frame.count_forwards(frames, 30.0, seconds * 16000),
+                           enc.count_forwards(frames, 30.0, seconds * 16000)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+          f"visible, torch {torch.__version__}, {args.threads} torch thread(s); songs of "
+          f"{args.seconds:g} s (44.1 kHz stereo WAV), {n_frames} label frames from "
+          f"{args.frame_offset:g} s, 30 s global window.\n")
+    print("| extraction | global embeddings | songs | audio s | wall s | audio s / wall s "
+          "| encoder forwards |")
+    print("|---|---|---|---|---|---|---|")
+    for label, grid, n, audio, seconds, speed, forwards in rows:
+        print(f"| {label} | {grid} | {n} | {audio:.0f} | {seconds:.2f} | {speed:.1f} | "
+              f"{'' if forwards is None else forwards} |")
+    wall = {row[0]: row[4] for row in rows}
+    print(f"\nCache hit speed-up (first / second extraction of the same files): "
+          f"logmel-stats {wall['logmel-stats, cache empty'] / wall['logmel-stats, cache hit']:.0f}x, "
+          f"imagebind {wall['imagebind (huge, fp32), shared grid'] / wall['imagebind, cache hit']:.0f}x.")
+    if diff is not None:
+        print(f"Shared grid vs one window per frame: max |difference| of the embeddings "
+              f"{diff:.2e}.")
+    print(f"Loading the audio weights ({size_mb:.0f} MB safetensors, in the page cache): "
+          f"{load_s:.1f} s.\n")
+    print("| song | label frames | forwards, one window per frame | forwards, shared grid "
+          "| ratio |")
+    print("|---|---|---|---|---|")
+    for label, frames, direct, shared in counts:
+        print(f"| {label} | {frames} | {direct} | {shared} | {direct / shared:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
