@@ -18,6 +18,7 @@ from pdmer.features import (
     GlobalEncoder,
     LogMelStatsEncoder,
     SongFeatures,
+    available_encoders,
     get_global_encoder,
     load_audio,
 )
@@ -445,6 +446,32 @@ def test_duck_typed_encoder_plugs_in():
     [song] = AudioFeatures(global_encoder=Duck()).transform([(noise(16000, 2.0), 16000)])
     assert song.encoder == "duck"
     np.testing.assert_array_equal(song.global_embeddings, np.ones((4, 2)))
+
+
+def test_plain_callable_is_a_clip_model():
+    calls = []
+
+    def clip_rms(clips):  # (batch, n_samples) float32 tensor at 16 kHz -> (batch, 1)
+        calls.append(tuple(clips.shape))
+        return clips.square().mean(dim=1, keepdim=True).sqrt()
+
+    enc = get_global_encoder(clip_rms)
+    assert enc.name == "custom:function" and enc.cache_token is None
+    [song] = AudioFeatures(global_encoder=clip_rms, global_window=4.0).transform(
+        [(noise(16000, 3.0), 16000)])
+    assert song.encoder == "custom:function" and song.global_embeddings.shape == (6, 1)
+    assert (1, 32000) in calls  # the dim probe: one silent 2 s clip
+    assert all(shape[1] == 32000 for shape in calls)
+    # Windows reaching into the zero padding have less energy.
+    assert song.global_embeddings[0, 0] < song.global_embeddings[2, 0]
+
+
+def test_available_encoders_name_every_registered_encoder():
+    encoders = available_encoders()
+    assert {"auto", "logmel-stats", "imagebind"} <= set(encoders)
+    assert "pdmer download imagebind" in encoders["imagebind"]  # no weights in tests
+    assert "now: logmel-stats" in encoders["auto"]
+    assert AudioFeatures().encoder().name == "logmel-stats"
 
 
 def test_encoder_missing_attributes():

@@ -170,8 +170,10 @@ class ImageBindAudio(nn.Module):
     >>> import torch
     >>> from pdmer.features.imagebind import ImageBindAudio
     >>> model = ImageBindAudio(dim=32, depth=1, n_heads=2, out_dim=8).eval()
-    >>> model.embed_waveforms(torch.randn(2, 32000) * 0.1).norm(dim=1)
-    tensor([20.0000, 20.0000], grad_fn=<LinalgVectorNormBackward0>)
+    >>> with torch.no_grad():
+    ...     embeddings = model.embed_waveforms(torch.randn(2, 32000) * 0.1)
+    >>> embeddings.shape, embeddings.norm(dim=1).round().tolist()
+    (torch.Size([2, 8]), [20.0, 20.0])
     """
 
     def __init__(self, dim=768, depth=12, n_heads=12, out_dim=1024, mlp_ratio=4.0,
