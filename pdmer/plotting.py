@@ -192,7 +192,10 @@ def plot_trajectory(prediction=None, truth=None, personalized=None, *, others=No
     if ax is None:
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6.2, 5.4))
+        single = len(curves) == 1
+        fig, ax = plt.subplots(figsize=(6.6 if single else 7.4, 5.4))
+        # Room on the right for the colour bar or the legend (see below).
+        fig.subplots_adjust(left=0.1, bottom=0.1, top=0.92, right=0.86 if single else 0.72)
     fig = ax.figure
     if value_range is not None:
         low, high = value_range
@@ -229,7 +232,8 @@ def plot_trajectory(prediction=None, truth=None, personalized=None, *, others=No
             ax.plot(valence[0], arousal[0], "o", ms=6, color=line.get_color(),
                     mfc="white", zorder=4)
             ax.plot(valence[-1], arousal[-1], "^", ms=7, color=line.get_color(), zorder=4)
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 0.1), fontsize=8, framealpha=0.85)
+        # Outside the plane: inside, it would hide a path or a quadrant name.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, framealpha=0.85)
     if value_range is None:
         ax.autoscale_view()
     from matplotlib.ticker import MaxNLocator
@@ -281,6 +285,8 @@ def plot_song(prediction=None, truth=None, personalized=None, *, others=None,
                   labels=labels)
     plot_curves(prediction, truth, personalized, axes=curve_axes, **common)
     plot_trajectory(prediction, truth, personalized, ax=plane, **common)
+    if len(_named_curves(prediction, truth, personalized, others, labels)) > 1:
+        plane.get_legend().remove()  # the curves' legend names them already
     curve_axes[0].tick_params(labelbottom=False)
     if title:
         fig.suptitle(title)

@@ -262,14 +262,18 @@ def test_evaluate_names_a_missing_audio_file(workspace, tmp_path):
 
 
 # ------------------------------------------------------------------------- info
-def test_info_reports_versions_device_encoders_and_cache():
+def test_info_reports_versions_device_encoders_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path))
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "entry").write_bytes(b"x" * 3000)
     result = run("info")
     assert result.exit_code == 0, result.output
     assert f"torch         {torch.__version__}" in result.output
     assert "CUDA available: " in result.output
     assert "dsaml" in result.output and "DSAMLRegressor" in result.output
     assert "logmel-stats" in result.output
-    assert "Feature cache:" in result.output
+    assert f"features: {tmp_path / 'features'} (2.9 KiB)" in result.output
+    assert "ImageBind weights: " in result.output
 
 
 def test_info_takes_no_arguments():

@@ -192,9 +192,6 @@ def load_data(source, data_home=None, split="train", labels="annotators"):
 def _dataset_table(name, data_home, split, labels):
     import pdmer_datasets
 
-    if name == "synthetic" and data_home is None:
-        raise click.UsageError("The synthetic data set needs --data-home: the folder "
-                               "pdmer_datasets.synthetic.generate wrote.")
     dataset = pdmer_datasets.initialize(name, data_home=data_home)
     method = dataset.annotator_table if labels == "annotators" else dataset.mean_table
     try:
@@ -202,7 +199,8 @@ def _dataset_table(name, data_home, split, labels):
     except TypeError as err:
         if "split" not in str(err):
             raise
-        # Data sets without official splits (synthetic) have one table.
+        # Data sets without splits (synthetic) have one table.
+        click.echo(f"Note: {name} has no splits; using all of its rows.", err=True)
         return method()
 
 
@@ -356,7 +354,7 @@ def data_options(split_default):
     def decorate(function):
         for option in reversed([
             click.option("--data-home", type=click.Path(file_okay=False),
-                         help="Folder of the data set (default: its loader's)."),
+                         help="Folder of the data set (default: ~/mir_datasets/<name>)."),
             click.option("--split", default=split_default, show_default=True,
                          help="Split of a data set with official splits (train, "
                               "validation, test)."),

@@ -50,10 +50,14 @@ def info():
     for name, status in pdmer.features.available_encoders().items():
         lines.append(f"  {name:<13} {status}")
 
-    cache = pdmer.features.default_cache_dir()
-    size = pdmer.features.cache_size(cache) if os.path.isdir(cache) else 0
-    lines.append("Feature cache:")
-    lines.append(f"  {cache} ({_human(size)}{'' if os.path.isdir(cache) else ', not created yet'})")
+    root = pdmer.features.default_cache_dir()
+    feature_dir = pdmer.features.default_feature_dir()
+    weights = pdmer.features.imagebind_weights_path()
+    lines.append("Cache ($PDMER_CACHE_DIR to move it):")
+    lines.append(f"  {root}: {_human(pdmer.features.cache_size(root))} in all")
+    lines.append(f"  features: {feature_dir} ({_human(pdmer.features.cache_size(feature_dir))})")
+    lines.append(f"  ImageBind weights: {weights} "
+                 f"({_human(os.path.getsize(weights)) if os.path.isfile(weights) else 'absent'})")
     click.echo("\n".join(lines))
 
 
