@@ -142,6 +142,11 @@ def test_extracted_audio_weights_are_a_small_safetensors_file(tmp_path):
     original = write_official_checkpoint(tmp_path / "full.pth", **TINY)
     state = extract_audio_weights(tmp_path / "full.pth", tmp_path / "audio.safetensors")
     assert all(".audio." in k for k in state)
+    # Its identity for cache keys is stored in the header: no need to hash 345 MB.
+    from pdmer.features.imagebind import weights_id
+    from pdmer.features.cache import content_hash, state_dict_digest
+    assert weights_id(tmp_path / "audio.safetensors") == state_dict_digest(state)
+    assert weights_id(tmp_path / "full.pth") == content_hash(tmp_path / "full.pth")
     model = load_imagebind_audio(tmp_path / "audio.safetensors", **TINY)
     clips = torch.randn(2, 32000) * 0.1
     with torch.no_grad():
@@ -312,6 +317,7 @@ def test_download_imagebind_from_a_server_resumes_and_installs(
     # A second run finds the weights and downloads nothing.
     again = CliRunner().invoke(main, ["download", "imagebind", "--url", "http://127.0.0.1:9/x"])
     assert again.exit_code == 0, again.output
+    assert "already installed" in again.output
 
 
 def test_download_imagebind_from_a_local_checkpoint(tmp_path, user_cache, tiny_architecture):

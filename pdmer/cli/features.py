@@ -45,14 +45,15 @@ def download_imagebind(checkpoint, url, output, keep_checkpoint, force, quiet):
     click.echo(f"ImageBind weights by Meta AI are licensed {LICENSE} ({LICENSE_URL}):\n"
                "non-commercial use only, with attribution; adaptations must be shared "
                "alike.")
-    if checkpoint is None:
-        click.echo(f"Downloading {url}", err=True)
+    target = output or imagebind_weights_path()
+    before = target.stat().st_mtime_ns if target.is_file() else None
     start = time.perf_counter()
     path = install_imagebind(checkpoint, url=url, output=output, keep_checkpoint=keep_checkpoint,
                              force=force, progress=not quiet)
     size = path.stat().st_size / 2**20
-    click.echo(f"ImageBind audio weights: {path} ({size:.0f} MiB, "
-               f"{time.perf_counter() - start:.0f} s)")
+    state = ("already installed" if path.stat().st_mtime_ns == before
+             else f"installed in {time.perf_counter() - start:.0f} s")
+    click.echo(f"ImageBind audio weights: {path} ({size:.0f} MiB, {state})")
     if output is not None and path != imagebind_weights_path():
         click.echo("Use them with ImageBindEncoder(weights=...) or "
                    "`pdmer extract --weights ...`.")

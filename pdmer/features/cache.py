@@ -77,6 +77,19 @@ def content_hash(item) -> str:
     return _FILE_HASHES[memo]
 
 
+def state_dict_digest(state: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a torch state dict."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        if value.numel():  # 0-d tensors cannot be viewed as bytes directly
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _checksum(arrays: dict) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(arrays):

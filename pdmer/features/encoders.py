@@ -178,7 +178,10 @@ class ClipEncoder(GlobalEncoder):
         self.name = name or f"custom:{type(model).__name__}"
         self._dim = dim
         if cache_token is None and isinstance(model, torch.nn.Module):
-            cache_token = f"{self.name}/{type(model).__qualname__}/{module_hash(model)}"
+            from pdmer.features.cache import state_dict_digest
+
+            digest = state_dict_digest(model.state_dict())
+            cache_token = f"{self.name}/{type(model).__qualname__}/{digest}"
         self._token = cache_token
 
     @property
@@ -274,18 +277,6 @@ class ClipEncoder(GlobalEncoder):
                 f"clips_per_window={self.clips_per_window}, shared_grid={self.shared_grid})")
 
 
-def module_hash(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's parameters and buffers (names, shapes, values)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        value = value.detach().cpu().contiguous()
-        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()
-
-
 # ------------------------------------------------------------------ ImageBind
 
 _LOADED: dict = {}
@@ -296,12 +287,6 @@ def imagebind_weights_path():
     from pdmer.features.cache import default_cache_dir
 
     return default_cache_dir() / "weights" / "imagebind_huge_audio.safetensors"
-
-
-def _file_sha256(path) -> str:
-    from pdmer.features.cache import content_hash
-
-    return content_hash(path)
 
 
 class ImageBindEncoder(ClipEncoder):
@@ -332,7 +317,7 @@ class ImageBindEncoder(ClipEncoder):
                  config=None):
         import os
 
-        from pdmer.features.imagebind import SAMPLE_RATE
+        from pdmer.features.imagebind import SAMPLE_RATE, weights_id
 
         self.weights = os.fspath(imagebind_weights_path() if weights is None else weights)
         if not os.path.isfile(self.weights):
@@ -347,7 +332,7 @@ class ImageBindEncoder(ClipEncoder):
                          device=device, name="imagebind",
                          dim=self.config.get("out_dim", 1024))
         config_tag = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
-        self._token = f"imagebind/{_file_sha256(self.weights)}/{config_tag}"
+        self._token = f"imagebind/{weights_id(self.weights)}/{config_tag}"
 
     def _key(self):
         import os

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import torch
 from torch import nn
@@ -278,6 +279,28 @@ def read_checkpoint(path) -> dict:
     return {k: v.contiguous() for k, v in audio.items()}
 
 
+def weights_id(path) -> str:
+    """An identity of a weights file for cache keys.
+
+    The digest stored in files written by :func:`extract_audio_weights` (read
+    from the header, instantly), else the SHA-256 of the file's bytes.
+    """
+    from safetensors import safe_open
+
+    from pdmer.features.cache import content_hash
+
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        try:
+            with safe_open(path, framework="pt") as handle:
+                stored = (handle.metadata() or {}).get("weights_sha256")
+            if stored:
+                return stored
+        except Exception:  # unreadable: loading will say so
+            pass
+    return content_hash(path)
+
+
 def load_imagebind_audio(path, device="cpu", **config) -> ImageBindAudio:
     """Build :class:`ImageBindAudio` and load ``path`` into it strictly, in eval mode.
 
@@ -300,10 +323,12 @@ def extract_audio_weights(checkpoint, output) -> dict:
     from safetensors.torch import save_file
 
     from pdmer._files import atomic_write
+    from pdmer.features.cache import state_dict_digest
 
     state = read_checkpoint(checkpoint)
     metadata = {"source": os.path.basename(os.fspath(checkpoint)), "license": LICENSE,
-                "license_url": LICENSE_URL, "origin": CHECKPOINT_URL}
+                "license_url": LICENSE_URL, "origin": CHECKPOINT_URL,
+                "weights_sha256": state_dict_digest(state)}
     atomic_write(output, lambda tmp: save_file(state, tmp, metadata=metadata),
                  suffix=".safetensors")
     return state
@@ -353,6 +378,7 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
             pass  # damaged or foreign: install again
     downloaded = None
     if checkpoint is None:
+        print(f"Downloading {url}", file=sys.stderr)
         folder = Path(download_dir) if download_dir else default_cache_dir() / "downloads"
         downloaded = download_file(url, folder / "imagebind_huge.pth", progress=progress)
         checkpoint = downloaded
