@@ -239,8 +239,9 @@ class ClipEncoder(GlobalEncoder):
         """Distinct clips to embed and, per frame, which of them to average.
 
         Returns ``(starts, index)``: ``starts`` the first samples of the clips
-        to run (one entry -1 stands for all wholly silent clips when the grid
-        is shared), ``index`` of shape (n_frames, clips_per_window) into them.
+        to run (with a shared grid, all clips wholly in the zero padding
+        become one clip ending at sample 0), ``index`` of shape
+        (n_frames, clips_per_window) into them.
         """
         starts = self.clip_starts(frame_starts, window)
         if not self.shared_grid:
