@@ -249,6 +249,23 @@ def test_imagebind_encoder_in_audio_features(tmp_path):
     np.testing.assert_allclose(again.global_embeddings, out.global_embeddings, atol=1e-5)
 
 
+def test_bf16_precision_is_close_and_keyed_apart(tmp_path):
+    weights = tmp_path / "imagebind_huge.pth"
+    write_official_checkpoint(weights, **TINY)
+    fp32 = ImageBindEncoder(weights, config=TINY, precision="fp32")
+    bf16 = ImageBindEncoder(weights, config=TINY, precision="bf16")
+    clips = np.random.default_rng(0).normal(0, 0.1, (4, 32000)).astype(np.float32)
+    a, b = fp32.embed_clips(clips), bf16.embed_clips(clips)
+    assert not np.array_equal(a, b)
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99
+    assert fp32.cache_token != bf16.cache_token
+    # "auto" is fp32 on the CPU: the same features, the same cache entries.
+    assert fp32.cache_token == ImageBindEncoder(weights, config=TINY, precision="auto").cache_token
+    with pytest.raises(ValueError, match="precision"):
+        ImageBindEncoder(weights, config=TINY, precision="fp16")
+
+
 def test_missing_imagebind_weights_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="pdmer download imagebind"):

@@ -224,14 +224,19 @@ class ImageBindAudio(nn.Module):
         fbank = fbank[:, :, :self.target_length]
         return ((fbank - FBANK_MEAN) / FBANK_STD).unsqueeze(1)
 
-    def embed_waveforms(self, clips: torch.Tensor) -> torch.Tensor:
+    def embed_waveforms(self, clips: torch.Tensor, precision: str = "auto") -> torch.Tensor:
         """Embeddings of 16 kHz mono clips of shape (batch, n_samples).
 
-        bf16 autocast on CUDA (fbank in float32); float32 elsewhere.
+        ``precision``: ``"auto"`` is bf16 autocast on CUDA and float32
+        elsewhere; ``"bf16"`` or ``"fp32"`` force one. The fbank is always
+        computed in float32.
         """
+        if precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}.")
         images = self.preprocess(clips)
-        cuda = images.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        device = images.device.type
+        bf16 = precision == "bf16" or (precision == "auto" and device == "cuda")
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             out = self(images)
         return out.float()
 
