@@ -66,7 +66,8 @@ def test_every_public_name_has_a_page(built_docs):
             return f"pdmer.{name}.html"
         if module_name == "pdmer":
             home = next(m for m, mod in documented.items() if m != "pdmer"
-                        and getattr(mod, name, None) is obj)
+                        and name in getattr(mod, "__all__", vars(mod))
+                        and getattr(mod, name) is obj)
             return f"{home}.{name}.html"
         return f"{module_name}.{name}.html"
 
