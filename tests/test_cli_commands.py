@@ -100,6 +100,22 @@ def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
     assert load(out).tasks_ == "annotator"
 
 
+def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
+    # DNN learns from the waveform: its default front end keeps raw audio,
+    # and the front-end settings still reach it through features__.
+    out = tmp_path / "dnn.safetensors"
+    result = run("train", workspace["root"] / "data.csv", "-o", out, "--model", "dnn",
+                 "-p", "size=small", "-p", "n_episodes=1", "-p", "tasks_per_step=2",
+                 "-p", "n_query=2", "-p", "inner_steps=1", "-p", "device=cpu",
+                 "-p", "features__sample_rate=16000", "-p", "features__n_mels=16",
+                 "-p", "features__waveform_rate=4000", "-q")
+    assert result.exit_code == 0, result.output
+    model = load(out)
+    assert type(model).__name__ == "DNNRegressor"
+    assert model.features.waveform_rate == 4000
+    assert model.feature_spec_["n_waveform_samples"] == 2000
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "n_layerz=2"], "has no parameter 'n_layerz'"),
     (["-p", "n_layers"], "not of the form key=value"),
@@ -306,3 +322,12 @@ def test_label_csv_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_labels(path)
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines()
+              if line.strip()}
+    assert listed == {"demo", "download", "validate", "extract", "train", "personalize",
+                      "predict", "evaluate", "benchmark", "info"}
