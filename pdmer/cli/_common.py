@@ -323,7 +323,7 @@ def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting 
         features.set_params(n_jobs=n_jobs)
     distinct = list(dict.fromkeys(os.fspath(p) for p in paths))
     out = {}
-    # Chunks keep memory bounded and let the bar move on long lists.
+    # Chunks let the bar move on long lists (joblib parallelises within one).
     step = max(1, 4 * (os.cpu_count() or 1))
     with tqdm(total=len(distinct), desc=label, unit="song", disable=len(distinct) < 2) as bar:
         for start in range(0, len(distinct), step):
