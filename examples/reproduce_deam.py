@@ -38,8 +38,7 @@ deam.download()
 # 30 s window centred on each frame, fed 16 kHz audio. The cache keeps the
 # features on disk: the expensive ImageBind pass runs once per song.
 features = AudioFeatures(frame_offset=deam.frame_offset, global_encoder="imagebind",
-                         global_window=30.0, cache_dir="deam-features", device="cuda",
-                         n_jobs=8)
+                         global_window=30.0, cache_dir="deam-features", device="cuda")
 
 train = deam.annotator_table(split="train")      # 2014 clips with WorkerIds
 test = deam.annotator_table(split="test")        # the 58 full songs, per rater

@@ -251,6 +251,14 @@ def test_evaluate_prints_a_metrics_table(workspace):
     assert table[2].startswith("| model |") and len(table) == 3
 
 
+def test_evaluate_mean_labels(workspace):
+    result = run("evaluate", workspace["model"], workspace["root"] / "data.csv",
+                 "--labels", "mean", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "4 songs, mean labels" in result.stderr
+    assert list(json.loads(result.stdout)) == ["model"]
+
+
 def test_evaluate_personalized_protocol_as_json(workspace):
     result = run("evaluate", workspace["model"], workspace["root"] / "data.csv",
                  "--personalize", "--format", "json")
