@@ -333,7 +333,7 @@ class BenchmarkResult:
                + f"; {s['data']['summary']}; {s['seconds']:.0f} s on {s['hardware']}.", "",
                f"Command: `{s['command']}`", ""]
         out += ["## Parameters", "", "| model | input | trainable parameters (this run) | "
-                "paper size |", "|---|---|---:|---:|"]
+                "`paper` preset on the paper's inputs |", "|---|---|---:|---:|"]
         for p in self.parameters:
             out.append(f"| {p['model']} | {p['input']} | {p['n_parameters']:,} | "
                        f"{p['paper_n_parameters']:,} |")
