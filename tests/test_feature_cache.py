@@ -268,6 +268,9 @@ def test_extract_command_errors(tmp_path, songs):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(main, ["extract", songs[0], "--encoder", "imagebnd"])
     assert result.exit_code == 1 and "Unknown global_encoder 'imagebnd'" in result.output
+    result = runner.invoke(main, ["extract", songs[0], "--encoder", "logmel-stats",
+                                  "--precision", "bf16"])
+    assert result.exit_code == 2 and "are for the imagebind encoder" in result.output
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     args = ["extract", songs[0], str(broken), "--encoder", "logmel-stats",

@@ -91,6 +91,8 @@ def test_official_layout_loads_strictly_and_embeds(tmp_path):
     original = write_official_checkpoint(path, **TINY)
     model = load_imagebind_audio(path, **TINY)
     assert not model.training
+    # Left requiring grad on purpose: autocast caches bf16 weights only for those.
+    assert all(p.requires_grad for p in model.parameters())
     clips = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (5, 32000)).astype("f4"))
     with torch.no_grad():
         out = model.embed_waveforms(clips)

@@ -96,6 +96,10 @@ def _audio_files(inputs, list_file, recursive):
               help="Global encoder: auto, logmel-stats, imagebind (see `pdmer info`).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
               help="ImageBind weights file (implies --encoder imagebind).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
+              show_default=True, help="ImageBind arithmetic: auto is bf16 on CUDA, fp32 on "
+              "the CPU; bf16 on a CPU with AVX512-BF16 is ~3x faster, embeddings within "
+              "cosine 0.9999.")
 @click.option("--frame-offset", type=float, default=0.0, show_default=True,
               help="Audio time of label frame 0 in seconds (15 for DEAM, PMEmo).")
 @click.option("--global-window", type=click.FloatRange(min=0, min_open=True), default=30.0,
@@ -108,8 +112,8 @@ def _audio_files(inputs, list_file, recursive):
 @click.option("--skip-errors", is_flag=True,
               help="Report unreadable or too-short files and go on with the others.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def extract(inputs, list_file, recursive, encoder, weights, frame_offset, global_window,
-            cache_dir, n_jobs, device, skip_errors, quiet):
+def extract(inputs, list_file, recursive, encoder, weights, precision, frame_offset,
+            global_window, cache_dir, n_jobs, device, skip_errors, quiet):
     """Extract features of audio files into the feature cache.
 
     INPUTS are audio files or folders. Later training and prediction with the
@@ -121,11 +125,11 @@ def extract(inputs, list_file, recursive, encoder, weights, frame_offset, global
     files = _audio_files(inputs, list_file, recursive)
     cache_dir = Path(cache_dir) if cache_dir else default_feature_dir()
     global_encoder = encoder
-    if weights is not None:
+    if weights is not None or precision != "auto":
         if encoder not in ("auto", "imagebind"):
-            raise click.BadParameter("--weights is for the imagebind encoder.",
-                                     param_hint="--weights")
-        global_encoder = ImageBindEncoder(weights, device=device)
+            raise click.BadParameter("--weights and --precision are for the imagebind "
+                                     "encoder.", param_hint="--weights/--precision")
+        global_encoder = ImageBindEncoder(weights, device=device, precision=precision)
     front = AudioFeatures(frame_offset=frame_offset, global_encoder=global_encoder,
                           global_window=global_window, cache_dir=cache_dir, n_jobs=n_jobs,
                           device=device, progress=not quiet)

@@ -316,7 +316,10 @@ def load_imagebind_audio(path, device="cpu", **config) -> ImageBindAudio:
     with torch.device("meta"):
         model = ImageBindAudio(**config)
     model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device).eval().requires_grad_(False)
+    # The parameters keep requires_grad=True although the model is only run
+    # under no_grad: autocast caches its bf16 copies of such leaves only, and
+    # without that cache bf16 on the CPU measured ~9x slower (1.3 vs 0.15 s a clip).
+    return model.to(device).eval()
 
 
 def extract_audio_weights(checkpoint, output) -> dict:
