@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -432,3 +433,40 @@ def test_imagebind_on_a_real_pmemo_mp3(shared_data, tiny_imagebind, tmp_path):
     assert np.all(norms <= 20 + 1e-3) and np.all(norms > 1)
     [cached] = feats.transform([path])
     np.testing.assert_array_equal(cached.global_embeddings, song.global_embeddings)
+
+
+# ------------------------------------------- against Meta's own ImageBind code
+
+OFFICIAL = Path(__file__).with_name("data") / "imagebind_reference.npz"
+
+
+def official_window():
+    # The same formula as tests/data/make_imagebind_reference.py.
+    t = np.arange(7 * 16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1234.5 * t + 0.3)
+         + 0.1 * np.sin(2 * np.pi * 97 * t) * np.sin(2 * np.pi * 0.7 * t) + 0.05)
+    return x.astype(np.float32)
+
+
+def test_embeddings_equal_meta_imagebind_code():
+    """Weights and embeddings made with ImageBind's own model and input code."""
+    with np.load(OFFICIAL, allow_pickle=False) as data:
+        ref = {k: data[k] for k in data.files}
+    state = {k[len("state/"):]: torch.from_numpy(v) for k, v in ref.items()
+             if k.startswith("state/")}
+    model = ImageBindAudio(dim=16, depth=2, n_heads=2, out_dim=8).eval()
+    model.load_state_dict(state, strict=True)
+    wave = official_window()
+    # One frame whose 7 s window is exactly the waveform: centre 3.5 s.
+    enc = ClipEncoder(model.embed_waveforms, sample_rate=16000)
+    starts = enc.clip_starts([3.25], 7.0)[0]
+    np.testing.assert_array_equal(starts, ref["clip_starts_samples"])
+    clips = torch.from_numpy(np.stack([wave[s:s + 32000] for s in starts]))
+    images = model.preprocess(clips)
+    np.testing.assert_allclose(images[:, 0, ::16, ::17].numpy(), ref["clip_images_subsampled"],
+                               atol=1e-4)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(images).numpy(), ref["clip_embeddings"], atol=1e-4)
+    window = enc.embed(wave, [3.25], 7.0)
+    np.testing.assert_allclose(window, ref["window_embedding"], atol=1e-4)
+    assert np.linalg.norm(ref["clip_embeddings"], axis=1) == pytest.approx(20.0, abs=1e-3)
