@@ -134,6 +134,11 @@ class ClipEncoder(GlobalEncoder):
     lying wholly in the padding are silence and share one forward. The
     result equals the per-window computation (``shared_grid=False``).
 
+    Clips are independent: for windows shorter than three clips (6 s), where
+    clips overlap, ImageBind's own ``waveform2melspec`` subtracts each clip's
+    mean in place and so alters the next clip's shared samples; pdmer does not
+    copy that quirk.
+
     Parameters
     ----------
     model : callable
