@@ -72,6 +72,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16, help="ImageBind clips per call")
     parser.add_argument("--skip-per-frame", action="store_true",
                         help="do not time ImageBind with one window per frame")
+    parser.add_argument("--skip-bf16", action="store_true",
+                        help="do not time ImageBind under bf16 autocast on the CPU")
     args = parser.parse_args()
 
     import torch
@@ -117,23 +119,30 @@ def main():
         if not args.skip_per_frame:
             encoders["one window per frame"] = ImageBindEncoder(
                 weights, batch_size=args.batch_size, shared_grid=False)
+        if not args.skip_bf16:
+            encoders["shared grid, bf16"] = ImageBindEncoder(
+                weights, batch_size=args.batch_size, precision="bf16")
         encoders["shared grid"].network()  # load once, outside the timings
         results = {}
         for grid, enc in encoders.items():
             forwards = enc.count_forwards(starts, 30.0, n_samples) * len(ib_songs)
             front = AudioFeatures(global_encoder=enc,
                                   cache_dir=cache if grid == "shared grid" else None, **common)
-            results[grid] = run(f"imagebind (huge, fp32), {grid}", front, ib_songs, grid,
-                                forwards)
+            precision = "bf16" if "bf16" in grid else "fp32"
+            results[grid] = run(f"imagebind (huge, {precision}), {grid.split(',')[0]}", front,
+                                ib_songs, grid.split(",")[0], forwards)
         hit = run("imagebind, cache hit", AudioFeatures(
             global_encoder=encoders["shared grid"], cache_dir=cache, **common), ib_songs,
             "shared grid")
         assert np.array_equal(hit[0].global_embeddings, results["shared grid"][0].global_embeddings)
+        reference = results["shared grid"][0].global_embeddings
+        diff = bf16_cosine = None
         if "one window per frame" in results:
-            diff = np.abs(results["shared grid"][0].global_embeddings
-                          - results["one window per frame"][0].global_embeddings).max()
-        else:
-            diff = None
+            diff = np.abs(reference - results["one window per frame"][0].global_embeddings).max()
+        if "shared grid, bf16" in results:
+            other = results["shared grid, bf16"][0].global_embeddings
+            bf16_cosine = np.min(np.sum(reference * other, 1) / np.linalg.norm(reference, axis=1)
+                                 / np.linalg.norm(other, axis=1))
 
         # -- forward counts (no computation)
         enc, per_frame = encoders["shared grid"], ImageBindEncoder(weights, shared_grid=False)
@@ -165,6 +174,8 @@ def main():
     if diff is not None:
         print(f"Shared grid vs one window per frame: max |difference| of the embeddings "
               f"{diff:.2e}.")
+    if bf16_cosine is not None:
+        print(f"bf16 vs fp32 window embeddings: lowest cosine similarity {bf16_cosine:.5f}.")
     print(f"Loading the audio weights ({size_mb:.0f} MB safetensors, in the page cache): "
           f"{load_s:.1f} s.\n")
     print("| song | label frames | forwards, one window per frame | forwards, shared grid "
