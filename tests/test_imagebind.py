@@ -276,7 +276,7 @@ def test_missing_imagebind_weights_say_what_to_do(tmp_path, monkeypatch):
     assert get_global_encoder("auto").name == "logmel-stats"
     weights = tmp_path / "weights" / "imagebind_huge_audio.safetensors"
     weights.parent.mkdir()
-    write_official_checkpoint(tmp_path / "full.pth")
+    write_official_checkpoint(tmp_path / "full.pth", **TINY)
     extract_audio_weights(tmp_path / "full.pth", weights)
     # Resolution only: the huge model loads lazily, at the first embedding.
     assert get_global_encoder("auto").name == "imagebind"
