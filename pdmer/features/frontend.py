@@ -7,7 +7,6 @@ import sys
 import warnings
 
 import numpy as np
-import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
