@@ -557,12 +557,18 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
             params = dict(self.network_.named_parameters())
             with self._seeded(episode):
                 if self.meta_learning == "none":
-                    rows = np.concatenate([np.r_[t.support, t.query] for t in tasks])
-                    batch = collate([songs[i].window(self.train_window, rng) for i in rows],
-                                    self.device_)
-                    loss = self._loss(params, batch)
-                    loss.backward()
-                    loss = float(loss.detach())
+                    # The same songs as a meta-learning episode, one task's songs per
+                    # batch with accumulated gradients: the mean loss over all of them
+                    # at the memory of one task (16 x 16 songs in one batch would not
+                    # fit a GPU with the paper's sizes).
+                    loss = 0.0
+                    for task in tasks:
+                        rows = np.r_[task.support, task.query]
+                        batch = collate([songs[i].window(self.train_window, rng)
+                                         for i in rows], self.device_)
+                        task_loss = self._loss(params, batch) / len(tasks)
+                        task_loss.backward()
+                        loss += float(task_loss.detach())
                 else:
                     loss = 0.0
                     for task in tasks:
