@@ -22,6 +22,8 @@ def _json_default(value):
     # NumPy scalars (e.g. np.int64 parameters from a grid search) as Python ones.
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

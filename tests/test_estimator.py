@@ -988,3 +988,25 @@ def test_audio_tuples_end_to_end(monkeypatch, tmp_path):
     loaded = pdmer.load(tmp_path / "audio.safetensors")
     assert loaded.get_params()["features__n_mels"] == 16
     assert_predictions_equal(loaded.predict([waves[0], waves[1], waves[0]]), out)
+
+
+def test_fitted_model_keeps_its_encoder_when_auto_would_now_pick_another(tmp_path, monkeypatch):
+    from pdmer.features import encoders
+
+    rng = np.random.default_rng(0)
+    songs = [(rng.normal(scale=0.1, size=16000 * 4).astype(np.float32), 16000) for _ in range(4)]
+    y = [rng.uniform(-1, 1, size=(8, 2)).astype(np.float32) for _ in songs]
+    est = tiny(features=AudioFeatures(n_mels=16, global_encoder="auto",
+                                      cache_dir=tmp_path / "cache"))
+    est.fit(songs, y)
+    assert est.encoder_ == "logmel-stats"
+    est.save(tmp_path / "model.safetensors")  # a Path parameter is stored as a string
+    before = est.predict(songs[:1])
+
+    def imagebind_installed(device="cpu"):
+        raise AssertionError("a fitted model must not resolve 'auto' again")
+
+    monkeypatch.setitem(encoders._REGISTRY, "auto", (imagebind_installed, lambda: ""))
+    assert_predictions_equal(est.predict(songs[:1]), before)
+    loaded = pdmer.load(tmp_path / "model.safetensors")
+    assert_predictions_equal(loaded.predict(songs[:1]), before)

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
@@ -402,7 +402,13 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------- features
     def _front_end(self):
-        return self.features if self.features is not None else self._default_features()
+        front_end = self.features if self.features is not None else self._default_features()
+        if front_end.global_encoder == "auto" and getattr(self, "encoder_", None) in (
+                "imagebind", "logmel-stats"):
+            # A fitted model extracts with the encoder it was trained with,
+            # whatever weights this machine has installed since.
+            front_end = clone(front_end).set_params(global_encoder=self.encoder_)
+        return front_end
 
     def _default_features(self) -> AudioFeatures:
         """The front end used when ``features=None`` (with raw audio for waveform models)."""
