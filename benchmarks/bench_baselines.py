@@ -3,11 +3,12 @@
 For each model (CRNN, DNN, MCRNN, DAMFF, and DSAML for reference) at a size
 preset, in its own process: one first-order MAML task of the paper's setup
 (1 support + 15 query songs, random 60-frame windows of 45 s songs, 16 inner
-SGD steps on the support song, the query loss backward) and one plain
-training step on the same 16 songs; the peak RSS of the process. Inputs are
-random arrays of the paper's shapes (51x128 log-mel patches, 1024-d global
-embeddings, 8000 raw samples per frame = 16 kHz). An episode is 16 tasks, so
-s/episode = 16 x s/task (extrapolated from ``--tasks`` measured tasks).
+SGD steps on the support song, the query loss backward) and the plain
+training (``meta_learning="none"``) forward and backward of one task's 16
+songs; the peak RSS of the process. Inputs are random arrays of the paper's
+shapes (51x128 log-mel patches, 1024-d global embeddings, 8000 raw samples
+per frame = 16 kHz). An episode (MAML or plain) is 16 tasks, so s/episode =
+16 x s/task, extrapolated from ``--tasks`` measured tasks.
 
     python benchmarks/bench_baselines.py                       # paper sizes, 1 task each
     python benchmarks/bench_baselines.py --size small --tasks 2 --models crnn damff
@@ -92,7 +93,6 @@ def worker(model, size, n_tasks, threads):
         t0 = time.perf_counter()
         task(16)
         times.append(time.perf_counter() - t0)
-    support, query = batches()
     t0 = time.perf_counter()
     plain = collate([pool[i].window(WINDOW, rng) for i in range(1 + N_QUERY)], "cpu")
     est._loss(dict(network.named_parameters()), plain).backward()
@@ -116,11 +116,13 @@ def main(argv=None):
         print(json.dumps(worker(args.worker, args.size, args.tasks, args.threads)))
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     lines = [f"Size `{args.size}`, {args.tasks} measured task(s) per model after one warm-up, "
-             f"{args.threads} thread(s); episode = {PAPER_TASKS} tasks (extrapolated).", "",
-             "| model | trainable parameters | s / MAML task | s / episode | "
-             f"h / {EPISODES} episodes (fomaml) | s / plain step (16 songs) | "
-             f"h / {EPISODES} plain steps | peak RSS MiB |",
+             f"{args.threads} thread(s); episode = {PAPER_TASKS} tasks (extrapolated); "
+             f"load average at start {' / '.join(load) or 'n/a'}.", "",
+             "| model | trainable parameters | s / MAML task | s / MAML episode | "
+             f"h / {EPISODES} MAML episodes | s / plain task (16 songs) | "
+             f"h / {EPISODES} plain episodes | peak RSS MiB |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for model in args.models:
         out = subprocess.run([sys.executable, __file__, "--worker", model, "--size", args.size,
@@ -132,7 +134,8 @@ def main(argv=None):
         episode = PAPER_TASKS * r["task_s"]
         lines.append(f"| {r['model']} | {r['n_parameters']:,} | {r['task_s']:.2f} | "
                      f"{episode:.1f} | {episode * EPISODES / 3600:.1f} | "
-                     f"{r['plain_step_s']:.2f} | {r['plain_step_s'] * EPISODES / 3600:.2f} | "
+                     f"{r['plain_step_s']:.2f} | "
+                     f"{PAPER_TASKS * r['plain_step_s'] * EPISODES / 3600:.1f} | "
                      f"{r['peak_rss_mib']:.0f} |")
         print(lines[-1], flush=True)
     text = "\n".join(lines)
