@@ -184,9 +184,8 @@ def _member_path(name: str, archive) -> PurePosixPath:
     return posix
 
 
-def _plan(archive: Path, members):
-    """(kind, [(member, relative path)]) after checking every member is safe."""
-    wanted = None if members is None else {str(PurePosixPath(m)) for m in members}
+def _plan(archive: Path):
+    """(handle, [(member, relative path)]) after checking every member is safe."""
     if zipfile.is_zipfile(archive):
         zf = zipfile.ZipFile(archive)
         entries = []
@@ -241,7 +240,7 @@ def safe_extract(archive, dest, members=None, progress: bool = True) -> list[Pat
         The extracted files.
     """
     archive, dest = Path(archive), Path(dest)
-    handle, entries = _plan(archive, members)
+    handle, entries = _plan(archive)
     if members is not None:
         prefixes = [PurePosixPath(m) for m in members]
         entries = [(i, r) for i, r in entries

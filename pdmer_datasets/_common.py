@@ -277,6 +277,26 @@ def validate_index(index: dict, data_home, keys=None, verbose=True):
     return missing, invalid
 
 
+class DatasetFiles:
+    """A data set's dataset-wide files (index ``metadata`` entries), parsed on first use.
+
+    Subclasses add one ``core.cached_property`` per file and say, in
+    ``missing_hint``, how to get the data when a file is missing.
+    """
+
+    missing_hint = ""
+
+    def __init__(self, data_home, index):
+        self._home = Path(data_home)
+        self._files = index["metadata"]
+
+    def path(self, key) -> Path:
+        path = self._home / self._files[key][0]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing. {self.missing_hint}")
+        return path
+
+
 def write_index(path, tracks: dict, metadata: dict, version: str):
     """Write a mirdata index JSON (paths relative to data_home, checksum or None)."""
     index = {"version": version, "tracks": tracks, "metadata": metadata}

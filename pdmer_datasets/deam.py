@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, clean_curve,
+from pdmer_datasets._common import (DatasetFiles, PackageIndex, Remote, choose_indexes, clean_curve,
                                     decoded_durations, fetch_parts, find_column,
                                     frames_within, read_csv_rows, to_float, validate_index,
                                     write_index)
@@ -286,20 +286,11 @@ def read_metadata(path) -> dict:
     return out
 
 
-class _Tables:
+class _Tables(DatasetFiles):
     """Dataset-wide files, each parsed on first use."""
 
-    def __init__(self, data_home, index):
-        self._home = Path(data_home)
-        self._files = index["metadata"]
-
-    def path(self, key) -> Path:
-        path = self._home / self._files[key][0]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing. Download DEAM first (`pdmer download deam` or "
-                "Dataset.download()), or point data_home at your copy.")
-        return path
+    missing_hint = ("Download DEAM first (`pdmer download deam` or Dataset.download()), "
+                    "or point data_home at your copy.")
 
     @core.cached_property
     def dynamic(self) -> dict:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (PackageIndex, Remote, choose_indexes, decoded_durations,
+from pdmer_datasets._common import (DatasetFiles, PackageIndex, Remote, choose_indexes, decoded_durations,
                                     fetch_parts, find_column, frames_within,
                                     read_csv_rows, to_float, validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
@@ -180,20 +180,11 @@ def read_metadata(path) -> dict:
     return out
 
 
-class _Tables:
+class _Tables(DatasetFiles):
     """Dataset-wide files, each parsed on first use."""
 
-    def __init__(self, data_home, index):
-        self._home = Path(data_home)
-        self._files = index["metadata"]
-
-    def path(self, key) -> Path:
-        path = self._home / self._files[key][0]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing. Install PMEmo first (`pdmer download pmemo`), or "
-                "point data_home at the folder that holds PMEmo2019/.")
-        return path
+    missing_hint = ("Install PMEmo first (`pdmer download pmemo`), or point data_home at "
+                    "the folder that holds PMEmo2019/.")
 
     @core.cached_property
     def dynamic(self):

@@ -209,7 +209,6 @@ def estimator_names() -> dict:
     """Command-line names (``dsaml``, ``crnn``, ...) of every registered estimator."""
     import inspect
 
-    import pdmer  # noqa: F401  (registers the estimators)
     from pdmer.estimators.base import ESTIMATORS, BaseEmotionRegressor
 
     names = {}

@@ -140,7 +140,7 @@ def extract(inputs, list_file, recursive, encoder, weights, precision, frame_off
     failures = []
     try:
         results = front.transform(files)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError):
         if not skip_errors:
             raise
         # One by one: the songs done so far come from the cache.
