@@ -297,6 +297,23 @@ class DatasetFiles:
         return path
 
 
+class LoaderDataset(core.Dataset):
+    """A mirdata Dataset whose tracks share one :class:`DatasetFiles` (``files_class``)."""
+
+    files_class = DatasetFiles
+
+    @core.cached_property
+    def _metadata(self):
+        return self.files_class(self.data_home, self._index)
+
+    def _track(self, track_id):
+        # One Track object per song, so that its cached annotations are parsed once.
+        cache = self.__dict__.setdefault("_track_cache", {})
+        if track_id not in cache:
+            cache[track_id] = super()._track(track_id)
+        return cache[track_id]
+
+
 def write_index(path, tracks: dict, metadata: dict, version: str):
     """Write a mirdata index JSON (paths relative to data_home, checksum or None)."""
     index = {"version": version, "tracks": tracks, "metadata": metadata}

@@ -57,10 +57,10 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (DatasetFiles, PackageIndex, Remote, choose_indexes, clean_curve,
-                                    decoded_durations, fetch_parts, find_column,
-                                    frames_within, read_csv_rows, to_float, validate_index,
-                                    write_index)
+from pdmer_datasets._common import (DatasetFiles, LoaderDataset, PackageIndex, Remote,
+                                    choose_indexes, clean_curve, decoded_durations,
+                                    fetch_parts, find_column, frames_within, read_csv_rows,
+                                    to_float, validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index"]
@@ -417,7 +417,7 @@ class Track(core.Track):
         return self._tables.metadata.get(self.track_id, {})
 
 
-class Dataset(core.Dataset):
+class Dataset(LoaderDataset):
     """The DEAM data set.
 
     Parameters
@@ -439,21 +439,12 @@ class Dataset(core.Dataset):
 
     frame_offset = FRAME_OFFSET
 
+    files_class = _Tables
+
     def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
                          indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO)
         self.readme = "https://cvml.unige.ch/databases/DEAM/"
-
-    @core.cached_property
-    def _metadata(self):
-        return _Tables(self.data_home, self._index)
-
-    def _track(self, track_id):
-        # One Track object per song, so that its cached annotations are parsed once.
-        cache = self.__dict__.setdefault("_track_cache", {})
-        if track_id not in cache:
-            cache[track_id] = super()._track(track_id)
-        return cache[track_id]
 
     def download(self, partial_download=None, force_overwrite=False, cleanup=False,
                  allow_invalid_checksum=False, *, mirror=None, from_path=None,

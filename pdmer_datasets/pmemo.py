@@ -47,9 +47,10 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (DatasetFiles, PackageIndex, Remote, choose_indexes, decoded_durations,
-                                    fetch_parts, find_column, frames_within,
-                                    read_csv_rows, to_float, validate_index, write_index)
+from pdmer_datasets._common import (DatasetFiles, LoaderDataset, PackageIndex, Remote,
+                                    choose_indexes, decoded_durations, fetch_parts,
+                                    find_column, frames_within, read_csv_rows, to_float,
+                                    validate_index, write_index)
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_STEPS"]
@@ -269,7 +270,7 @@ class Track(core.Track):
         return float(self.metadata.get("duration", np.nan))
 
 
-class Dataset(core.Dataset):
+class Dataset(LoaderDataset):
     """The PMEmo 2019 data set (mean labels only).
 
     Parameters
@@ -290,21 +291,13 @@ class Dataset(core.Dataset):
 
     frame_offset = FRAME_OFFSET
 
+    files_class = _Tables
+
     def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
                          indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO,
                          download_info=MANUAL_STEPS)
         self.readme = "https://github.com/HuiZhangDB/PMEmo"
-
-    @core.cached_property
-    def _metadata(self):
-        return _Tables(self.data_home, self._index)
-
-    def _track(self, track_id):
-        cache = self.__dict__.setdefault("_track_cache", {})
-        if track_id not in cache:
-            cache[track_id] = super()._track(track_id)
-        return cache[track_id]
 
     def download(self, partial_download=None, force_overwrite=False, cleanup=False,
                  allow_invalid_checksum=False, *, mirror=None, from_path=None,
