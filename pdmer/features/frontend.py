@@ -257,16 +257,9 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                             waveforms=part["waves"], waveform_rate=self.waveform_rate)
 
     def _read(self, item):
-        if isinstance(item, (str, os.PathLike)):
-            waveform, rate = load_audio(item)
-            return waveform, rate, os.fspath(item)
-        if isinstance(item, tuple) and len(item) == 2:
-            waveform, rate = to_mono(item[0], item[1])
-            return waveform, rate, "<array>"
-        raise TypeError(
-            "Each item of X must be an audio path, a (waveform, sample_rate) "
-            f"tuple or SongFeatures; got {type(item).__name__}."
-        )
+        item = _normalise_item(item)
+        waveform, rate = to_mono(*item) if isinstance(item, tuple) else load_audio(item)
+        return waveform, rate, _source(item)
 
     def _local_patches(self, waveform, rate, n_frames) -> np.ndarray:
         waveform, _ = to_mono(waveform, rate, self.sample_rate)
@@ -276,6 +269,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
 
 
 def _normalise_item(item):
+    """A path that exists or a (waveform array, rate) tuple; anything else is refused."""
     if isinstance(item, (str, os.PathLike)):
         if not os.path.exists(item):
             raise FileNotFoundError(f"Audio file not found: {os.fspath(item)}")
