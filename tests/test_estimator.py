@@ -516,6 +516,36 @@ def test_personalize_steps_and_lr(model, table, other_songs):
         model.personalize(X[:1], y[:1], lr=0.0)
 
 
+def test_adapt_listener_serves_listeners_without_changing_the_model(model, table, other_songs):
+    X, y, _ = table
+    songs, _ = other_songs
+    plain = model.predict(songs)
+    steps_seen = []
+    first = model.adapt_listener(X[:1], y[:1], progress=lambda s, n: steps_seen.append((s, n)))
+    second = model.adapt_listener(X[5:6], y[5:6])
+    n = TINY_MODEL["inner_steps"]
+    assert steps_seen == [(s, n) for s in range(1, n + 1)]
+    assert model.listener_ is None
+    assert_predictions_equal(model.predict(songs), plain)
+    for_first = model.predict(songs, listener=first)
+    assert predictions_differ(for_first, plain)
+    assert predictions_differ(model.predict(songs, listener=second), for_first)
+    # The same as personalizing the model itself.
+    model.personalize(X[:1], y[:1])
+    assert_predictions_equal(model.predict(songs), for_first)
+    # An explicit listener wins over the current one.
+    assert_predictions_equal(model.predict(songs, listener=second),
+                             model.reset_personalization().predict(songs, listener=second))
+
+
+def test_predict_refuses_a_listener_of_another_model(model, table, tmp_path):
+    X, y, annotators = table
+    other = tiny(random_state=1).fit(X, y, annotators=annotators)
+    listener = other.adapt_listener(X[:1], y[:1])
+    with pytest.raises(ValueError, match="adapted from model"):
+        model.predict(X[:1], listener=listener)
+
+
 def test_reset_personalization_restores_predictions(model, table, other_songs):
     X, y, _ = table
     songs, _ = other_songs

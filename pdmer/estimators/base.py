@@ -245,6 +245,48 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self._train(songs, sampler, val_groups, annotators)
         return self
 
+    def adapt_listener(self, X, y, steps=None, lr=None, progress=None) -> ListenerAdaptation:
+        """Adapt to one listener and return the adaptation, leaving the model as it is.
+
+        Adaptation always starts from the meta-learned parameters; neither they
+        nor the current ``listener_`` change, so one fitted model can serve
+        many listeners (pass the result to :meth:`predict` as ``listener=``).
+
+        Parameters
+        ----------
+        X : sequence of songs
+            The listener's annotated song(s); one is enough.
+        y : sequence of ndarray of shape (n_frames_i, 2)
+            The listener's labels of those songs.
+        steps : int, optional
+            Gradient steps; defaults to ``inner_steps``.
+        lr : float, optional
+            Step size; defaults to ``inner_lr``.
+        progress : callable, optional
+            Called as ``progress(step, steps)`` after every gradient step.
+
+        Returns
+        -------
+        ListenerAdaptation
+        """
+        check_is_fitted(self, "network_")
+        X = check_X(X)
+        y = check_y(y, len(X))
+        steps = self.inner_steps if steps is None else int(steps)
+        lr = self.inner_lr if lr is None else float(lr)
+        if steps < 1 or not lr > 0:
+            raise ValueError(f"personalize needs steps >= 1 and lr > 0; got steps={steps}, lr={lr}.")
+        support = self._songs(X, y)
+        self._check_spec(support)
+        with self._seeded(-1):
+            params = self._adapt_from_meta(support, steps, lr, progress)
+        return ListenerAdaptation(
+            params={n: params[n].detach().cpu() for n in self._adapted_names()},
+            model_id=self.model_id_, estimator=type(self).__name__,
+            info={"n_songs": len(support), "n_frames": int(sum(s.n_frames for s in support)),
+                  "steps": steps, "lr": lr},
+        )
+
     def personalize(self, X, y, steps=None, lr=None):
         """Adapt to one listener from the song(s) they annotated.
 
@@ -268,23 +310,7 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self
             With ``listener_`` set (a :class:`ListenerAdaptation`).
         """
-        check_is_fitted(self, "network_")
-        X = check_X(X)
-        y = check_y(y, len(X))
-        steps = self.inner_steps if steps is None else int(steps)
-        lr = self.inner_lr if lr is None else float(lr)
-        if steps < 1 or not lr > 0:
-            raise ValueError(f"personalize needs steps >= 1 and lr > 0; got steps={steps}, lr={lr}.")
-        support = self._songs(X, y)
-        self._check_spec(support)
-        with self._seeded(-1):
-            params = self._adapt_from_meta(support, steps, lr)
-        self.listener_ = ListenerAdaptation(
-            params={n: params[n].detach().cpu() for n in self._adapted_names()},
-            model_id=self.model_id_, estimator=type(self).__name__,
-            info={"n_songs": len(support), "n_frames": int(sum(s.n_frames for s in support)),
-                  "steps": steps, "lr": lr},
-        )
+        self.listener_ = self.adapt_listener(X, y, steps=steps, lr=lr)
         return self
 
     def reset_personalization(self):
@@ -295,6 +321,10 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
 
     def use_listener(self, listener):
         """Predict for a stored listener (a :class:`ListenerAdaptation` or its file)."""
+        self.listener_ = self._check_listener(listener)
+        return self
+
+    def _check_listener(self, listener) -> ListenerAdaptation:
         check_is_fitted(self, "network_")
         if not isinstance(listener, ListenerAdaptation):
             listener = ListenerAdaptation.load(listener)
@@ -303,30 +333,33 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
                 f"This listener was adapted from model {listener.model_id}, not from "
                 f"this one ({self.model_id_}); personalize this model again."
             )
-        self.listener_ = listener
-        return self
+        return listener
 
-    def predict(self, X):
+    def predict(self, X, listener=None):
         """Predict (arousal, valence) every 0.5 s for whole songs of any length.
-
-        Uses the current listener's adaptation when :meth:`personalize` or
-        :meth:`use_listener` set one.
 
         Parameters
         ----------
         X : sequence of songs
+        listener : ListenerAdaptation or path, optional
+            Predict for this listener (from :meth:`adapt_listener` or a
+            listener file) without changing the model. By default the current
+            ``listener_`` (set by :meth:`personalize` or :meth:`use_listener`)
+            is used, or the meta-parameters when there is none.
 
         Returns
         -------
         list of ndarray of shape (n_frames_i, 2)
         """
         check_is_fitted(self, "network_")
+        listener = (getattr(self, "listener_", None) if listener is None
+                    else self._check_listener(listener))
         X = check_X(X)
         songs = self._songs(X, None)
         self._check_spec(songs)
         state = None
-        if getattr(self, "listener_", None) is not None:
-            state = {n: t.to(self.device_) for n, t in self.listener_.params.items()}
+        if listener is not None:
+            state = {n: t.to(self.device_) for n, t in listener.params.items()}
         return self._predict_songs(songs, state)
 
     def score(self, X, y, sample_weight=None):
@@ -622,7 +655,8 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self.model_id_ = _model_id(self.network_)
         self.listener_ = None
 
-    def _adapt_from_meta(self, support: list[Song], steps: int, lr: float) -> dict:
+    def _adapt_from_meta(self, support: list[Song], steps: int, lr: float,
+                         progress=None) -> dict:
         """Adapted parameters for support songs, from detached meta-parameters."""
         names = self._adapted_names()
         params = {n: p.detach().clone().requires_grad_(n in names)
@@ -632,7 +666,8 @@ class BaseEmotionRegressor(RegressorMixin, BaseEstimator):
         self.network_.train()
         try:
             with torch.enable_grad(), self._inner_context():
-                fast = adapt(self._support_loss(), params, names, batch, steps, lr)
+                fast = adapt(self._support_loss(), params, names, batch, steps, lr,
+                             progress=progress)
         finally:
             self.network_.train(was_training)
         return {n: fast[n].detach() for n in names}

@@ -16,7 +16,7 @@ LossFn = Callable[[dict, object], torch.Tensor]
 
 
 def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int,
-          lr: float, create_graph: bool = False) -> dict:
+          lr: float, create_graph: bool = False, progress=None) -> dict:
     """Plain SGD on ``batch`` for the parameters in ``names``.
 
     Parameters
@@ -33,6 +33,8 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
     lr : float
     create_graph : bool, default=False
         Keep the graph of the updates (second-order MAML).
+    progress : callable, optional
+        Called as ``progress(step, steps)`` after each step.
 
     Returns
     -------
@@ -41,13 +43,15 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
     """
     names = list(names)
     fast = dict(params)
-    for _ in range(steps):
+    for step in range(steps):
         loss = loss_fn(fast, batch)
         grads = torch.autograd.grad(loss, [fast[n] for n in names],
                                     create_graph=create_graph, allow_unused=True)
         for name, grad in zip(names, grads):
             if grad is not None:
                 fast[name] = fast[name] - lr * grad
+        if progress is not None:
+            progress(step + 1, steps)
     return fast
 
 
