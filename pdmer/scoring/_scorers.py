@@ -193,6 +193,9 @@ class SequenceScorer(_Scorer):
     get_scorer('neg_rmse_valence')
     """
 
+    # Its public home: pickles and the API docs name it pdmer.scoring.SequenceScorer.
+    __module__ = "pdmer.scoring"
+
     def __init__(self, name):
         metric, dimension, sign = _lookup(name, "name")
         super().__init__(
