@@ -308,17 +308,20 @@ def test_errors_on_frames_and_values():
     inf_true[0, 1] = np.inf
     with pytest.raises(ValueError, match="y_true contains infinite"):
         pcc(inf_true, good)
+    # sklearn's validate_params wording; the parameter and the bad value are named.
     with pytest.raises(
-        ValueError, match="dimension must be None, 'arousal', 'valence', 0 or 1; got 'dominance'"
+        ValueError,
+        match=r"'dimension' parameter of ccc must be None, a str among .* or an int in the "
+        r"range \[0, 1\]. Got 'dominance'",
     ):
         ccc(good, good, dimension="dominance")
-    with pytest.raises(ValueError, match="dimension must be"):
+    with pytest.raises(ValueError, match="'dimension' parameter of ccc must be"):
         ccc(good, good, dimension=2)
-    with pytest.raises(ValueError, match="dimension must be"):
+    with pytest.raises(ValueError, match="'dimension' parameter of ccc must be"):
         ccc(good, good, dimension=True)
-    with pytest.raises(ValueError, match="multioutput must be one of"):
+    with pytest.raises(ValueError, match="'multioutput' parameter of ccc must be a str among"):
         ccc(good, good, multioutput="mean")
-    with pytest.raises(TypeError, match="per_song must be a bool"):
+    with pytest.raises(TypeError, match="'per_song' parameter of ccc must be an instance of 'bool'"):
         ccc(good, good, per_song="yes")
 
 
