@@ -16,7 +16,7 @@ from pdmer_datasets.registry import (DATASETS, DatasetInfo, Remote, initialize, 
                                      load_table)
 from pdmer_datasets.splits import shared_annotators, split_annotators, split_listeners_and_songs
 from pdmer_datasets.table import AnnotationTable
-from pdmer_datasets import synthetic  # noqa: E402  (after table: it builds tables)
+import pdmer_datasets.synthetic as synthetic
 
 __all__ = ["AnnotationTable", "DATASETS", "DatasetInfo", "Remote", "initialize",
            "list_datasets", "load_table", "read_data_csv", "read_labels",

@@ -192,7 +192,9 @@ def initialize(name: str, data_home=None, version: str = "default", index=None):
         if version != "default" or index is not None:
             raise ValueError("The synthetic data set has no versions or index files.")
         root = Path(data_home) if data_home is not None else default_home(name)
-        if module.files.is_dataset(root):
+        from pdmer_datasets.synthetic.files import is_dataset
+
+        if is_dataset(root):
             return module.load(root)
         return module.generate(root)
     home = None if data_home is None else os.fspath(data_home)

@@ -75,7 +75,7 @@ def split_listeners_and_songs(table, test_size=0.25, *, test_songs=None, min_tes
         Fraction (< 1) or number (>= 1) of listeners held out.
     test_songs : float or int, optional
         Fraction (< 1) or number (>= 1) of songs held out (at least what the
-        test listeners need); default ``test_size``.
+        test listeners need); default the fraction of listeners held out.
     min_test_songs : int, default=2
         Songs each test listener keeps: 1 support song + at least 1 scored.
     random_state : int, numpy Generator or None
@@ -138,7 +138,7 @@ def split_listeners_and_songs(table, test_size=0.25, *, test_songs=None, min_tes
         need = min_test_songs - len(songs_of[a].intersection(chosen))
         if need > 0:
             chosen += best(songs_of[a].difference(chosen), need)
-    target = _count(test_size if test_songs is None else test_songs, len(songs))
+    target = _count(n_test / len(ids) if test_songs is None else test_songs, len(songs))
     useful = [s for s in songs if votes[s] and s not in chosen]
     chosen += best(useful, max(0, target - len(chosen)))
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pdmer_datasets import splits
+from pdmer_datasets.splits import split_annotators, split_listeners_and_songs
 
 
 @dataclass
@@ -111,7 +111,7 @@ class AnnotationTable:
 
         See :func:`pdmer_datasets.split_annotators`.
         """
-        return splits.split_annotators(self, test_size, random_state)
+        return split_annotators(self, test_size, random_state)
 
     def split_listeners_and_songs(self, test_size=0.25, *, test_songs=None,
                                   min_test_songs=2, random_state=None):
@@ -119,7 +119,7 @@ class AnnotationTable:
 
         See :func:`pdmer_datasets.split_listeners_and_songs`.
         """
-        return splits.split_listeners_and_songs(
+        return split_listeners_and_songs(
             self, test_size, test_songs=test_songs, min_test_songs=min_test_songs,
             random_state=random_state)
 

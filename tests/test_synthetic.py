@@ -450,3 +450,16 @@ def test_train_and_test_splits_hold_out_listeners_and_songs(medium):
     assert len(medium.annotator_table()) == len(medium.annotations)
     with pytest.raises(ValueError, match="no validation split"):
         medium.annotator_table(split="validation")
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    # atomic_write's temporary files: mkstemp names beside the target.
+    (tmp_path / "audio").mkdir(parents=True)
+    (tmp_path / "audio" / "tmpk2j4x9_a.wav").write_bytes(b"half a song")
+    (tmp_path / "tmp8s7d6f5g.tmp").write_text("half a table")
+    (tmp_path / "notes.txt").write_text("the user's")
+    synthetic.generate(tmp_path, **SMALL)
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
+        f"S00{i}.wav" for i in range(5)]
+    assert not (tmp_path / "tmp8s7d6f5g.tmp").exists()
+    assert (tmp_path / "notes.txt").exists()

@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
 from pdmer.labels import FRAME_SECONDS
-from pdmer_datasets.synthetic import files
+from pdmer_datasets.synthetic.files import (FORMAT, FORMAT_VERSION, GENERATOR_VERSION, META_JSON,
+                                            load, read_meta, write_meta, write_tables)
 from pdmer_datasets.synthetic._seeds import NOISE, stream
 from pdmer_datasets.synthetic.curves import song_curves, song_frames
 from pdmer_datasets.synthetic.dataset import AUDIO_DIR, SyntheticDataset
@@ -150,12 +151,12 @@ def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
     root = Path(root)
     if not overwrite and _matches(root, params):
         try:
-            return files.load(root)
+            return load(root)
         except (OSError, ValueError):
             pass  # damaged: regenerate below
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / files.META_JSON).unlink(missing_ok=True)
+    (root / META_JSON).unlink(missing_ok=True)
     audio_dir = root / AUDIO_DIR
     audio_dir.mkdir(exist_ok=True)
 
@@ -186,9 +187,9 @@ def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
                                  lis.noise_std, lis.noise_smoothness)
             annotations[(lis.id, song_ids[si])] = np.clip(lis.perceive(curve) + noise,
                                                           -1.0, 1.0)
-    files.write_tables(root, curves, listeners, annotations)
-    files.write_meta(root, params)
-    return files.load(root)
+    write_tables(root, curves, listeners, annotations)
+    write_meta(root, params)
+    return load(root)
 
 
 def _remove_leftovers(root: Path, audio_dir: Path, keep):
@@ -269,8 +270,8 @@ def _check_params(n_songs, n_listeners, songs_per_listener, duration, sample_rat
 
 
 def _matches(root: Path, params: dict) -> bool:
-    meta = files.read_meta(root)
-    return (meta is not None and meta.get("format") == files.FORMAT
-            and meta.get("version") == files.FORMAT_VERSION
-            and meta.get("generator_version") == files.GENERATOR_VERSION
+    meta = read_meta(root)
+    return (meta is not None and meta.get("format") == FORMAT
+            and meta.get("version") == FORMAT_VERSION
+            and meta.get("generator_version") == GENERATOR_VERSION
             and meta.get("params") == params)
