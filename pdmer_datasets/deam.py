@@ -46,28 +46,36 @@ Conventions and decisions
   (the default) tables drop label frames that do not lie entirely within the
   decoded audio; each file is decoded once and its length cached in
   ``<data_home>/.pdmer/audio_durations.json``.
+- Splits (``Track.split``, ``Dataset.get_track_splits()``): the paper's,
+  ``"train"`` the 1744 clips and ``"test"`` the 58 full songs;
+  :meth:`Dataset.split_song_ids` also draws validation songs from training.
+- Test annotators are not guaranteed to be new listeners: a WorkerId may
+  have rated training clips too. :meth:`Dataset.test_annotators_seen_in_training`
+  lists them, and ``annotator_table(split="test", unseen_only=True)`` drops
+  them, for an evaluation on listeners the model has never seen.
 """
 
 from __future__ import annotations
 
-import re
-from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (DatasetFiles, LoaderDataset, PackageIndex, Remote,
-                                    choose_indexes, clean_curve, decoded_durations,
-                                    fetch_parts, find_column, frames_within, read_csv_rows,
-                                    to_float, validate_index, write_index)
+from pdmer_datasets._csv import read_csv_rows
+# The readers of DEAM's files are part of this module's API (deam.read_metadata, ...).
+from pdmer_datasets._deam_formats import (  # noqa: F401
+    FRAME_OFFSET, INDEX_VERSION, Dynamic, averaged_dynamic, make_index, rater_dynamic,
+    read_averaged_dynamic, read_metadata, read_rater_dynamic, read_static_averaged,
+    read_static_raters, static_averaged, static_raters, year_of)
+from pdmer_datasets._loader import (LoaderDataset, LoaderTrack, PackageIndex, choose_indexes,
+                                    write_index)
+from pdmer_datasets.registry import DATASETS
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index"]
 
 NAME = "deam"
-FRAME_OFFSET = 15.0
-"""Audio time in seconds of label frame 0 (column ``sample_15000ms``)."""
 
 BIBTEX = """@article{aljanaki2017deam,
   author = {Aljanaki, Anna and Yang, Yi-Hsuan and Soleymani, Mohammad},
@@ -80,79 +88,13 @@ BIBTEX = """@article{aljanaki2017deam,
   doi = {10.1371/journal.pone.0173392}
 }"""
 
-LICENSE_INFO = (
-    "DEAM annotations are free for non-commercial research use; cite Aljanaki, "
-    "Yang and Soleymani (2017). The audio comes from freemusicarchive.org, "
-    "jamendo.com and the MedleyDB data set under the Creative Commons licenses of "
-    "the individual tracks. See https://cvml.unige.ch/databases/DEAM/.")
+LICENSE_INFO = DATASETS[NAME].license
 
-BASE_URL = "https://cvml.unige.ch/databases/DEAM/"
+REMOTES = DATASETS[NAME].remotes
+"""The official archives by part: file name, URL, SHA-256 and size (from
+:data:`pdmer_datasets.DATASETS`)."""
 
-REMOTES = {
-    "audio": Remote(
-        "DEAM_audio.zip", BASE_URL + "DEAM_audio.zip",
-        sha256="e2814325f573ade8caebc697f0efcfdf7207142b737d72558a416117ca591353",
-        size=1343203527, contents=["MEMD_audio"]),
-    "annotations": Remote(
-        "DEAM_Annotations.zip", BASE_URL + "DEAM_Annotations.zip",
-        sha256="809b0feb4ba6196c1eda9b2b7b33b892b11fa71457cfceb0d47e832ed1a5f15f",
-        size=4735283, contents=["annotations"]),
-    "metadata": Remote(
-        "metadata.zip", BASE_URL + "metadata.zip",
-        sha256="3d1d5ab42e852803a770f2cfbd685c6b464e1ebe76f26b0e10954597902b90f8",
-        size=344760, contents=["metadata"]),
-}
-"""The official archives: file name, URL, SHA-256 and size (third-party values,
-2026). The optional ``features.zip`` (openSMILE features) is not used."""
-
-_AVG = "annotations/annotations averaged per song"
-_RATER = "annotations/annotations per each rater"
-_DYN = "dynamic (per second annotations)"
-
-# Which index keys each downloadable part provides (for partial validation).
-PART_KEYS = {
-    "audio": ["audio"],
-    "annotations": ["arousal_raters", "valence_raters", "arousal_averaged",
-                    "valence_averaged", "static_averaged_1_2000",
-                    "static_averaged_2000_2058", "static_raters_1_2000",
-                    "static_raters_2000_2058"],
-    "metadata": ["metadata_2013", "metadata_2014", "metadata_2015"],
-}
-
-INDEX_VERSION = "1.0"
 INDEXES = {"default": INDEX_VERSION, INDEX_VERSION: PackageIndex(f"deam_index_{INDEX_VERSION}.json")}
-
-_SAMPLE = re.compile(r"sample_(\d+)ms$")
-
-Dynamic = namedtuple("Dynamic", ["times", "labels"])
-Dynamic.__doc__ = """Averaged dynamic labels: frame times (s) and (n_frames, 2) (arousal, valence)."""
-
-
-def make_index(song_ids) -> dict:
-    """The mirdata index for the given DEAM song ids (paths; checksums unknown)."""
-    tracks = {}
-    for sid in sorted({str(int(s)) for s in song_ids}, key=int):
-        tracks[sid] = {
-            "audio": [f"MEMD_audio/{sid}.mp3", None],
-            "arousal_raters": [f"{_RATER}/{_DYN}/arousal/{sid}.csv", None],
-            "valence_raters": [f"{_RATER}/{_DYN}/valence/{sid}.csv", None],
-        }
-    metadata = {
-        "arousal_averaged": [f"{_AVG}/{_DYN}/arousal.csv", None],
-        "valence_averaged": [f"{_AVG}/{_DYN}/valence.csv", None],
-        "static_averaged_1_2000": [
-            f"{_AVG}/song_level/static_annotations_averaged_songs_1_2000.csv", None],
-        "static_averaged_2000_2058": [
-            f"{_AVG}/song_level/static_annotations_averaged_songs_2000_2058.csv", None],
-        "static_raters_1_2000": [f"{_RATER}/song_level/static_annotations_songs_1_2000.csv",
-                                 None],
-        "static_raters_2000_2058": [
-            f"{_RATER}/song_level/static_annotations_songs_2000_2058.csv", None],
-        "metadata_2013": ["metadata/metadata_2013.csv", None],
-        "metadata_2014": ["metadata/metadata_2014.csv", None],
-        "metadata_2015": ["metadata/metadata_2015.csv", None],
-    }
-    return {"version": INDEX_VERSION, "tracks": tracks, "metadata": metadata}
 
 
 def write_package_index(averaged_arousal_csv) -> Path:
@@ -164,172 +106,10 @@ def write_package_index(averaged_arousal_csv) -> Path:
     return path
 
 
-def year_of(song_id) -> int:
-    """DEAM edition (subset) of a song: 2013 (ids <= 1000), 2014 (<= 2000) or 2015."""
-    sid = int(song_id)
-    return 2013 if sid <= 1000 else 2014 if sid <= 2000 else 2015
-
-
-# --------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------
-def _sample_columns(header, path):
-    """(column indices, times in s) of the ``sample_*ms`` columns from 15 s on."""
-    cols, times = [], []
-    for i, name in enumerate(header):
-        match = _SAMPLE.match(name.replace(" ", ""))
-        if match:
-            ms = int(match.group(1))
-            if ms >= 15000:
-                cols.append(i)
-                times.append(ms / 1000.0)
-    if not cols:
-        raise ValueError(f"{path}: no sample_<ms>ms columns in the header.")
-    steps = np.diff(times)
-    if times[0] != FRAME_OFFSET or (steps.size and not np.allclose(steps, 0.5)):
-        raise ValueError(f"{path}: expected sample columns every 500 ms from "
-                         f"sample_15000ms; got {header[cols[0]]} ... {header[cols[-1]]}.")
-    return cols, np.asarray(times)
-
-
-def read_averaged_dynamic(path) -> dict:
-    """{song_id: 1-D float64 curve} of an averaged dynamic CSV (padding removed)."""
-    header, rows = read_csv_rows(path)
-    id_col = find_column(header, "song_id", "songid", path=path)
-    cols, _ = _sample_columns(header, path)
-    return {str(int(float(r[id_col]))): clean_curve([to_float(r[c]) if c < len(r) else np.nan
-                                                     for c in cols])
-            for r in rows}
-
-
-def read_rater_dynamic(path):
-    """(rater keys, has_ids, curves) of one per-rater dynamic CSV.
-
-    Keys are WorkerIds where the file has a ``WorkerId`` column, else ``"#<row>"``.
-    """
-    header, rows = read_csv_rows(path)
-    worker_col = find_column(header, "WorkerId", required=False)
-    cols, _ = _sample_columns(header, path)
-    keys, curves = [], []
-    for i, r in enumerate(rows):
-        key = r[worker_col] if worker_col is not None else f"#{i}"
-        curve = clean_curve([to_float(r[c]) if c < len(r) else np.nan for c in cols])
-        if key in keys or not curve.size:
-            continue  # a repeated WorkerId keeps its first row
-        keys.append(key)
-        curves.append(curve)
-    return keys, worker_col is not None, curves
-
-
-def _read_float_table(path, id_candidates) -> dict:
-    """{song_id: {normalised column: float}} of a CSV with one row per song."""
-    header, rows = read_csv_rows(path)
-    id_col = find_column(header, *id_candidates, path=path)
-    # Normalise names: 'valence_ max_mean' (sic) -> 'valence_max_mean'.
-    names = [re.sub(r"\s+", "", h).lower() for h in header]
-    out = {}
-    for r in rows:
-        sid = str(int(float(r[id_col])))
-        out[sid] = {names[i]: to_float(r[i]) for i in range(min(len(r), len(names)))
-                    if i != id_col and r[i] != ""}
-    return out
-
-
-def read_static_raters(path) -> dict:
-    """{song_id: [{"rater", "arousal", "valence", ...}]} of a per-rater static CSV.
-
-    Tolerates both official headers (``workerID, SongId, Valence, Arousal`` and
-    ``SongId, WorkerId, Arousal_Average, Valence_Average, ...``).
-    """
-    header, rows = read_csv_rows(path)
-    song = find_column(header, "SongId", "song_id", path=path)
-    worker = find_column(header, "WorkerId", path=path)
-    arousal = find_column(header, "Arousal", "Arousal_Average", "arousal_mean", path=path)
-    valence = find_column(header, "Valence", "Valence_Average", "valence_mean", path=path)
-    names = [re.sub(r"\s+", "", h).lower() for h in header]
-    out = {}
-    for r in rows:
-        entry = {"rater": r[worker], "arousal": to_float(r[arousal]),
-                 "valence": to_float(r[valence])}
-        for i, name in enumerate(names):
-            if i not in (song, worker, arousal, valence) and i < len(r) and r[i] != "":
-                try:
-                    entry[name] = to_float(r[i])
-                except ValueError:
-                    entry[name] = r[i]
-        out.setdefault(str(int(float(r[song]))), []).append(entry)
-    return out
-
-
-def read_metadata(path) -> dict:
-    """{song_id: {column: value}} of a DEAM metadata CSV, any of the three editions.
-
-    Column names differ between editions; ``artist``, ``title`` and ``genre``
-    are added under these names where a matching column exists.
-    """
-    header, rows = read_csv_rows(path)
-    id_col = find_column(header, "song_id", "songid", "id", path=path)
-    aliases = {"artist": ("Artist",), "title": ("Song title", "Title", "Track", "song_title"),
-               "genre": ("Genre",)}
-    found = {k: find_column(header, *v, required=False) for k, v in aliases.items()}
-    out = {}
-    for r in rows:
-        try:
-            sid = str(int(float(r[id_col])))
-        except ValueError:
-            continue  # not a song row (e.g. an empty or note line)
-        entry = {header[i]: r[i] for i in range(min(len(r), len(header))) if i != id_col}
-        for key, col in found.items():
-            if col is not None and col < len(r):
-                entry[key] = r[col]
-        out[sid] = entry
-    return out
-
-
-class _Tables(DatasetFiles):
-    """Dataset-wide files, each parsed on first use."""
-
-    missing_hint = ("Download DEAM first (`pdmer download deam` or Dataset.download()), "
-                    "or point data_home at your copy.")
-
-    @core.cached_property
-    def dynamic(self) -> dict:
-        arousal = read_averaged_dynamic(self.path("arousal_averaged"))
-        valence = read_averaged_dynamic(self.path("valence_averaged"))
-        out = {}
-        for sid in arousal.keys() & valence.keys():
-            n = min(len(arousal[sid]), len(valence[sid]))
-            labels = np.stack([arousal[sid][:n], valence[sid][:n]], axis=1)
-            out[sid] = Dynamic(FRAME_OFFSET + 0.5 * np.arange(n), labels.astype(np.float32))
-        return out
-
-    @core.cached_property
-    def static(self) -> dict:
-        table = {}
-        for key in ("static_averaged_1_2000", "static_averaged_2000_2058"):
-            table.update(_read_float_table(self.path(key), ("song_id", "songid")))
-        return table
-
-    @core.cached_property
-    def static_raters(self) -> dict:
-        table = {}
-        for key in ("static_raters_1_2000", "static_raters_2000_2058"):
-            for sid, entries in read_static_raters(self.path(key)).items():
-                table.setdefault(sid, []).extend(entries)
-        return table
-
-    @core.cached_property
-    def metadata(self) -> dict:
-        table = {}
-        for year in (2013, 2014, 2015):
-            table.update(read_metadata(self.path(f"metadata_{year}")))
-        return table
-
-
 # --------------------------------------------------------------------------
 # Track and Dataset
 # --------------------------------------------------------------------------
-class Track(core.Track):
+class Track(LoaderTrack):
     """One DEAM song.
 
     Attributes
@@ -340,6 +120,8 @@ class Track(core.Track):
         ``MEMD_audio/<song_id>.mp3`` under data_home.
     year : int
         Edition (subset): 2013, 2014 or 2015.
+    split : str
+        ``"train"`` (the 1744 clips) or ``"test"`` (the 58 full songs).
 
     Cached properties
     -----------------
@@ -361,12 +143,7 @@ class Track(core.Track):
 
     def __init__(self, track_id, data_home, dataset_name, index, metadata):
         super().__init__(track_id, data_home, dataset_name, index, metadata)
-        self.audio_path = self.get_path("audio")
         self.year = year_of(track_id)
-
-    @property
-    def _tables(self) -> _Tables:
-        return self._metadata()
 
     @property
     def has_rater_ids(self) -> bool:
@@ -376,11 +153,11 @@ class Track(core.Track):
     @core.cached_property
     def dynamic(self) -> Dynamic:
         """Dynamic: averaged (times, labels (n_frames, 2)) from 15 s"""
-        try:
-            return self._tables.dynamic[self.track_id]
-        except KeyError:
+        dynamic = self._value("dynamic", "arousal_averaged", "valence_averaged")
+        if dynamic is None:
             raise KeyError(f"DEAM song {self.track_id} has no row in the averaged "
-                           "dynamic annotation files.") from None
+                           "dynamic annotation files.")
+        return dynamic
 
     @property
     def rater_dynamic(self) -> dict:
@@ -389,32 +166,24 @@ class Track(core.Track):
 
     @core.cached_property
     def _raters(self):
-        a_keys, a_ids, a_curves = read_rater_dynamic(self.get_path("arousal_raters"))
-        v_keys, v_ids, v_curves = read_rater_dynamic(self.get_path("valence_raters"))
-        valence = dict(zip(v_keys, v_curves))
-        curves = {}
-        for key, a in zip(a_keys, a_curves):
-            v = valence.get(key)
-            if v is None:
-                continue  # rater present in only one of the two files
-            n = min(len(a), len(v))
-            curves[key] = np.stack([a[:n], v[:n]], axis=1).astype(np.float32)
-        return a_ids and v_ids, curves
+        return rater_dynamic(self._file("arousal_raters"), self._file("valence_raters"))
 
     @core.cached_property
     def static(self) -> dict:
         """dict: averaged song-level labels (1-9 scale)"""
-        return self._tables.static.get(self.track_id, {})
+        return self._value("static", "static_averaged_1_2000", "static_averaged_2000_2058",
+                           default={})
 
     @core.cached_property
     def rater_static(self) -> list:
         """list: song-level labels per rater"""
-        return self._tables.static_raters.get(self.track_id, [])
+        return self._value("rater_static", "static_raters_1_2000", "static_raters_2000_2058",
+                           default=[])
 
     @core.cached_property
     def metadata(self) -> dict:
         """dict: the song's metadata row"""
-        return self._tables.metadata.get(self.track_id, {})
+        return self._value("metadata", f"metadata_{self.year}", default={})
 
 
 class Dataset(LoaderDataset):
@@ -439,97 +208,61 @@ class Dataset(LoaderDataset):
 
     frame_offset = FRAME_OFFSET
 
-    files_class = _Tables
-
     def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
-                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO)
-        self.readme = "https://cvml.unige.ch/databases/DEAM/"
+                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES,
+                         license_info=LICENSE_INFO)
+        self.readme = DATASETS[NAME].homepage
 
-    def download(self, partial_download=None, force_overwrite=False, cleanup=False,
-                 allow_invalid_checksum=False, *, mirror=None, from_path=None,
-                 remotes=None, progress=True):
-        """Download, verify and extract DEAM into ``data_home``.
+    @core.cached_property
+    def _metadata(self) -> dict:
+        """{song_id: {"split", "dynamic", "static", "rater_static", "metadata"}}.
 
-        Parameters
-        ----------
-        partial_download : list of str, optional
-            Parts to get: any of ``"annotations"``, ``"audio"``,
-            ``"metadata"``; None gets all three.
-        force_overwrite : bool, default=False
-            Install again even if a part is already installed.
-        cleanup : bool, default=False
-            Delete each downloaded archive after extracting it.
-        allow_invalid_checksum : bool, default=False
-            Use an archive whose size or SHA-256 differs from the expected one.
-        mirror : str, optional
-            Base URL of another host with the same file names.
-        from_path : str or Path, optional
-            An archive, a folder holding the archives, or an already
-            extracted DEAM folder to install from instead of downloading.
-        remotes : dict, optional
-            Replaces :data:`REMOTES` (other URLs or checksums).
-        progress : bool, default=True
-
-        Returns
-        -------
-        list of str
-            The parts installed by this call (empty when all were there).
+        Built from the dataset-wide files that are installed; a value whose
+        file is missing is absent (its Track property then says what to install).
         """
-        parts = list(partial_download or REMOTES)
-        return fetch_parts(NAME, self.data_home, remotes or self.remotes, parts,
-                           mirror=mirror, from_path=from_path,
-                           force_overwrite=force_overwrite, cleanup=cleanup,
-                           accept_mismatch=allow_invalid_checksum, progress=progress)
+        songs = {sid: {"split": "test" if year_of(sid) == 2015 else "train"}
+                 for sid in self.track_ids}
 
-    def validate(self, verbose=True, parts=None):
-        """Files of the index that are missing or invalid under ``data_home``.
+        def add(key, file_keys, read):
+            paths = [self._present(k) for k in file_keys]
+            if all(paths):
+                for sid, value in read(*paths).items():
+                    if sid in songs:
+                        songs[sid][key] = value
 
-        Parameters
-        ----------
-        verbose : bool, default=True
-        parts : list of str, optional
-            Only the files of these download parts.
-
-        Returns
-        -------
-        missing, invalid : dict
-            ``{"tracks": {id: [paths]}, "metadata": {key: [paths]}}``. Per-file
-            checksums of DEAM are unknown, so invalid means empty.
-        """
-        keys = None if parts is None else [k for p in parts for k in PART_KEYS[p]]
-        return validate_index(self._index, self.data_home, keys, verbose)
+        add("dynamic", ("arousal_averaged", "valence_averaged"), averaged_dynamic)
+        add("static", ("static_averaged_1_2000", "static_averaged_2000_2058"),
+            static_averaged)
+        add("rater_static", ("static_raters_1_2000", "static_raters_2000_2058"),
+            static_raters)
+        for year in (2013, 2014, 2015):
+            add("metadata", (f"metadata_{year}",), read_metadata)
+        return songs
 
     # ---------------------------------------------------------------- tables
     def split_song_ids(self, split, validation_size=0.1, random_state=0) -> list:
         """Song ids of a split: the paper's, plus validation songs from training.
 
-        ``"train"`` and ``"validation"`` partition the 1744 clips (ids <= 2000;
-        ``validation_size`` of them, drawn with ``random_state``, go to
-        validation); ``"test"`` is the 58 full songs (ids > 2000).
+        ``"train"`` and ``"validation"`` partition the 1744 clips (the
+        ``"train"`` songs of :meth:`get_track_splits`; ``validation_size`` of
+        them, drawn with ``random_state``, go to validation); ``"test"`` is
+        the 58 full songs.
         """
-        clips = sorted((s for s in self.track_ids if int(s) <= 2000), key=int)
-        if split == "test":
-            return sorted((s for s in self.track_ids if int(s) > 2000), key=int)
-        if split not in ("train", "validation"):
+        if split not in ("train", "validation", "test"):
             raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}.")
+        official = self.get_track_splits()
+        if split == "test":
+            return sorted(official.get("test", []), key=int)
         if not 0 <= validation_size < 1:
             raise ValueError(f"validation_size must be in [0, 1); got {validation_size!r}.")
+        clips = sorted(official.get("train", []), key=int)
         n_val = int(round(validation_size * len(clips)))
         rng = np.random.default_rng(random_state)
         chosen = set(rng.permutation(len(clips))[:n_val].tolist())
         if split == "validation" and not chosen:
             raise ValueError("validation_size=0 leaves no validation songs.")
-        keep = (lambda i: i in chosen) if split == "validation" else (lambda i: i not in chosen)
-        return [s for i, s in enumerate(clips) if keep(i)]
-
-    def _audio_frames(self, song_ids, trim_to_audio, progress) -> dict:
-        """{song: label frames the decoded audio covers} (None: no limit)."""
-        if not trim_to_audio:
-            return dict.fromkeys(song_ids)
-        rel = {sid: self._index["tracks"][sid]["audio"][0] for sid in song_ids}
-        seconds = decoded_durations(self.data_home, list(rel.values()), progress)
-        return {sid: frames_within(seconds[r], FRAME_OFFSET) for sid, r in rel.items()}
+        return [s for i, s in enumerate(clips) if (i in chosen) == (split == "validation")]
 
     def mean_table(self, split="train", *, validation_size=0.1, random_state=0,
                    trim_to_audio=True, max_frames=None, progress=True) -> AnnotationTable:
@@ -569,10 +302,49 @@ class Dataset(LoaderDataset):
         return AnnotationTable(X=X, y=y, annotators=None, song_ids=np.array(songs, dtype=str),
                                frame_offset=FRAME_OFFSET)
 
+    def _rater_rows(self, song_ids, flat_threshold, flat_frames, max_frames) -> list:
+        """(song, rater, curve) of the songs' identified raters, flat curves dropped."""
+        rows = []
+        for sid in song_ids:
+            track = self.track(sid)
+            if track.year == 2013 or not track.has_rater_ids:
+                continue  # anonymous raters cannot form per-annotator tasks
+            n = len(track.dynamic.labels)
+            for rater, curve in track.rater_dynamic.items():
+                curve = curve[:n][:max_frames]
+                if len(curve) and not _is_flat(curve, flat_threshold, flat_frames):
+                    rows.append((sid, rater, curve))
+        return rows
+
+    def test_annotators_seen_in_training(self, *, flat_threshold=0.01, flat_frames=60) -> list:
+        """WorkerIds of the test songs who also rated a training clip, sorted.
+
+        A rater counts as seen when any of their curves on the 1744 training
+        clips (validation included) passes the flat-curve filter, whether or
+        not ``min_songs`` keeps them in the training table: their ratings
+        were in the training files. Scoring personalization on them mixes
+        known and new listeners; ``annotator_table(split="test",
+        unseen_only=True)`` drops them.
+
+        Parameters
+        ----------
+        flat_threshold, flat_frames
+            As in :meth:`annotator_table`.
+
+        Returns
+        -------
+        list of str
+        """
+        def raters(split):
+            ids = self.split_song_ids(split, validation_size=0.0)
+            return {r for _, r, _ in self._rater_rows(ids, flat_threshold, flat_frames, None)}
+
+        return sorted(raters("test") & raters("train"))
+
     def annotator_table(self, split="train", *, validation_size=0.1, random_state=0,
                         flat_threshold=0.01, flat_frames=60, min_songs=16,
-                        min_test_songs=1, trim_to_audio=True, max_frames=None,
-                        progress=True) -> AnnotationTable:
+                        min_test_songs=1, unseen_only=False, trim_to_audio=True,
+                        max_frames=None, progress=True) -> AnnotationTable:
         """Per-rater labels, one row per (song, rater) curve (personalized DMER).
 
         Only songs whose per-rater files carry a WorkerId are used: 1000 of the
@@ -595,6 +367,11 @@ class Dataset(LoaderDataset):
             raters). The reference drops raters with <= 15 songs.
         min_test_songs : int, default=1
             The same for the test split, counted over the test songs.
+        unseen_only : bool, default=False
+            Test split only: drop the raters who also rated training clips
+            (:meth:`test_annotators_seen_in_training`), so that every test
+            listener is new to a model trained on this data set. The paper's
+            protocol keeps them (False).
         trim_to_audio : bool, default=True
             Drop label frames not entirely within the decoded audio (applied
             after the filters; see :meth:`mean_table`).
@@ -612,21 +389,19 @@ class Dataset(LoaderDataset):
                             ("flat_frames", flat_frames)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if unseen_only and split != "test":
+            raise ValueError("unseen_only applies to split='test' only (training and "
+                             "validation raters are the same listeners by design).")
         chosen = set(self.split_song_ids(split, validation_size, random_state))
         if split == "test":
             pool, minimum = self.split_song_ids("test"), min_test_songs
         else:  # raters are counted over all training clips
             pool, minimum = self.split_song_ids("train", validation_size=0.0), min_songs
-        rows = []  # (song, rater, curve) over the whole pool
-        for sid in pool:
-            track = self.track(sid)
-            if track.year == 2013 or not track.has_rater_ids:
-                continue  # anonymous raters cannot form per-annotator tasks
-            n = len(track.dynamic.labels)
-            for rater, curve in track.rater_dynamic.items():
-                curve = curve[:n][:max_frames]
-                if len(curve) and not _is_flat(curve, flat_threshold, flat_frames):
-                    rows.append((sid, rater, curve))
+        rows = self._rater_rows(pool, flat_threshold, flat_frames, max_frames)
+        if unseen_only:
+            seen = set(self.test_annotators_seen_in_training(
+                flat_threshold=flat_threshold, flat_frames=flat_frames))
+            rows = [r for r in rows if r[1] not in seen]
         counts = {}
         for _, rater, _ in rows:
             counts[rater] = counts.get(rater, 0) + 1

@@ -33,8 +33,10 @@ before their last frameTime. With ``trim_to_audio=True`` (the default) the
 tables drop label frames not entirely within the decoded audio; each clip is
 decoded once and its length cached in ``<data_home>/.pdmer/audio_durations.json``.
 
-The paper's split: songs shorter than 25 s are dropped (95 annotated songs),
-the 40 songs longer than 65 s are the test set, the other 632 train.
+The paper's split (``Track.split``, ``Dataset.get_track_splits()``): songs
+shorter than 25 s are dropped (95 annotated songs, split None, as are the 27
+unannotated ones), the 40 songs longer than 65 s are the test set, the other
+632 train. Durations are those of ``metadata.csv``.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
-from pdmer_datasets._common import (DatasetFiles, LoaderDataset, PackageIndex, Remote,
-                                    choose_indexes, decoded_durations, fetch_parts,
-                                    find_column, frames_within, read_csv_rows, to_float,
-                                    validate_index, write_index)
+from pdmer_datasets._csv import column, read_csv_rows, song_id, to_float
+from pdmer_datasets._install import installed
+from pdmer_datasets._loader import (LoaderDataset, LoaderTrack, PackageIndex, choose_indexes,
+                                    require_file, write_index)
+from pdmer_datasets.registry import DATASETS
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_STEPS"]
@@ -58,6 +61,11 @@ __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_
 NAME = "pmemo"
 FRAME_OFFSET = 15.0
 """Audio time of label frame 0: frameTime 15.5 s is the END of [15.0, 15.5] s."""
+
+MIN_DURATION = 25.0
+"""The paper drops songs shorter than this (seconds)."""
+TEST_DURATION = 65.0
+"""The paper tests on the songs longer than this (seconds)."""
 
 BIBTEX = """@inproceedings{zhang2018pmemo,
   author = {Zhang, Kejun and Zhang, Hui and Li, Simeng and Yang, Changyuan and Sun, Lingyun},
@@ -68,18 +76,14 @@ BIBTEX = """@inproceedings{zhang2018pmemo,
   doi = {10.1145/3206025.3206037}
 }"""
 
-LICENSE_INFO = (
-    "PMEmo is released for non-commercial research; the audio clips are excerpts "
-    "of commercial songs whose copyright stays with their owners. See "
-    "https://github.com/HuiZhangDB/PMEmo.")
+LICENSE_INFO = DATASETS[NAME].license
 
-GDRIVE_ID = "1UzC3NCDj30j9Ba7i5lkMzWO5gFqSr0OJ"
-REMOTES = {
-    "all": Remote("PMEmo2019.zip", f"https://drive.google.com/uc?id={GDRIVE_ID}",
-                  sha256=None, size=None, contents=["PMEmo2019"]),
-}
-"""The release archive on Google Drive. No checksum is published: after
-installing, :meth:`Dataset.validate` checks the files and their counts."""
+REMOTES = DATASETS[NAME].remotes
+"""The release archive on Google Drive (from :data:`pdmer_datasets.DATASETS`).
+No checksum is published: after installing, :meth:`Dataset.validate` checks
+the files and their counts."""
+
+GDRIVE_ID = REMOTES["all"].url.split("id=", 1)[1]
 
 MANUAL_STEPS = f"""\
 PMEmo is distributed through Google Drive, which plain HTTP cannot download
@@ -111,11 +115,11 @@ Dynamic.__doc__ = ("Dynamic labels: frameTime in s (the END of each 0.5 s frame)
 def make_index(metadata_csv) -> dict:
     """The mirdata index of all songs in PMEmo's ``metadata.csv`` (checksums unknown)."""
     header, rows = read_csv_rows(metadata_csv)
-    id_col = find_column(header, "musicId", path=metadata_csv)
-    file_col = find_column(header, "fileName", path=metadata_csv)
+    id_col = column(header, "musicId", metadata_csv)
+    file_col = column(header, "fileName", metadata_csv)
     tracks = {}
     for r in sorted(rows, key=lambda r: int(r[id_col])):
-        tracks[str(int(r[id_col]))] = {"audio": [f"{_ROOT}/chorus/{r[file_col]}", None]}
+        tracks[song_id(r[id_col])] = {"audio": [f"{_ROOT}/chorus/{r[file_col]}", None]}
     metadata = {
         "metadata": [f"{_ROOT}/metadata.csv", None],
         "dynamic_annotations": [f"{_ROOT}/annotations/dynamic_annotations.csv", None],
@@ -137,78 +141,55 @@ def write_package_index(metadata_csv) -> Path:
 def read_dynamic(path, kind="mean") -> dict:
     """{musicId: Dynamic} of ``dynamic_annotations[_std].csv`` (kind "mean" or "std")."""
     header, rows = read_csv_rows(path)
-    id_col = find_column(header, "musicId", path=path)
-    time_col = find_column(header, "frameTime", path=path)
-    a_col = find_column(header, f"Arousal({kind})", path=path)
-    v_col = find_column(header, f"Valence({kind})", path=path)
+    id_col, time_col, a_col, v_col = (column(header, name, path) for name in (
+        "musicId", "frameTime", f"Arousal({kind})", f"Valence({kind})"))
     grouped = {}
     for r in rows:
-        grouped.setdefault(str(int(float(r[id_col]))), []).append(
+        grouped.setdefault(song_id(r[id_col]), []).append(
             (float(r[time_col]), to_float(r[a_col]), to_float(r[v_col])))
     out = {}
     for sid, values in grouped.items():
         values.sort()
         arr = np.asarray(values, dtype=np.float64)
-        times = arr[:, 0]
         if np.any(~np.isfinite(arr[:, 1:])):
             raise ValueError(f"{path}: song {sid} has missing {kind} values.")
-        if not np.allclose(np.diff(times), 0.5):
+        if not np.allclose(np.diff(arr[:, 0]), 0.5):
             raise ValueError(f"{path}: song {sid}'s frameTime values are not every 0.5 s.")
-        out[sid] = Dynamic(times, arr[:, 1:].astype(np.float32))
+        out[sid] = Dynamic(arr[:, 0], arr[:, 1:].astype(np.float32))
     return out
 
 
 def read_static(path, kind="mean") -> dict:
     """{musicId: {"arousal": x, "valence": y}} of ``static_annotations[_std].csv``."""
     header, rows = read_csv_rows(path)
-    id_col = find_column(header, "musicId", path=path)
-    a_col = find_column(header, f"Arousal({kind})", path=path)
-    v_col = find_column(header, f"Valence({kind})", path=path)
-    return {str(int(float(r[id_col]))): {"arousal": to_float(r[a_col]),
-                                         "valence": to_float(r[v_col])} for r in rows}
+    id_col, a_col, v_col = (column(header, name, path) for name in (
+        "musicId", f"Arousal({kind})", f"Valence({kind})"))
+    return {song_id(r[id_col]): {"arousal": to_float(r[a_col]), "valence": to_float(r[v_col])}
+            for r in rows}
 
 
 def read_metadata(path) -> dict:
     """{musicId: row dict} of ``metadata.csv``; ``duration`` as float seconds."""
     header, rows = read_csv_rows(path)
-    id_col = find_column(header, "musicId", path=path)
+    id_col = column(header, "musicId", path)
     out = {}
     for r in rows:
         entry = {header[i]: r[i] for i in range(min(len(r), len(header))) if i != id_col}
         if "duration" in entry:
             entry["duration"] = to_float(entry["duration"])
-        out[str(int(float(r[id_col])))] = entry
+        out[song_id(r[id_col])] = entry
     return out
 
 
-class _Tables(DatasetFiles):
-    """Dataset-wide files, each parsed on first use."""
-
-    missing_hint = ("Install PMEmo first (`pdmer download pmemo`), or point data_home at "
-                    "the folder that holds PMEmo2019/.")
-
-    @core.cached_property
-    def dynamic(self):
-        return read_dynamic(self.path("dynamic_annotations"), "mean")
-
-    @core.cached_property
-    def dynamic_std(self):
-        return read_dynamic(self.path("dynamic_annotations_std"), "std")
-
-    @core.cached_property
-    def static(self):
-        return read_static(self.path("static_annotations"), "mean")
-
-    @core.cached_property
-    def static_std(self):
-        return read_static(self.path("static_annotations_std"), "std")
-
-    @core.cached_property
-    def metadata(self):
-        return read_metadata(self.path("metadata"))
+def paper_split(entry: dict, min_duration=MIN_DURATION, test_duration=TEST_DURATION):
+    """"train", "test" or None (dropped or unannotated) for a song's metadata entry."""
+    duration = float(entry.get("metadata", {}).get("duration", np.nan))
+    if "dynamic" not in entry or not duration >= min_duration:
+        return None
+    return "test" if duration > test_duration else "train"
 
 
-class Track(core.Track):
+class Track(LoaderTrack):
     """One PMEmo chorus clip.
 
     Attributes
@@ -217,6 +198,9 @@ class Track(core.Track):
         The musicId.
     audio_path : str
         ``PMEmo2019/chorus/<musicId>.mp3`` under data_home.
+    split : str or None
+        The paper's split: ``"train"``, ``"test"``, or None (shorter than
+        25 s, or not annotated).
 
     Cached properties
     -----------------
@@ -231,38 +215,30 @@ class Track(core.Track):
         The song's row of ``metadata.csv`` (``duration`` in seconds).
     """
 
-    def __init__(self, track_id, data_home, dataset_name, index, metadata):
-        super().__init__(track_id, data_home, dataset_name, index, metadata)
-        self.audio_path = self.get_path("audio")
-
-    @property
-    def _tables(self) -> _Tables:
-        return self._metadata()
-
     @core.cached_property
     def dynamic(self):
         """Dynamic or None: mean over annotators"""
-        return self._tables.dynamic.get(self.track_id)
+        return self._value("dynamic", "dynamic_annotations")
 
     @core.cached_property
     def dynamic_std(self):
         """Dynamic or None: standard deviation over annotators"""
-        return self._tables.dynamic_std.get(self.track_id)
+        return self._value("dynamic_std", "dynamic_annotations_std")
 
     @core.cached_property
     def static(self):
         """dict or None: song-level means"""
-        return self._tables.static.get(self.track_id)
+        return self._value("static", "static_annotations")
 
     @core.cached_property
     def static_std(self):
         """dict or None: song-level standard deviations"""
-        return self._tables.static_std.get(self.track_id)
+        return self._value("static_std", "static_annotations_std")
 
     @core.cached_property
     def metadata(self) -> dict:
         """dict: the song's metadata row"""
-        return self._tables.metadata.get(self.track_id, {})
+        return self._value("metadata", "metadata", default={})
 
     @property
     def duration(self) -> float:
@@ -291,13 +267,34 @@ class Dataset(LoaderDataset):
 
     frame_offset = FRAME_OFFSET
 
-    files_class = _Tables
-
     def __init__(self, data_home=None, version="default", index=None):
         super().__init__(data_home, version, name=NAME, track_class=Track, bibtex=BIBTEX,
-                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES, license_info=LICENSE_INFO,
-                         download_info=MANUAL_STEPS)
-        self.readme = "https://github.com/HuiZhangDB/PMEmo"
+                         indexes=choose_indexes(INDEXES, index, version), remotes=REMOTES,
+                         license_info=LICENSE_INFO, download_info=MANUAL_STEPS)
+        self.readme = DATASETS[NAME].homepage
+
+    @core.cached_property
+    def _metadata(self) -> dict:
+        """{musicId: {"split", "metadata", "dynamic", "dynamic_std", "static", "static_std"}}.
+
+        Built from the files that are installed; a value whose file is
+        missing is absent (its Track property then says what to install).
+        """
+        songs = {sid: {} for sid in self.track_ids}
+        readers = {"metadata": ("metadata", read_metadata),
+                   "dynamic": ("dynamic_annotations", read_dynamic),
+                   "dynamic_std": ("dynamic_annotations_std",
+                                   lambda p: read_dynamic(p, "std")),
+                   "static": ("static_annotations", read_static),
+                   "static_std": ("static_annotations_std", lambda p: read_static(p, "std"))}
+        for key, (file_key, read) in readers.items():
+            path = self._present(file_key)
+            for sid, value in (read(path) if path else {}).items():
+                if sid in songs:
+                    songs[sid][key] = value
+        for entry in songs.values():
+            entry["split"] = paper_split(entry)
+        return songs
 
     def download(self, partial_download=None, force_overwrite=False, cleanup=False,
                  allow_invalid_checksum=False, *, mirror=None, from_path=None,
@@ -317,26 +314,18 @@ class Dataset(LoaderDataset):
             The parts installed by this call (empty when already installed).
         """
         remotes = remotes or self.remotes
-        parts = list(partial_download or remotes)
         if from_path is None and mirror is None:
-            if self._installed(remotes) and not force_overwrite:
+            if installed(self.data_home, remotes["all"]) and not force_overwrite:
                 if progress:
                     print(f"pmemo: already installed in {self.data_home}", file=sys.stderr)
                 return []
             if importlib.util.find_spec("gdown") is None:
                 raise RuntimeError("The optional package gdown is not installed.\n"
                                    + MANUAL_STEPS)
-            archive = self._gdown(remotes["all"], progress)
-            from_path = archive
-        return fetch_parts(NAME, self.data_home, remotes, parts, mirror=mirror,
-                           from_path=from_path, force_overwrite=force_overwrite,
-                           cleanup=cleanup, accept_mismatch=allow_invalid_checksum,
-                           progress=progress)
-
-    def _installed(self, remotes) -> bool:
-        home = Path(self.data_home)
-        marker = home / ".pdmer" / f"{remotes['all'].filename}.installed"
-        return marker.exists() and all((home / c).exists() for c in remotes["all"].contents)
+            from_path = self._gdown(remotes["all"], progress)
+        return super().download(partial_download, force_overwrite, cleanup,
+                                allow_invalid_checksum, mirror=mirror, from_path=from_path,
+                                remotes=remotes, progress=progress)
 
     def _gdown(self, remote, progress) -> Path:  # pragma: no cover - needs Google Drive
         import gdown
@@ -350,48 +339,42 @@ class Dataset(LoaderDataset):
                                "(quota or access limits).\n" + MANUAL_STEPS)
         return target
 
-    def validate(self, verbose=True, parts=None):
-        """Index files that are missing or empty under ``data_home``.
-
-        Returns
-        -------
-        missing, invalid : dict
-            ``{"tracks": {id: [paths]}, "metadata": {key: [paths]}}``.
-        """
-        return validate_index(self._index, self.data_home, None, verbose)
-
     # ---------------------------------------------------------------- tables
-    def split_song_ids(self, split, *, min_duration=25.0, test_duration=65.0,
+    def split_song_ids(self, split, *, min_duration=MIN_DURATION, test_duration=TEST_DURATION,
                        validation_size=0.1, random_state=0) -> list:
         """Annotated song ids of a split (the paper's, plus validation).
 
         Songs shorter than ``min_duration`` s are dropped; songs longer than
         ``test_duration`` s form ``"test"``; the rest is split into
         ``"train"`` and ``"validation"`` (``validation_size`` of them, drawn
-        with ``random_state``). Durations come from metadata.csv.
+        with ``random_state``). Durations come from metadata.csv. With the
+        default durations, ``"train"`` + ``"validation"`` and ``"test"`` are
+        the ``Track.split`` groups of :meth:`get_track_splits`.
         """
         if split not in ("train", "validation", "test"):
             raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}.")
         if not 0 <= validation_size < 1:
             raise ValueError(f"validation_size must be in [0, 1); got {validation_size!r}.")
-        meta = self._metadata.metadata
-        dynamic = self._metadata.dynamic
-        annotated = [s for s in sorted(self.track_ids, key=int) if s in dynamic]
-        duration = {s: float(meta.get(s, {}).get("duration", np.nan)) for s in annotated}
+        for file_key in ("metadata", "dynamic_annotations"):
+            if self._present(file_key) is None:
+                require_file(str(Path(self.data_home) / self._index["metadata"][file_key][0]),
+                             NAME, self.data_home)
+        songs = self._metadata
+        ids = sorted(self.track_ids, key=int)
         if split == "test":
-            return [s for s in annotated if duration[s] > test_duration]
-        pool = [s for s in annotated if min_duration <= duration[s] <= test_duration]
+            return [s for s in ids if paper_split(songs[s], min_duration, test_duration)
+                    == "test"]
+        pool = [s for s in ids if paper_split(songs[s], min_duration, test_duration)
+                == "train"]
         n_val = int(round(validation_size * len(pool)))
         chosen = set(np.random.default_rng(random_state).permutation(len(pool))[:n_val].tolist())
-        if split == "validation":
-            if not chosen:
-                raise ValueError("validation_size=0 leaves no validation songs.")
-            return [s for i, s in enumerate(pool) if i in chosen]
-        return [s for i, s in enumerate(pool) if i not in chosen]
+        if split == "validation" and not chosen:
+            raise ValueError("validation_size=0 leaves no validation songs.")
+        return [s for i, s in enumerate(pool) if (i in chosen) == (split == "validation")]
 
-    def mean_table(self, split="train", *, std=False, min_duration=25.0, test_duration=65.0,
-                   validation_size=0.1, random_state=0, trim_to_audio=True,
-                   max_frames=None, progress=True) -> AnnotationTable:
+    def mean_table(self, split="train", *, std=False, min_duration=MIN_DURATION,
+                   test_duration=TEST_DURATION, validation_size=0.1, random_state=0,
+                   trim_to_audio=True, max_frames=None, progress=True) -> AnnotationTable:
         """Mean dynamic labels, one row per song.
 
         Parameters
@@ -419,11 +402,7 @@ class Dataset(LoaderDataset):
         ids = self.split_song_ids(split, min_duration=min_duration,
                                   test_duration=test_duration,
                                   validation_size=validation_size, random_state=random_state)
-        limit = dict.fromkeys(ids)
-        if trim_to_audio:
-            rel = {sid: self._index["tracks"][sid]["audio"][0] for sid in ids}
-            seconds = decoded_durations(self.data_home, list(rel.values()), progress)
-            limit = {sid: frames_within(seconds[r], FRAME_OFFSET) for sid, r in rel.items()}
+        limit = self._audio_frames(ids, trim_to_audio, progress)
         X, y, songs = [], [], []
         for sid in ids:
             track = self.track(sid)

@@ -17,7 +17,7 @@ from http_fixture import serve
 from pdmer._download import ChecksumError, UnsafeArchiveError, sha256_file
 from pdmer.cli import main
 from pdmer_datasets import deam
-from pdmer_datasets._common import Remote
+from pdmer_datasets import Remote
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +388,7 @@ def test_shipped_index_matches_the_real_song_ids(shared_data):
 
 def test_interrupted_extraction_is_redone_without_downloading_again(built, server, tmp_path,
                                                                     monkeypatch):
-    import pdmer_datasets._common as common
+    import pdmer_datasets._install as install
 
     src, archives, index = built
     remotes = remotes_for(archives, server.url)
@@ -397,7 +397,7 @@ def test_interrupted_extraction_is_redone_without_downloading_again(built, serve
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "safe_extract", interrupted)
+    monkeypatch.setattr(install, "safe_extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
         dataset.download(partial_download=["metadata"], remotes=remotes, progress=False)
     monkeypatch.undo()
@@ -407,3 +407,62 @@ def test_interrupted_extraction_is_redone_without_downloading_again(built, serve
                             progress=False) == ["metadata"]
     assert len(server.requests) == n  # the verified archive was reused
     assert (tmp_path / "home" / "metadata" / "metadata_2013.csv").is_file()
+
+
+# ------------------------------------------------------------------ issue 12 / 10.3
+
+
+def test_never_downloaded_says_to_run_pdmer_download(tmp_path):
+    # The shipped index, nothing installed: the first per-rater file is missing.
+    dataset = pdmer_datasets.initialize("deam", data_home=tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError) as err:
+        dataset.annotator_table(split="train")
+    message = str(err.value)
+    assert "1001.csv is missing" in message
+    assert "run `pdmer download deam --only annotations`" in message.lower()
+    assert "Errno" not in message
+    with pytest.raises(FileNotFoundError, match="pdmer download deam --only annotations"):
+        dataset.mean_table(split="test", trim_to_audio=False)
+    with pytest.raises(FileNotFoundError, match="pdmer download deam --only metadata"):
+        dataset.track("1001").metadata
+
+
+def test_official_split_through_mirdata(installed):
+    splits = installed.get_track_splits()
+    assert sorted(splits) == ["test", "train"]
+    assert sorted(splits["test"], key=int) == installed.split_song_ids("test")
+    assert installed.track("2001").split == "test" and installed.track("3").split == "train"
+    # mirdata's convention: one metadata dict per track.
+    assert set(installed._metadata) == set(installed.track_ids)
+    assert installed._metadata["1001"]["split"] == "train"
+
+
+@pytest.fixture
+def with_new_rater(built, tmp_path):
+    """The tiny DEAM plus a rater W_new who rated only the test song 2001."""
+    import shutil
+
+    src, archives, index = built
+    home = tmp_path / "home"
+    shutil.copytree(src, home)
+    for dim in (0, 1):
+        name = ("arousal", "valence")[dim]
+        path = home / fx.RATER / fx.DYN / name / "2001.csv"
+        values = ",".join(f"{v:g}" for v in fx.curve("2001", 5, dim))
+        path.write_text(path.read_text() + f"W_new,{values}\n")
+    return deam.Dataset(home, index=index)
+
+
+def test_test_annotators_seen_in_training(with_new_rater):
+    dataset = with_new_rater
+    assert dataset.test_annotators_seen_in_training() == fx.WORKERS
+    everyone = dataset.annotator_table(split="test", trim_to_audio=False)
+    assert set(everyone.annotators) == set(fx.WORKERS) | {"W_new"}
+    unseen = dataset.annotator_table(split="test", unseen_only=True, trim_to_audio=False)
+    assert set(unseen.annotators) == {"W_new"} and list(unseen.song_ids) == ["2001"]
+    # The same, from the tables.
+    train = dataset.annotator_table(split="train", validation_size=0.0, min_songs=1,
+                                    trim_to_audio=False)
+    assert list(pdmer_datasets.shared_annotators(train, everyone)) == fx.WORKERS
+    with pytest.raises(ValueError, match="split='test' only"):
+        dataset.annotator_table(split="train", unseen_only=True)

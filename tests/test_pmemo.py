@@ -187,7 +187,9 @@ def real(shared_data, tmp_path):
 
 
 def test_real_annotation_counts(real):
-    dyn, std = real._metadata.dynamic, real._metadata.dynamic_std
+    # mirdata's convention: _metadata holds one dict per song.
+    dyn = {s: m["dynamic"] for s, m in real._metadata.items() if "dynamic" in m}
+    std = {s: m["dynamic_std"] for s, m in real._metadata.items() if "dynamic_std" in m}
     assert len(real.track_ids) == 794
     assert len(dyn) == len(std) == 767
     assert sum(len(d.labels) for d in dyn.values()) == 36434

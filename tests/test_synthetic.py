@@ -8,6 +8,7 @@ import soundfile as sf
 
 from pdmer.labels import FRAME_SECONDS
 from pdmer_datasets import AnnotationTable, synthetic
+from pdmer_datasets.synthetic.listeners import delay
 
 SMALL = dict(n_songs=5, n_listeners=4, songs_per_listener=3, duration=3.0,
              sample_rate=16000)
@@ -209,7 +210,7 @@ def test_one_song_reveals_the_listener(medium):
     err_personal, err_population = [], []
 
     def design(curve, lag):
-        return np.column_stack([np.ones(len(curve)), synthetic._lag(curve, lag)])
+        return np.column_stack([np.ones(len(curve)), delay(curve, lag)])
 
     for lid, songs in medium.assignments.items():
         lag = medium.listeners[lid].lag_frames
@@ -299,3 +300,166 @@ def test_invalid_parameters(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         synthetic.generate(tmp_path, **{**SMALL, **kwargs})
     assert not (tmp_path / "meta.json").exists()
+
+
+# --------------------------------------------------------------------------
+# Data conditions (issue 10.6)
+# --------------------------------------------------------------------------
+def test_defaults_give_the_earlier_data_set(tmp_path):
+    # Values written by the generator before data conditions existed
+    # (commit fb3a0f9, SMALL, seed 0): the defaults still produce them.
+    synthetic.generate(tmp_path / "a", **SMALL)
+    lines = (tmp_path / "a" / "listeners.csv").read_text().splitlines()
+    assert lines[1].startswith("L00,0.042083,0.625882,-0.275013,0.681823,False,0.039744,3,"
+                               "0.053644,2.124852")
+    assert lines[2].startswith("L01,0.072085,0.719980,-0.246379,1.287001,True,")
+    annotations = (tmp_path / "a" / "annotations.csv").read_text().splitlines()
+    assert annotations[1:3] == ["S000,L00,0,0.048891,-0.009960", "S000,L00,1,0.057604,-0.022081"]
+    assert (tmp_path / "a" / "songs.csv").read_text().splitlines()[1] == "S000,0,0.010372,0.249089"
+    # The defaults are this mixture and noise range, spelled out.
+    synthetic.generate(tmp_path / "b", listener_mix={"typical": 3, "reversed": 1},
+                       noise_std=(0.03, 0.1), **SMALL)
+    for name in ("annotations.csv", "songs.csv", "listeners.csv", "audio/S003.wav"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_sample_rate_and_late_label_start(tmp_path):
+    data = synthetic.generate(tmp_path, n_songs=2, n_listeners=2, songs_per_listener=1,
+                              duration=2.0, sample_rate=44100, frame_offset=15.0)
+    for sid in data.song_ids:
+        info = sf.info(str(data.audio_path(sid)))
+        assert info.samplerate == 44100 and info.frames == int(17.0 * 44100)
+    assert data.annotator_table().frame_offset == 15.0
+
+
+def test_songs_of_different_lengths(tmp_path):
+    data = synthetic.generate(tmp_path, n_songs=6, n_listeners=4, songs_per_listener=3,
+                              duration=(3.0, 6.0), sample_rate=8000, frame_offset=0.5)
+    lengths = data.song_frames
+    assert len(set(lengths.values())) > 1 and all(6 <= n <= 12 for n in lengths.values())
+    for sid, n in lengths.items():
+        assert data.true_curves[sid].shape == (n, 2)
+        assert sf.info(str(data.audio_path(sid))).frames == int((0.5 + 0.5 * n) * 8000)
+    for (lid, sid), y in data.annotations.items():
+        assert y.shape == (lengths[sid], 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        data.n_frames
+    assert "frames" in repr(data) and "-" in repr(data).split("songs x ")[1]
+    # Each song's length is its own draw: other n_songs keep the first songs.
+    fewer = synthetic.generate(tmp_path / "fewer", n_songs=3, n_listeners=3,
+                               songs_per_listener=1, duration=(3.0, 6.0), sample_rate=8000,
+                               frame_offset=0.5)
+    assert fewer.song_frames == {s: lengths[s] for s in fewer.song_ids}
+    assert synthetic.load(tmp_path).song_frames == lengths
+
+
+def test_listener_mixture(tmp_path):
+    mix = {"typical": .4, "reversed": .2, "shifted": .2, "compressed": .1, "lagged": .1}
+    data = synthetic.generate(tmp_path, n_songs=4, n_listeners=20, songs_per_listener=2,
+                              duration=4.0, sample_rate=8000, listener_mix=mix)
+    kinds = [lis.kind for lis in data.listeners.values()]
+    assert {k: kinds.count(k) for k in mix} == {"typical": 8, "reversed": 4, "shifted": 4,
+                                                "compressed": 2, "lagged": 2}
+    for lis in data.listeners.values():
+        assert lis.valence_reversed == (lis.kind == "reversed")
+        if lis.kind == "shifted":
+            assert min(abs(lis.arousal_offset), abs(lis.valence_offset)) >= 0.35
+        if lis.kind == "compressed":
+            assert max(lis.arousal_gain, lis.valence_gain) <= 0.5
+        if lis.kind == "lagged":
+            assert 2 <= lis.lag_frames <= 6
+        else:
+            assert lis.lag_frames <= 3
+    assert synthetic.load(tmp_path).listeners == data.listeners
+    assert data.params["listener_mix"] == mix
+    # Without "typical", the heaviest kind takes the rounding remainder.
+    only = synthetic.generate(tmp_path / "b", n_songs=3, n_listeners=3, songs_per_listener=1,
+                              duration=2.0, sample_rate=8000,
+                              listener_mix={"shifted": 2, "lagged": 1})
+    assert sorted(lis.kind for lis in only.listeners.values()) == ["lagged", "shifted",
+                                                                   "shifted"]
+
+
+def test_rater_noise_level(tmp_path):
+    clean = synthetic.generate(tmp_path / "clean", noise_std=0.0, **SMALL)
+    for (lid, sid), y in clean.annotations.items():
+        np.testing.assert_allclose(y, clean.expected_labels(lid, sid), atol=1e-6)
+    noisy = synthetic.generate(tmp_path / "noisy", noise_std=0.2, **SMALL)
+    assert {lis.noise_std for lis in noisy.listeners.values()} == {0.2}
+    residual = np.concatenate([y - noisy.expected_labels(lid, sid)
+                               for (lid, sid), y in noisy.annotations.items()])
+    assert 0.1 < residual.std() < 0.3  # clipping at +-1 takes a little off
+    # A fixed noise level changes nothing else about the listeners.
+    assert [lis.lag_frames for lis in noisy.listeners.values()] == \
+        [lis.lag_frames for lis in clean.listeners.values()]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(listener_mix={"typical": 1, "grumpy": 1}), "unknown kind"),
+    (dict(listener_mix={"typical": 0}), "positive sum"),
+    (dict(listener_mix={"typical": 1}, reversed_fraction=0.5), "not both"),
+    (dict(duration=(4.0, 3.0)), "exceeds high"),
+    (dict(duration=(3.0, 4.2)), "multiple"),
+    (dict(duration=(3.0,)), "pair"),
+    (dict(noise_std=(-0.1, 0.1)), ">= 0"),
+    (dict(noise_std=-0.1), "noise_std"),
+    (dict(sample_rate=100), "sample_rate"),
+])
+def test_invalid_conditions(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        synthetic.generate(tmp_path, **{**SMALL, **kwargs})
+    assert not (tmp_path / "meta.json").exists()
+
+
+def test_version_1_data_sets_still_load(tmp_path):
+    synthetic.generate(tmp_path, **SMALL)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    params = {k: v for k, v in meta["params"].items() if k not in ("listener_mix", "noise_std")}
+    meta.update(version=1, params={**params, "reversed_fraction": 0.25})
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    lines = (tmp_path / "listeners.csv").read_text().splitlines()
+    (tmp_path / "listeners.csv").write_text(
+        "\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    old = synthetic.load(tmp_path)
+    assert old.params["listener_mix"] == {"typical": 0.75, "reversed": 0.25}
+    assert {lis.kind for lis in old.listeners.values()} == {"typical", "reversed"}
+    # generate() does not reuse it: the files are rewritten in today's format.
+    synthetic.generate(tmp_path, **SMALL)
+    assert json.loads((tmp_path / "meta.json").read_text())["version"] == 2
+
+
+# --------------------------------------------------------------------------
+# Song-disjoint splits
+# --------------------------------------------------------------------------
+def test_train_and_test_splits_hold_out_listeners_and_songs(medium):
+    train = medium.annotator_table(split="train")
+    test = medium.annotator_table(split="test")
+    assert not set(train.annotators) & set(test.annotators)
+    assert not set(train.song_ids) & set(test.song_ids)
+    for lid in np.unique(test.annotators):
+        assert (test.annotators == lid).sum() >= 2  # 1 support + >= 1 scored
+    assert len(np.unique(test.annotators)) == 2  # 25% of 8
+    # The data set's seed makes both calls agree; another seed another split.
+    again = medium.annotator_table(split="test")
+    assert list(again.song_ids) == list(test.song_ids)
+    other = medium.annotator_table(split="test", random_state=5)
+    assert list(other.annotators) != list(test.annotators) or \
+        list(other.song_ids) != list(test.song_ids)
+    mean = medium.mean_table(split="test")
+    assert list(mean.song_ids) == sorted(set(test.song_ids)) and mean.annotators is None
+    assert len(medium.annotator_table()) == len(medium.annotations)
+    with pytest.raises(ValueError, match="no validation split"):
+        medium.annotator_table(split="validation")
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    # atomic_write's temporary files: mkstemp names beside the target.
+    (tmp_path / "audio").mkdir(parents=True)
+    (tmp_path / "audio" / "tmpk2j4x9_a.wav").write_bytes(b"half a song")
+    (tmp_path / "tmp8s7d6f5g.tmp").write_text("half a table")
+    (tmp_path / "notes.txt").write_text("the user's")
+    synthetic.generate(tmp_path, **SMALL)
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
+        f"S00{i}.wav" for i in range(5)]
+    assert not (tmp_path / "tmp8s7d6f5g.tmp").exists()
+    assert (tmp_path / "notes.txt").exists()
