@@ -242,8 +242,8 @@ def test_label_warning_reaches_the_caller_of_fit():
 @pytest.mark.parametrize("ids", [[1, None, 2], np.array(["a", None, "b"], dtype=object),
                                  [1.0, float("nan"), 2.0]])
 def test_missing_annotator_ids_are_refused(ids):
-    with pytest.raises(ValueError, match=r"annotators has no id \(None or NaN\) at row\(s\) "
-                                         r"\[1\]"):
+    with pytest.raises(ValueError, match=r"annotators contains (None|NaN) at row\(s\) \[1\]; "
+                                         "give every row an annotator id"):
         check_annotators(ids, 3)
 
 

@@ -198,12 +198,13 @@ def check_annotators(annotators, n_songs: int) -> np.ndarray | None:
             f"annotators must hold one id per song: X has {n_songs} songs but "
             f"annotators has shape {array.shape}."
         )
-    missing = [i for i, v in enumerate(values)
-               if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))]
+    missing = {i: "None" if v is None else "NaN" for i, v in enumerate(values)
+               if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))}
     if missing:
+        rows = list(missing)
         raise ValueError(
-            f"annotators has no id (None or NaN) at row(s) {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}; give every row an annotator id.")
+            f"annotators contains {' and '.join(sorted(set(missing.values())))} at row(s) "
+            f"{rows[:5]}{' ...' if len(rows) > 5 else ''}; give every row an annotator id.")
     spellings = {}
     for v in values:
         spellings.setdefault(str(v), set()).add(type(v).__name__)
