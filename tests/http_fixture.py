@@ -142,3 +142,14 @@ def serve(root):
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def serve_files(folder, files):
+    """Write ``files`` ({name: bytes}) into ``folder`` and serve them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with serve(folder) as server:
+        yield server

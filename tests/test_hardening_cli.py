@@ -1,19 +1,22 @@
-"""The command line under careless or hostile input (issue 12): unwritable
-outputs, non-finite or zero settings, binary files given as CSVs, a data set
-never downloaded, a corrupt song in a batch, a diverged listener file."""
+"""The command line and model files under careless or hostile input (issue 12):
+unwritable outputs, model files that must not direct writes, non-finite or
+zero settings, binary files given as CSVs, a data set never downloaded, a
+corrupt song in a batch, a diverged listener file."""
 
 from __future__ import annotations
 
 import csv
+import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from conftest import TINY_MODEL
-from pdmer import DSAMLRegressor
+from pdmer import DSAMLRegressor, load
 from pdmer.cli import main
 from pdmer.features import AudioFeatures
 
@@ -82,6 +85,56 @@ def test_personalize_checks_its_output_before_adapting(ws, tmp_path):
                  tmp_path / "file" / "l.safetensors")
     assert result.exit_code == 1
     assert "Cannot write the listener file" in one_line_error(result)
+
+
+# ----------------------------------------------------------------- model files
+
+
+def edit_model_file(source, target, params=None, features=None, fitted=None):
+    """A copy of a model file with its JSON header changed, as a hostile author would."""
+    with safe_open(source, framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    stored = json.loads(metadata["params"])
+    stored.update(params or {})
+    stored["features"].update(features or {})
+    metadata["params"] = json.dumps(stored)
+    fitted_attrs = json.loads(metadata["fitted"])
+    fitted_attrs.update(fitted or {})
+    metadata["fitted"] = json.dumps(fitted_attrs)
+    save_file(load_file(source), target, metadata=metadata)
+    return target
+
+
+def test_a_model_file_cannot_choose_where_pdmer_writes(ws, tmp_path):
+    elsewhere = tmp_path / "chosen_by_the_author"
+    path = edit_model_file(ws["model"], tmp_path / "m.safetensors",
+                           params={"checkpoint_path": str(elsewhere / "ckpt.pt")},
+                           features={"cache_dir": str(elsewhere)})
+    model = load(path)
+    assert model.checkpoint_path is None and model.features.cache_dir is None
+    song = (np.random.default_rng(0).normal(size=16000 * 3).astype(np.float32) * 0.1, 16000)
+    model.predict([song])  # extracts with the loaded front end
+    assert not elsewhere.exists()
+    # The caller may still ask for them explicitly.
+    mine = tmp_path / "my_cache"
+    again = load(path, features__cache_dir=str(mine), checkpoint_path=str(mine / "c.pt"))
+    assert again.features.cache_dir == str(mine) and again.checkpoint_path == str(mine / "c.pt")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (dict(fitted={"predict": "not a method"}), "unknown fitted attributes predict"),
+    (dict(params={"exec_hook": 1}), "parameters this pdmer version does not have: exec_hook"),
+    (dict(features={"cache_dirs": "/tmp"}), "AudioFeatures parameters .* cache_dirs"),
+])
+def test_unknown_keys_in_a_model_file_are_refused(ws, tmp_path, edit, message):
+    path = edit_model_file(ws["model"], tmp_path / "m.safetensors", **edit)
+    with pytest.raises(ValueError, match=message):
+        load(path)
+
+
+def test_load_names_unknown_override_parameters(ws):
+    with pytest.raises(TypeError, match="does not have: n_layerz"):
+        load(ws["model"], n_layerz=2)
 
 
 # ----------------------------------------------------------------- settings
@@ -173,7 +226,7 @@ def test_predict_writes_the_good_songs_and_reports_the_bad_ones(ws, tmp_path):
 
 def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):
     # A listener file full of NaN, as `personalize --lr inf` used to write.
-    from pdmer import ListenerAdaptation, load
+    from pdmer import ListenerAdaptation
 
     table = ws["table"]
     model = load(ws["model"])

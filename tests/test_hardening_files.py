@@ -1,10 +1,9 @@
 """Files pdmer writes and reads (issue 12): permissions and temporary files of
-atomic_write, the output check before long work, model files that must not
-direct writes, listener files that must be finite, labels and annotator ids."""
+atomic_write, the output check before long work, listener files that must be
+finite, labels and annotator ids. (Model files: test_hardening_cli.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -16,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from conftest import TINY_MODEL, make_annotator_table
-from pdmer import DSAMLRegressor, ListenerAdaptation, load
+from pdmer import DSAMLRegressor, ListenerAdaptation
 from pdmer._files import atomic_write, check_writable, remove_stale_temp_files
 from pdmer.estimators._data import check_annotators, check_y
 
@@ -124,75 +123,6 @@ def test_check_writable_refuses_an_unwritable_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "open", refuse)
     with pytest.raises(PermissionError, match="no file can be created in .*Permission denied"):
         check_writable(tmp_path / "m.safetensors")
-
-
-# ----------------------------------------------------------------- model files
-
-
-FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from pdmer.features import AudioFeatures
-    from pdmer_datasets import synthetic
-
-    root = tmp_path_factory.mktemp("model")
-    table = synthetic.generate(root / "data", random_state=0, n_songs=3, n_listeners=2,
-                               songs_per_listener=2, duration=3.0,
-                               sample_rate=16000).annotator_table()
-    front = AudioFeatures(**FEATURES)
-    model = DSAMLRegressor(**dict(TINY_MODEL, n_episodes=1), features=front)
-    model.fit(front.transform(table.X), table.y, annotators=table.annotators)
-    model.save(root / "m.safetensors")
-    return root / "m.safetensors"
-
-
-def edit_model_file(source, target, params=None, features=None, fitted=None):
-    """A copy of a model file with its JSON header changed, as a hostile author would."""
-    with safe_open(source, framework="pt") as handle:
-        metadata = dict(handle.metadata())
-    stored = json.loads(metadata["params"])
-    stored.update(params or {})
-    stored["features"].update(features or {})
-    metadata["params"] = json.dumps(stored)
-    fitted_attrs = json.loads(metadata["fitted"])
-    fitted_attrs.update(fitted or {})
-    metadata["fitted"] = json.dumps(fitted_attrs)
-    save_file(load_file(source), target, metadata=metadata)
-    return target
-
-
-def test_a_model_file_cannot_choose_where_pdmer_writes(model_file, tmp_path):
-    elsewhere = tmp_path / "chosen_by_the_author"
-    path = edit_model_file(model_file, tmp_path / "m.safetensors",
-                           params={"checkpoint_path": str(elsewhere / "ckpt.pt")},
-                           features={"cache_dir": str(elsewhere)})
-    model = load(path)
-    assert model.checkpoint_path is None and model.features.cache_dir is None
-    song = (np.random.default_rng(0).normal(size=16000 * 3).astype(np.float32) * 0.1, 16000)
-    model.predict([song])  # extracts with the loaded front end
-    assert not elsewhere.exists()
-    # The caller may still ask for them explicitly.
-    mine = tmp_path / "my_cache"
-    again = load(path, features__cache_dir=str(mine), checkpoint_path=str(mine / "c.pt"))
-    assert again.features.cache_dir == str(mine) and again.checkpoint_path == str(mine / "c.pt")
-
-
-@pytest.mark.parametrize("edit, message", [
-    (dict(fitted={"predict": "not a method"}), "unknown fitted attributes predict"),
-    (dict(params={"exec_hook": 1}), "parameters this pdmer version does not have: exec_hook"),
-    (dict(features={"cache_dirs": "/tmp"}), "AudioFeatures parameters .* cache_dirs"),
-])
-def test_unknown_keys_in_a_model_file_are_refused(model_file, tmp_path, edit, message):
-    path = edit_model_file(model_file, tmp_path / "m.safetensors", **edit)
-    with pytest.raises(ValueError, match=message):
-        load(path)
-
-
-def test_load_names_unknown_override_parameters(model_file):
-    with pytest.raises(TypeError, match="does not have: n_layerz"):
-        load(model_file, n_layerz=2)
 
 
 # -------------------------------------------------------------- listener files
