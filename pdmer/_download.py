@@ -272,7 +272,7 @@ def _stream(blocks, part: Path, url: str, *, start, total, limit, progress) -> N
         part.unlink()
         raise ChecksumError(
             f"{url} sent more than {most} bytes ({why}); stopped and deleted the partial "
-            "download. The server sends something else than the expected file.")
+            "download. The server sends something other than the expected file.")
     if total is not None and received < total:
         raise requests.ConnectionError(
             f"The connection to {url} closed after {received} of {total} bytes; "
@@ -394,20 +394,25 @@ def safe_extract(archive, dest, members=None, progress: bool = True, *,
     archive, dest = Path(archive), Path(dest)
     max_size = extract_limit(archive) if max_size is None else int(max_size)
     max_member_size = max_size if max_member_size is None else int(max_member_size)
-    handle, entries = _plan(archive)
+    try:
+        handle, entries = _plan(archive)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
+        raise ValueError(f"{archive} is corrupt ({err}); delete it and download it "
+                         "again.") from err
     with handle:
         if members is not None:
             prefixes = [PurePosixPath(m) for m in members]
             entries = [(i, r) for i, r in entries
                        if any(r == p or p in r.parents for p in prefixes)]
-        sizes = {_name(info): _declared_size(info) for info, _ in entries}
-        name, largest = max(sizes.items(), key=lambda item: item[1], default=("", 0))
+        # A list, not a dict: a zip may repeat a name, each copy expanding anew.
+        sizes = [(_name(info), _declared_size(info)) for info, _ in entries]
+        name, largest = max(sizes, key=lambda item: item[1], default=("", 0))
         if largest > max_member_size:
             raise UnsafeArchiveError(
                 f"{archive}: member {name!r} would expand to {largest} bytes, more than "
                 f"the {max_member_size} allowed for one member; refusing to extract (a "
                 "zip bomb, or not the expected archive).")
-        total = sum(sizes.values())
+        total = sum(size for _, size in sizes)
         if total > max_size:
             raise UnsafeArchiveError(
                 f"{archive}: its members would expand to {total} bytes, more than the "

@@ -172,6 +172,19 @@ def test_extraction_caps_total_and_member_size(tmp_path):
     assert sorted(p.name for p in files) == ["a.bin", "b.bin"]
 
 
+def test_a_repeated_member_name_counts_every_copy(tmp_path):
+    import warnings
+
+    archive = tmp_path / "dup.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for _ in range(5):
+                zf.writestr("a.bin", bytes(3000))
+    with pytest.raises(UnsafeArchiveError, match="would expand to 15000 bytes"):
+        safe_extract(archive, tmp_path / "dest", max_size=10_000, progress=False)
+
+
 def forge_declared_size(archive, declared):
     """Rewrite the size fields of the zip's only member to ``declared``."""
     data = bytearray(archive.read_bytes())
