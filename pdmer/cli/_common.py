@@ -217,12 +217,13 @@ def _dataset_table(name, data_home, split, labels):
             click.echo(f"Note: {name} has no splits; using all of its rows.", err=True)
             return method()
     except FileNotFoundError as err:
-        missing = err.filename or " ".join(str(err).split())
+        # The loader's own message may be a bare "[Errno 2] ..." of one file.
+        detail = (f"{err.filename} is missing." if err.filename
+                  else " ".join(str(err).split()))
         home = "" if data_home is None else f" --data-home {data_home}"
         raise click.ClickException(
-            f"{name} is not (completely) installed in {dataset.data_home}: {missing} is "
-            f"missing. Run `pdmer download {name}{home}`, then `pdmer validate {name}"
-            f"{home}`.") from err
+            f"{name} is not (completely) installed in {dataset.data_home}: {detail} Run "
+            f"`pdmer download {name}{home}`, then `pdmer validate {name}{home}`.") from err
 
 
 # ------------------------------------------------------------------ estimators
@@ -386,10 +387,10 @@ def transform_each(features, paths, failures) -> dict:
     return out
 
 
-def report_failures(failures, verb="failed"):
+def report_failures(failures):
     """One line per failed file on stderr; exit status 1 if there were any."""
     for path, err in failures:
-        click.echo(f"{verb}: {path}: {' '.join(str(err).split())}", err=True)
+        click.echo(f"failed: {path}: {' '.join(str(err).split())}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
 

@@ -397,16 +397,15 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
     try:
         extract_audio_weights(checkpoint, output)
         load_imagebind_audio(output)
-    except (ValueError, RuntimeError) as err:
-        if isinstance(err, RuntimeError):  # written, but the wrong architecture
-            output.unlink(missing_ok=True)
-        if downloaded is not None:
-            _discard_download(downloaded)
-        if isinstance(err, RuntimeError):
-            raise ValueError(f"{checkpoint} is not ImageBind-huge: its audio weights do not "
-                             f"fit the model ({str(err).splitlines()[0]} ...).") from err
+    except RuntimeError as err:  # written, but not the architecture's weights
+        output.unlink(missing_ok=True)
+        _discard_download(downloaded)
+        raise ValueError(f"{checkpoint} is not ImageBind-huge: its audio weights do not fit "
+                         f"the model ({str(err).splitlines()[0]} ...).") from err
+    except ValueError:  # not a checkpoint, or no audio weights in it
+        _discard_download(downloaded)
         raise
-    if downloaded is not None and not keep_checkpoint:
+    if not keep_checkpoint:
         _discard_download(downloaded)
     return output
 
@@ -447,6 +446,8 @@ def _source_note(target):
 
 
 def _discard_download(target):
-    """Delete a download, its partial file and the note of where it came from."""
+    """Delete a download (if any), its partial file and the note of where it came from."""
+    if target is None:
+        return
     for path in (target, target.with_name(target.name + ".part"), _source_note(target)):
         path.unlink(missing_ok=True)
