@@ -49,21 +49,74 @@ def save_estimator(estimator, path) -> None:
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
+def is_path_param(name: str) -> bool:
+    """True for parameters that name a file or folder (``*_path``, ``*_dir``).
+
+    Such values in a model file were chosen by whoever wrote the file, so
+    :func:`load` does not let them direct where pdmer writes.
+    """
+    return name.endswith(("_path", "_dir"))
+
+
+def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, path) -> dict:
+    """``stored`` with unknown keys refused and path parameters reset to their defaults."""
+    unknown = sorted(set(stored) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{path} holds {what} parameters this pdmer version does not have: "
+            f"{', '.join(unknown)}. The file was edited or written by another version; "
+            "refusing to load it.")
+    return {k: (defaults[k] if is_path_param(k) and k not in explicit else v)
+            for k, v in stored.items()}
+
+
+def _fitted_attributes(metadata: dict, path) -> dict:
+    fitted = json.loads(metadata["fitted"])
+    unknown = sorted(set(fitted) - set(_FITTED))
+    missing = sorted(set(_FITTED) - set(fitted))
+    if unknown or missing:
+        problems = ([f"unknown fitted attributes {', '.join(unknown)}"] if unknown else []) + (
+            [f"no {', '.join(missing)}"] if missing else [])
+        raise ValueError(f"{path} has {' and '.join(problems)}; it was edited or written by "
+                         "another pdmer version. Refusing to load it.")
+    return fitted
+
+
 def load(path, **params):
     """Load an estimator saved with ``estimator.save(path)``.
+
+    A model file is data, not code, and may come from anyone: unknown
+    parameters or fitted attributes are refused, and parameters that name
+    files or folders (``checkpoint_path``, the front end's ``cache_dir``: see
+    :func:`is_path_param`) are reset to their defaults unless passed here,
+    so a file cannot choose where pdmer writes.
 
     Parameters
     ----------
     path : str or os.PathLike
     **params
-        Parameters to override, e.g. ``device="cpu"``, or ``features=`` with an
-        :class:`~pdmer.features.AudioFeatures` holding a custom global encoder
-        (code is never stored in the file).
+        Parameters to override, e.g. ``device="cpu"``; front-end parameters
+        as ``features__<name>``, e.g. ``features__cache_dir="~/features"``;
+        or ``features=`` with an :class:`~pdmer.features.AudioFeatures`
+        holding a custom global encoder (code is never stored in the file).
 
     Returns
     -------
     estimator
         Fitted, with the meta-trained parameters and no listener.
+
+    Raises
+    ------
+    ValueError
+        The file is not a pdmer model file, or holds parameters or fitted
+        attributes this version does not know, or ``params`` names unknown
+        parameters.
+
+    Examples
+    --------
+    >>> import pdmer
+    >>> model = pdmer.load("model.safetensors", device="cpu",
+    ...                    features__cache_dir="features")  # doctest: +SKIP
     """
     from pdmer.estimators.base import ESTIMATORS, _model_id, _resolve_device
 
@@ -80,16 +133,32 @@ def load(path, **params):
     name = metadata["estimator"]
     if name not in ESTIMATORS:
         raise ValueError(f"{path} holds a {name}, which this pdmer version does not know.")
-    stored = json.loads(metadata["params"])
-    if stored["features"] is not None:
-        if stored["features"]["global_encoder"] is None and "features" not in params:
+    cls = ESTIMATORS[name]
+    features_params = {k[len("features__"):]: v for k, v in params.items()
+                       if k.startswith("features__")}
+    params = {k: v for k, v in params.items() if not k.startswith("features__")}
+    defaults = cls().get_params(deep=False)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise TypeError(f"pdmer.load got parameters {name} does not have: "
+                        f"{', '.join(unknown)}.")
+    stored = _checked_params(json.loads(metadata["params"]), defaults, params, name, path)
+    if stored["features"] is not None and "features" not in params:
+        front_end = _checked_params(stored["features"], AudioFeatures().get_params(),
+                                    features_params, "AudioFeatures", path)
+        if front_end["global_encoder"] is None:
             raise ValueError(
                 f"{path} was trained with a custom global encoder; pass it again: "
                 "pdmer.load(path, features=AudioFeatures(global_encoder=...)).")
-        stored["features"] = AudioFeatures(**stored["features"])
+        stored["features"] = AudioFeatures(**front_end)
     stored.update(params)
-    estimator = ESTIMATORS[name](**stored)
-    for key, value in json.loads(metadata["fitted"]).items():
+    estimator = cls(**stored)
+    if features_params:
+        if estimator.features is None:
+            raise TypeError(f"{path} stores no front end; pass features=AudioFeatures(...) "
+                            "instead of features__ parameters.")
+        estimator.features.set_params(**features_params)
+    for key, value in _fitted_attributes(metadata, path).items():
         setattr(estimator, key, value)
     estimator.device_ = _resolve_device(estimator.device)
     network = estimator._build_network(estimator.feature_spec_)

@@ -8,7 +8,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from pdmer_datasets._io import ChecksumError, atomic_write, download_file, safe_extract, verify_file
+from pdmer_datasets._io import (
+    ChecksumError,
+    atomic_write,
+    download_file,
+    safe_extract,
+    sha256_file,
+    verify_file,
+)
 from pdmer_datasets.registry import Remote
 
 # Folder (inside data_home) where completed extractions are recorded, so that
@@ -49,6 +56,7 @@ def fetch_parts(dataset_name: str, data_home, remotes: dict, parts, *, mirror=No
             _say(progress, f"{dataset_name}: {part}: copying the extracted files from "
                            f"{source}")
             _copy_tree(source, data_home, remote.contents, force_overwrite)
+            installed_sha256 = None  # no archive was seen
         else:
             archive = source
             if archive is None:
@@ -58,7 +66,11 @@ def fetch_parts(dataset_name: str, data_home, remotes: dict, parts, *, mirror=No
                                         accept_mismatch=accept_mismatch, progress=progress)
             else:
                 _check_archive(archive, remote, accept_mismatch)
-            safe_extract(archive, data_home, progress=progress)
+            # Record the hash actually installed, not the one expected.
+            installed_sha256 = (remote.sha256 if remote.sha256 and not accept_mismatch
+                                else sha256_file(archive))
+            safe_extract(archive, data_home, progress=progress,
+                         max_size=remote.extracted_size)
             missing = [c for c in remote.contents if not (data_home / c).exists()]
             if missing:
                 raise ValueError(
@@ -67,7 +79,7 @@ def fetch_parts(dataset_name: str, data_home, remotes: dict, parts, *, mirror=No
             if cleanup and archive.parent == data_home:
                 archive.unlink()
         atomic_write(marker, lambda tmp: Path(tmp).write_text(
-            json.dumps({"file": remote.filename, "sha256": remote.sha256})))
+            json.dumps({"file": remote.filename, "sha256": installed_sha256})))
         done.append(part)
     return done
 
@@ -96,15 +108,12 @@ def _local_source(remote: Remote, from_path) -> Path:
 
 
 def _check_archive(archive: Path, remote: Remote, accept_mismatch: bool):
-    """Verify a user-supplied archive like a downloaded one."""
-    problem = verify_file(archive, remote.size, remote.sha256)
-    if problem is None:
-        return
-    if not accept_mismatch:
-        raise ChecksumError(f"{archive}: {problem}. Pass accept_mismatch=True "
-                            "(--accept-checksum-mismatch) to use it anyway.")
-    print(f"warning: {archive}: {problem}; used because the mismatch was accepted.",
-          file=sys.stderr)
+    """Verify a user-supplied archive like a downloaded one (a size never passes)."""
+    problem = verify_file(archive, remote.size, remote.sha256, accept_mismatch=accept_mismatch)
+    if problem is not None:
+        hint = (" Pass accept_mismatch=True (--accept-checksum-mismatch) to use it anyway."
+                if problem.startswith("its SHA-256") else "")
+        raise ChecksumError(f"{archive}: {problem}.{hint}")
 
 
 def _copy_tree(source: Path, data_home: Path, contents, overwrite=False):

@@ -6,7 +6,8 @@ of this package imports them from here, so that when pdmer makes them
 public only this file changes.
 """
 
-from pdmer._download import ChecksumError, download_file, safe_extract, verify_file
+from pdmer._download import ChecksumError, download_file, safe_extract, sha256_file, verify_file
 from pdmer._files import atomic_write
 
-__all__ = ["ChecksumError", "atomic_write", "download_file", "safe_extract", "verify_file"]
+__all__ = ["ChecksumError", "atomic_write", "download_file", "safe_extract", "sha256_file",
+           "verify_file"]

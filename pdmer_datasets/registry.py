@@ -35,6 +35,9 @@ class Remote:
         Top-level folders (or files) the archive extracts to, relative to
         ``data_home``; they tell an installed part, and which part a missing
         file belongs to.
+    extracted_size : int or None, default=None
+        Most bytes the extracted archive should hold (an upper bound);
+        extraction refuses more. None: :func:`pdmer._download.extract_limit`.
     """
 
     filename: str
@@ -42,6 +45,7 @@ class Remote:
     sha256: str | None = None
     size: int | None = None
     contents: list = field(default_factory=list)
+    extracted_size: int | None = None
 
     def url_under(self, mirror: str | None) -> str:
         """The URL, or the same file name under ``mirror`` (a base URL)."""
@@ -103,15 +107,15 @@ DATASETS = {
             "audio": Remote(
                 "DEAM_audio.zip", _DEAM_URL + "DEAM_audio.zip",
                 sha256="e2814325f573ade8caebc697f0efcfdf7207142b737d72558a416117ca591353",
-                size=1343203527, contents=["MEMD_audio"]),
+                size=1343203527, contents=["MEMD_audio"], extracted_size=1_500_000_000),
             "annotations": Remote(
                 "DEAM_Annotations.zip", _DEAM_URL + "DEAM_Annotations.zip",
                 sha256="809b0feb4ba6196c1eda9b2b7b33b892b11fa71457cfceb0d47e832ed1a5f15f",
-                size=4735283, contents=["annotations"]),
+                size=4735283, contents=["annotations"], extracted_size=95_000_000),
             "metadata": Remote(
                 "metadata.zip", _DEAM_URL + "metadata.zip",
                 sha256="3d1d5ab42e852803a770f2cfbd685c6b464e1ebe76f26b0e10954597902b90f8",
-                size=344760, contents=["metadata"]),
+                size=344760, contents=["metadata"], extracted_size=7_000_000),
         },
         license=(
             "DEAM annotations are free for non-commercial research use; cite Aljanaki, "

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import requests
 
-from http_fixture import serve
+from http_fixture import serve_files
 from pdmer._download import (ChecksumError, UnsafeArchiveError, download_file,
                              safe_extract, sha256_file)
 
@@ -20,10 +20,7 @@ PAYLOAD = bytes(range(256)) * 400  # 100 kB
 
 @pytest.fixture
 def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "blob.bin").write_bytes(PAYLOAD)
-    with serve(root) as srv:
+    with serve_files(tmp_path / "www", {"blob.bin": PAYLOAD}) as srv:
         yield srv
 
 

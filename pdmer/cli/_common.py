@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import math
 import os
@@ -35,6 +36,18 @@ _GRID_TOLERANCE = 1e-3
 
 
 # --------------------------------------------------------------------- labels
+def _csv_text(path: Path, columns: str) -> str:
+    """The text of a CSV file; a clear error for a binary file (audio given as a CSV)."""
+    data = path.read_bytes()
+    try:
+        if b"\x00" in data[:4096]:  # text files hold no NUL bytes; audio does
+            raise UnicodeError
+        return data.decode("utf-8-sig")
+    except UnicodeError:
+        raise ValueError(f"{path} is not a text CSV with columns {columns}; is it an "
+                         "audio file given in its place?") from None
+
+
 def read_labels(path, frame_offset=0.0):
     """Read a label CSV.
 
@@ -46,10 +59,10 @@ def read_labels(path, frame_offset=0.0):
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+        text = _csv_text(path, "time,arousal,valence (or frame,arousal,valence)")
     except FileNotFoundError:
         raise FileNotFoundError(f"Label file not found: {path}") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise ValueError(f"{path} is empty; a label CSV needs a header "
@@ -122,14 +135,14 @@ class LabelledData:
 def read_data_csv(path):
     """Read a data CSV (audio, labels[, annotator]) into :class:`LabelledData`."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "audio" not in fields or "labels" not in fields:
-            raise ValueError(f"{path} must have the columns audio and labels (and optionally "
-                             f"annotator); got {', '.join(reader.fieldnames or []) or 'nothing'}.")
-        reader.fieldnames = fields
-        rows = [r for r in reader if any((v or "").strip() for v in r.values())]
+    reader = csv.DictReader(io.StringIO(_csv_text(path, "audio,labels[,annotator]"),
+                                        newline=""))
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "audio" not in fields or "labels" not in fields:
+        raise ValueError(f"{path} must have the columns audio and labels (and optionally "
+                         f"annotator); got {', '.join(reader.fieldnames or []) or 'nothing'}.")
+    reader.fieldnames = fields
+    rows = [r for r in reader if any((v or "").strip() for v in r.values())]
     if not rows:
         raise ValueError(f"{path} lists no songs.")
     has_annotators = "annotator" in fields
@@ -195,13 +208,22 @@ def _dataset_table(name, data_home, split, labels):
     dataset = pdmer_datasets.initialize(name, data_home=data_home)
     method = dataset.annotator_table if labels == "annotators" else dataset.mean_table
     try:
-        return method(split=split)
-    except TypeError as err:
-        if "split" not in str(err):
-            raise
-        # Data sets without splits (synthetic) have one table.
-        click.echo(f"Note: {name} has no splits; using all of its rows.", err=True)
-        return method()
+        try:
+            return method(split=split)
+        except TypeError as err:
+            if "split" not in str(err):
+                raise
+            # Data sets without splits (synthetic) have one table.
+            click.echo(f"Note: {name} has no splits; using all of its rows.", err=True)
+            return method()
+    except FileNotFoundError as err:
+        # The loader's own message may be a bare "[Errno 2] ..." of one file.
+        detail = (f"{err.filename} is missing." if err.filename
+                  else " ".join(str(err).split()))
+        home = "" if data_home is None else f" --data-home {data_home}"
+        raise click.ClickException(
+            f"{name} is not (completely) installed in {dataset.data_home}: {detail} Run "
+            f"`pdmer download {name}{home}`, then `pdmer validate {name}{home}`.") from err
 
 
 # ------------------------------------------------------------------ estimators
@@ -313,8 +335,13 @@ def front_end(estimator, frame_offset=None):
     return features
 
 
-def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting features"):
-    """Features of distinct audio files once each: {path: SongFeatures}."""
+def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting features",
+            failures=None):
+    """Features of distinct audio files once each: {path: SongFeatures}.
+
+    With ``failures`` (a list), files that cannot be read are appended to it
+    as ``(path, error)`` and left out, instead of the first one stopping all.
+    """
     from tqdm.auto import tqdm
 
     features = front_end(estimator, frame_offset)
@@ -327,9 +354,83 @@ def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting 
     with tqdm(total=len(distinct), desc=label, unit="song", disable=len(distinct) < 2) as bar:
         for start in range(0, len(distinct), step):
             chunk = distinct[start:start + step]
-            out.update(zip(chunk, features.transform(chunk)))
+            if failures is None:
+                out.update(zip(chunk, features.transform(chunk)))
+            else:
+                out.update(transform_each(features, chunk, failures))
             bar.update(len(chunk))
     return out
+
+
+def transform_each(features, paths, failures) -> dict:
+    """``features.transform(paths)`` as {path: result}, leaving out unreadable files.
+
+    All at once first; if a file fails, one by one (with a feature cache the
+    songs done so far are not computed again), appending ``(path, error)`` of
+    each failure to ``failures``.
+    """
+    try:
+        return dict(zip(paths, features.transform(paths)))
+    except (ValueError, OSError) as err:
+        if len(paths) == 1:
+            failures.append((paths[0], err))
+            return {}
+    from sklearn.base import clone
+
+    out = {}
+    quiet = clone(features).set_params(progress=False)
+    for path in paths:
+        try:
+            [out[path]] = quiet.transform([path])
+        except (ValueError, OSError) as err:
+            failures.append((path, err))
+    return out
+
+
+def report_failures(failures):
+    """One line per failed file on stderr; exit status 1 if there were any."""
+    for path, err in failures:
+        click.echo(f"failed: {path}: {' '.join(str(err).split())}", err=True)
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses NaN and infinities.
+
+    ``float("nan")`` passes every comparison-based range check, so a plain
+    FloatRange lets ``--frame-offset nan`` through.
+    """
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class JobCount(click.ParamType):
+    """joblib's ``n_jobs``: a positive number of workers, or -1 for all cores
+    (-2 all but one, ...); 0 means nothing and is refused."""
+
+    name = "jobs"
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if number == 0:
+            self.fail("0 runs nothing; give a positive number of parallel jobs, or -1 for "
+                      "all cores.", param, ctx)
+        return number
+
+
+def jobs_option(*names, default=None, show_default=False,
+                help="Songs whose features are extracted in parallel (joblib; -1: all "
+                     "cores)."):
+    """``--jobs/-j``: parallel feature extraction (never 0)."""
+    return click.option(*(names or ("--jobs", "-j")), type=JobCount(), default=default,
+                        show_default=show_default, help=help)
 
 
 def threads_option(function):
@@ -361,8 +462,7 @@ def data_options(split_default):
                          default="annotators", show_default=True,
                          help="Per-annotator curves (PDMER) or labels averaged over "
                               "annotators (DMER)."),
-            click.option("--jobs", "-j", type=int, default=None,
-                         help="Songs whose features are extracted in parallel (joblib)."),
+            jobs_option(),
         ]):
             function = option(function)
         return function

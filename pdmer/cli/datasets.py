@@ -62,7 +62,8 @@ _cleanup = click.option("--cleanup", is_flag=True,
               help="Only this part (repeatable); default all three.")
 @_mirror
 @click.option("--accept-checksum-mismatch", is_flag=True,
-              help="Keep archives whose size or SHA-256 differs from the expected value.")
+              help="Keep archives whose SHA-256 differs from the expected value (the "
+                   "size, completeness and safe extraction are still checked).")
 @_from
 @_force
 @_cleanup

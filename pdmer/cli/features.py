@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 
 from pdmer.cli import download, main
+from pdmer.cli._common import FiniteFloatRange, jobs_option, report_failures, transform_each
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au")
 
@@ -100,14 +100,14 @@ def _audio_files(inputs, list_file, recursive):
               show_default=True, help="ImageBind arithmetic: auto is bf16 on CUDA, fp32 on "
               "the CPU; bf16 on a CPU with AVX512-BF16 is ~3x faster, embeddings within "
               "cosine 0.9999.")
-@click.option("--frame-offset", type=float, default=0.0, show_default=True,
+@click.option("--frame-offset", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Audio time of label frame 0 in seconds (15 for DEAM, PMEmo).")
-@click.option("--global-window", type=click.FloatRange(min=0, min_open=True), default=30.0,
+@click.option("--global-window", type=FiniteFloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds of audio around each frame for the encoder.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache folder [default: the user cache's features folder].")
-@click.option("--n-jobs", "-j", type=int, default=1, show_default=True,
-              help="Songs decoded and analysed in parallel (-1: all cores).")
+@jobs_option("--n-jobs", "-j", default=1, show_default=True,
+             help="Songs decoded and analysed in parallel (-1: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
 @click.option("--skip-errors", is_flag=True,
               help="Report unreadable or too-short files and go on with the others.")
@@ -138,24 +138,11 @@ def extract(inputs, list_file, recursive, encoder, weights, precision, frame_off
                f"cache: {cache_dir}", err=True)
     start = time.perf_counter()
     failures = []
-    try:
-        results = front.transform(files)
-    except (ValueError, OSError):
-        if not skip_errors:
-            raise
-        # One by one: the songs done so far come from the cache.
-        results = []
-        for path in files:
-            try:
-                results += front.set_params(progress=False).transform([path])
-            except (ValueError, OSError) as one:
-                failures.append((path, one))
+    results = (list(transform_each(front, files, failures).values()) if skip_errors
+               else front.transform(files))
     seconds = time.perf_counter() - start
     frames = sum(r.n_frames for r in results)
     click.echo(f"Extracted {len(results)} songs ({frames} frames, {frames / 2:.0f} s) in "
                f"{seconds:.1f} s with encoder {resolved.name}; cache {cache_dir} holds "
                f"{cache_size(cache_dir) / 2**20:.1f} MiB.")
-    for path, err in failures:
-        click.echo(f"failed: {path}: {' '.join(str(err).split())}", err=True)
-    if failures:
-        sys.exit(1)
+    report_failures(failures)

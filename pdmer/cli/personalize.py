@@ -7,7 +7,7 @@ import os
 import click
 
 from pdmer.cli import main
-from pdmer.cli._common import extract, read_labels, threads_option
+from pdmer.cli._common import FiniteFloatRange, extract, read_labels, threads_option
 
 
 @main.command()
@@ -18,9 +18,9 @@ from pdmer.cli._common import extract, read_labels, threads_option
               help="Where to write the listener file (.safetensors).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Gradient steps (default: the model's inner_steps).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Step size (default: the model's inner_lr).")
-@click.option("--frame-offset", type=click.FloatRange(min=0), default=None,
+@click.option("--frame-offset", type=FiniteFloatRange(min=0), default=None,
               help="Audio time of frame 0 for label files with a frame column "
                    "(default: the model's).")
 @threads_option
@@ -31,8 +31,10 @@ def personalize(model, audio, labels, output, steps, lr, frame_offset):
     frame, arousal, valence; one row per 0.5 s frame). Writes a small listener
     file that `pdmer predict --listener` uses; the model file is not changed.
     """
+    from pdmer._files import check_writable
     from pdmer.io import load
 
+    check_writable(output, what="the listener file")
     estimator = load(model)
     default_offset = estimator._front_end().frame_offset
     y, offset = read_labels(labels, default_offset if frame_offset is None else frame_offset)

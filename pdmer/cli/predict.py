@@ -9,7 +9,14 @@ import click
 import numpy as np
 
 from pdmer.cli import main
-from pdmer.cli._common import extract, threads_option, write_predictions
+from pdmer.cli._common import (
+    FiniteFloatRange,
+    extract,
+    jobs_option,
+    report_failures,
+    threads_option,
+    write_predictions,
+)
 
 
 @main.command()
@@ -22,19 +29,21 @@ from pdmer.cli._common import extract, threads_option, write_predictions
 @click.option("--plot", is_flag=True,
               help="Also write <song>.png: the curves over time and in the valence-arousal "
                    "plane (with --listener, before and after personalization).")
-@click.option("--frame-offset", type=click.FloatRange(min=0), default=None,
+@click.option("--frame-offset", type=FiniteFloatRange(min=0), default=None,
               help="Audio time in seconds of the first frame (default: the model's, e.g. "
                    "15 for a model trained on DEAM; 0 predicts from the start).")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Songs whose features are extracted in parallel (joblib).")
+@jobs_option()
 @threads_option
 def predict(model, audio, listener, output, plot, frame_offset, jobs):
     """Predict (arousal, valence) every 0.5 s for each AUDIO file with MODEL.
 
     Writes one CSV per song to --output with the columns time (seconds, the
     start of each 0.5 s frame), arousal and valence -- the label CSV format
-    `pdmer personalize` reads.
+    `pdmer personalize` reads. A song that cannot be read is reported (one
+    line each on stderr) and the others are still written; the exit status
+    is then 1.
     """
+    from pdmer._files import check_writable
     from pdmer.io import load
 
     outputs = {}
@@ -45,15 +54,18 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
                 f"{outputs[stem]} and {path} would both be written as {stem}.csv; predict "
                 "them into different --output folders.", param_hint="AUDIO")
         outputs[stem] = path
+    check_writable(Path(output) / f"{next(iter(outputs))}.csv", what="the predictions")
     estimator = load(model)
     offset = estimator._front_end().frame_offset if frame_offset is None else frame_offset
     if listener:
         estimator.use_listener(listener)
-    features = extract(estimator, audio, frame_offset=offset, n_jobs=jobs)
-    songs = [features[os.fspath(p)] for p in audio]
-    curves = estimator.predict(songs)
+    failures = []
+    features = extract(estimator, audio, frame_offset=offset, n_jobs=jobs, failures=failures)
+    outputs = {stem: path for stem, path in outputs.items() if os.fspath(path) in features}
+    songs = [features[os.fspath(p)] for p in outputs.values()]
+    curves = estimator.predict(songs) if songs else []
     before = None
-    if listener and plot:
+    if listener and plot and songs:
         estimator.reset_personalization()
         before = estimator.predict(songs)
     for i, (stem, path) in enumerate(outputs.items()):
@@ -64,6 +76,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
             written.append(str(_plot(Path(output) / f"{stem}.png", path, curves[i],
                                      None if before is None else before[i], offset)))
         click.echo(f"{path}: {len(curves[i])} frames -> {', '.join(written)}")
+    report_failures(failures)
 
 
 def _plot(target, source, curve, before, offset):

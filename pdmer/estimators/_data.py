@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,8 +114,21 @@ def check_X(X, name="X") -> list:
     return X
 
 
+# Labels are documented in [-1, 1] (DEAM's slider; PMEmo's [0, 1] fits in it).
+# Beyond 1.5 in magnitude no slider curve, smoothing or rescaling overshoot
+# explains a value, while every common wrong scale does (SAM ratings 1-9,
+# percentages 0-100, a factor 10): warn there, not at the first overshoot.
+LABEL_RANGE = (-1.0, 1.0)
+LABEL_TOLERANCE = 1.5
+
+
 def check_y(y, n_songs: int) -> list[np.ndarray]:
-    """A list of finite (n_frames, 2) label arrays, one per song."""
+    """A list of finite (n_frames, 2) label arrays, one per song.
+
+    Warns (``UserWarning``) when a label lies outside ``[-1.5, 1.5]``: the
+    documented range is ``[-1, 1]``, and values that far out are nearly
+    always another scale (SAM ratings 1-9, percentages).
+    """
     if y is None:
         raise ValueError("y is required: one (n_frames, 2) array of (arousal, valence) per song.")
     if isinstance(y, np.ndarray) and y.ndim == 2:
@@ -142,19 +156,65 @@ def check_y(y, n_songs: int) -> list[np.ndarray]:
                 "frames or interpolate the gaps before fitting."
             )
         out.append(labels)
+    _warn_out_of_range(out)
     return out
 
 
+def _warn_out_of_range(y: list[np.ndarray]) -> None:
+    outside = [i for i, labels in enumerate(y) if np.abs(labels).max() > LABEL_TOLERANCE]
+    if not outside:
+        return
+    low = min(float(labels.min()) for labels in y)
+    high = max(float(labels.max()) for labels in y)
+    rows = ", ".join(f"y[{i}]" for i in outside[:3]) + (
+        f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+    warnings.warn(
+        f"{rows} {'has' if len(outside) == 1 else 'have'} labels outside the documented "
+        f"range [{LABEL_RANGE[0]:g}, {LABEL_RANGE[1]:g}] (y spans [{low:.3g}, {high:.3g}]). "
+        "Rescale them, e.g. SAM ratings r in 1-9 as (r - 5) / 4; predictions come out in "
+        "the scale of the labels.", UserWarning, stacklevel=4)
+
+
 def check_annotators(annotators, n_songs: int) -> np.ndarray | None:
-    """Annotator ids as strings, aligned with ``X``."""
+    """Annotator ids as strings, aligned with ``X``.
+
+    Ids are compared as strings, ``str(id)``: ``1`` and ``"1"`` are the same
+    listener (a ``UserWarning`` says so when both spellings occur), while
+    ``1`` and ``1.0`` are not. ``None`` and NaN are refused: every row needs
+    an id.
+    """
     if annotators is None:
         return None
-    annotators = np.asarray(annotators)
-    if annotators.ndim != 1 or len(annotators) != n_songs:
+    values = annotators.tolist() if isinstance(annotators, np.ndarray) else None
+    if values is None:
+        try:
+            values = list(annotators)
+        except TypeError:
+            raise TypeError("annotators must be a sequence of ids, one per song; got "
+                            f"{type(annotators).__name__}.") from None
+    array = np.asarray(annotators)
+    if array.ndim != 1 or len(values) != n_songs:
         raise ValueError(
             f"annotators must hold one id per song: X has {n_songs} songs but "
-            f"annotators has shape {annotators.shape}."
+            f"annotators has shape {array.shape}."
         )
-    if annotators.dtype.kind == "f" and np.isnan(annotators).any():
-        raise ValueError("annotators contains NaN; give every row an annotator id.")
-    return annotators.astype(str)
+    missing = {i: "None" if v is None else "NaN" for i, v in enumerate(values)
+               if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))}
+    if missing:
+        rows = list(missing)
+        raise ValueError(
+            f"annotators contains {' and '.join(sorted(set(missing.values())))} at row(s) "
+            f"{rows[:5]}{' ...' if len(rows) > 5 else ''}; give every row an annotator id.")
+    spellings = {}
+    for v in values:
+        spellings.setdefault(str(v), set()).add(type(v).__name__)
+    mixed = {k: sorted(kinds) for k, kinds in spellings.items() if len(kinds) > 1}
+    if mixed:
+        key, kinds = next(iter(mixed.items()))
+        warnings.warn(
+            f"annotators holds the id {key!r} as {' and as '.join(kinds)}; ids are compared "
+            f"as strings, so these rows are one listener ({len(mixed)} such id(s)). Use one "
+            "type for all ids if they are different people.", UserWarning, stacklevel=3)
+    if array.dtype != object:
+        return array.astype(str)
+    return np.array([str(v) for v in values])

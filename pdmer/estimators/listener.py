@@ -6,8 +6,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from safetensors.torch import load_file, save_file
+import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from pdmer._files import atomic_write
 
@@ -43,7 +44,15 @@ class ListenerAdaptation:
         return sum(t.numel() for t in self.params.values())
 
     def save(self, path):
-        """Write a safetensors file (atomically: a temporary file, then a rename)."""
+        """Write a safetensors file (atomically: a temporary file, then a rename).
+
+        Raises
+        ------
+        ValueError
+            An adapted parameter holds NaN or infinite values (a diverged
+            adaptation); nothing is written.
+        """
+        _check_finite(self.params, f"Refusing to write {os.fspath(path)}")
         metadata = {"pdmer_listener": "1", "model_id": self.model_id,
                     "estimator": self.estimator, "info": json.dumps(self.info)}
         tensors = {n: t.contiguous() for n, t in self.params.items()}
@@ -51,7 +60,13 @@ class ListenerAdaptation:
 
     @classmethod
     def load(cls, path) -> "ListenerAdaptation":
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            The file is not a listener file, or holds NaN or infinite values.
+        """
         path = os.fspath(path)
         try:
             with safe_open(path, framework="pt") as handle:
@@ -63,6 +78,7 @@ class ListenerAdaptation:
         if metadata.get("pdmer_listener") != "1":
             raise ValueError(f"{path} is not a pdmer listener file (pdmer.personalize writes them).")
         params = load_file(path)
+        _check_finite(params, f"{path} is not a usable listener file")
         return cls(params=dict(params), model_id=metadata["model_id"],
                    estimator=metadata["estimator"], info=json.loads(metadata.get("info", "{}")))
 
@@ -71,3 +87,11 @@ class ListenerAdaptation:
                 f"model {self.model_id}, {self.info})")
 
 
+def _check_finite(params: dict, context: str) -> None:
+    bad = [name for name, tensor in params.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"{context}: the adapted parameters {shown} hold NaN or infinite values (the "
+            "adaptation diverged). Personalize again with a smaller lr or fewer steps.")

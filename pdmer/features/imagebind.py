@@ -346,16 +346,20 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
                       keep_checkpoint=False, force=False, progress=True):
     """Install the ImageBind audio weights where ``global_encoder="imagebind"`` finds them.
 
-    Downloads the official checkpoint (resumable, with a progress bar; its
-    size is checked against what the server announces) unless ``checkpoint``
-    names a local copy, keeps only the audio branch in a safetensors file,
-    and checks that it loads strictly into :class:`ImageBindAudio`.
+    Downloads the official checkpoint (resumable, with a progress bar; no
+    more and no fewer bytes than the server announces) unless ``checkpoint``
+    names a local copy, checks that it is a PyTorch checkpoint holding
+    ImageBind's audio branch, keeps only that branch in a safetensors file,
+    and checks that it loads strictly into :class:`ImageBindAudio`. A
+    downloaded file that fails any check is deleted, never used again.
 
     Parameters
     ----------
     checkpoint : str or os.PathLike, optional
         A local ``imagebind_huge.pth``: nothing is downloaded.
     url : str, default=CHECKPOINT_URL
+        A kept download from another address is not reused: it is fetched
+        again from this one.
     output : str or os.PathLike, optional
         Default :func:`pdmer.features.imagebind_weights_path`.
     download_dir : str or os.PathLike, optional
@@ -363,7 +367,8 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
     keep_checkpoint : bool, default=False
         Keep the downloaded 4.5 GB file after extracting the audio branch.
     force : bool, default=False
-        Reinstall even if ``output`` exists and loads.
+        Reinstall even if ``output`` exists and loads, downloading the
+        checkpoint again (a kept or partial download is discarded).
     progress : bool, default=True
 
     Returns
@@ -373,7 +378,6 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
     """
     from pathlib import Path
 
-    from pdmer._download import download_file
     from pdmer.features.cache import default_cache_dir
     from pdmer.features.encoders import imagebind_weights_path
 
@@ -386,17 +390,64 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
             pass  # damaged or foreign: install again
     downloaded = None
     if checkpoint is None:
-        print(f"Downloading {url}", file=sys.stderr)
         folder = Path(download_dir) if download_dir else default_cache_dir() / "downloads"
-        downloaded = download_file(url, folder / "imagebind_huge.pth", progress=progress)
+        downloaded = _download_checkpoint(url, folder / "imagebind_huge.pth", force=force,
+                                          progress=progress)
         checkpoint = downloaded
-    extract_audio_weights(checkpoint, output)
     try:
+        extract_audio_weights(checkpoint, output)
         load_imagebind_audio(output)
-    except RuntimeError as err:
+    except RuntimeError as err:  # written, but not the architecture's weights
         output.unlink(missing_ok=True)
+        _discard_download(downloaded)
         raise ValueError(f"{checkpoint} is not ImageBind-huge: its audio weights do not fit "
                          f"the model ({str(err).splitlines()[0]} ...).") from err
-    if downloaded is not None and not keep_checkpoint:
-        downloaded.unlink()
+    except ValueError:  # not a checkpoint, or no audio weights in it
+        _discard_download(downloaded)
+        raise
+    if not keep_checkpoint:
+        _discard_download(downloaded)
     return output
+
+
+# The first bytes of a checkpoint torch.save writes: a zip archive, or, in
+# the legacy format, a pickle (protocol 2+).
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _download_checkpoint(url, target, *, force, progress):
+    """Download ``url`` to ``target``; a download from another URL is never reused."""
+    from pathlib import Path
+
+    from pdmer._download import download_file
+    from pdmer._files import atomic_write
+
+    source = _source_note(target)
+    fetched_from = source.read_text().strip() if source.is_file() else None
+    if force or fetched_from != url:
+        _discard_download(target)
+    atomic_write(source, lambda tmp: Path(tmp).write_text(url + "\n"))
+    print(f"Downloading {url}", file=sys.stderr)
+    path = download_file(url, target, progress=progress)
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        size = os.path.getsize(path)
+        _discard_download(path)
+        looks = ("an HTML page" if head.lstrip()[:1] == b"<" else
+                 f"data starting with {head[:16]!r}")
+        raise ValueError(f"{url} did not send a PyTorch checkpoint but {looks} ({size} "
+                         f"bytes, deleted). Check the address; Meta's is {CHECKPOINT_URL}.")
+    return path
+
+
+def _source_note(target):
+    return target.with_name(target.name + ".url")
+
+
+def _discard_download(target):
+    """Delete a download (if any), its partial file and the note of where it came from."""
+    if target is None:
+        return
+    for path in (target, target.with_name(target.name + ".part"), _source_note(target)):
+        path.unlink(missing_ok=True)

@@ -1,0 +1,245 @@
+"""The command line and model files under careless or hostile input (issue 12):
+unwritable outputs, model files that must not direct writes, non-finite or
+zero settings, binary files given as CSVs, a data set never downloaded, a
+corrupt song in a batch, a diverged listener file."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from conftest import TINY_MODEL
+from pdmer import DSAMLRegressor, load
+from pdmer.cli import main
+from pdmer.features import AudioFeatures
+
+FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result):
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def write_label_csv(path, labels):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("time", "arousal", "valence"))
+        for i, (a, v) in enumerate(labels):
+            writer.writerow((0.5 * i, a, v))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Synthetic songs, their label CSVs, a data CSV and a tiny trained model."""
+    from pdmer_datasets import synthetic
+
+    root = tmp_path_factory.mktemp("cli-hardening")
+    table = synthetic.generate(root / "synthetic", random_state=0, n_songs=3, n_listeners=2,
+                               songs_per_listener=2, duration=3.0,
+                               sample_rate=16000).annotator_table()
+    labels = [write_label_csv(root / f"labels{i}.csv", y) for i, y in enumerate(table.y)]
+    data_csv = root / "data.csv"
+    data_csv.write_text("audio,labels,annotator\n" + "".join(
+        f"{x},{lab},{who}\n" for x, lab, who in zip(table.X, labels, table.annotators)))
+    front = AudioFeatures(**FEATURES)
+    model = DSAMLRegressor(**dict(TINY_MODEL, n_episodes=1), features=front)
+    model.fit(front.transform(table.X), table.y, annotators=table.annotators)
+    model.save(root / "model.safetensors")
+    return dict(root=root, table=table, labels=labels, data_csv=data_csv,
+                model=root / "model.safetensors")
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def test_train_checks_its_output_before_training(ws, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(DSAMLRegressor, "fit", fail)
+    (tmp_path / "file").write_text("x")
+    result = run("train", ws["data_csv"], "-o", tmp_path / "file" / "m.safetensors", "-q")
+    assert result.exit_code == 1
+    assert "Cannot write the model to" in one_line_error(result)
+    assert "is a file, not a folder" in result.output
+
+
+def test_personalize_checks_its_output_before_adapting(ws, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run("personalize", ws["model"], ws["table"].X[0], ws["labels"][0], "-o",
+                 tmp_path / "file" / "l.safetensors")
+    assert result.exit_code == 1
+    assert "Cannot write the listener file" in one_line_error(result)
+
+
+# ----------------------------------------------------------------- model files
+
+
+def edit_model_file(source, target, params=None, features=None, fitted=None):
+    """A copy of a model file with its JSON header changed, as a hostile author would."""
+    with safe_open(source, framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    stored = json.loads(metadata["params"])
+    stored.update(params or {})
+    stored["features"].update(features or {})
+    metadata["params"] = json.dumps(stored)
+    fitted_attrs = json.loads(metadata["fitted"])
+    fitted_attrs.update(fitted or {})
+    metadata["fitted"] = json.dumps(fitted_attrs)
+    save_file(load_file(source), target, metadata=metadata)
+    return target
+
+
+def test_a_model_file_cannot_choose_where_pdmer_writes(ws, tmp_path):
+    elsewhere = tmp_path / "chosen_by_the_author"
+    path = edit_model_file(ws["model"], tmp_path / "m.safetensors",
+                           params={"checkpoint_path": str(elsewhere / "ckpt.pt")},
+                           features={"cache_dir": str(elsewhere)})
+    model = load(path)
+    assert model.checkpoint_path is None and model.features.cache_dir is None
+    song = (np.random.default_rng(0).normal(size=16000 * 3).astype(np.float32) * 0.1, 16000)
+    model.predict([song])  # extracts with the loaded front end
+    assert not elsewhere.exists()
+    # The caller may still ask for them explicitly.
+    mine = tmp_path / "my_cache"
+    again = load(path, features__cache_dir=str(mine), checkpoint_path=str(mine / "c.pt"))
+    assert again.features.cache_dir == str(mine) and again.checkpoint_path == str(mine / "c.pt")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (dict(fitted={"predict": "not a method"}), "unknown fitted attributes predict"),
+    (dict(params={"exec_hook": 1}), "parameters this pdmer version does not have: exec_hook"),
+    (dict(features={"cache_dirs": "/tmp"}), "AudioFeatures parameters .* cache_dirs"),
+])
+def test_unknown_keys_in_a_model_file_are_refused(ws, tmp_path, edit, message):
+    path = edit_model_file(ws["model"], tmp_path / "m.safetensors", **edit)
+    with pytest.raises(ValueError, match=message):
+        load(path)
+
+
+def test_load_names_unknown_override_parameters(ws):
+    with pytest.raises(TypeError, match="does not have: n_layerz"):
+        load(ws["model"], n_layerz=2)
+
+
+# ----------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_personalize_refuses_a_non_finite_lr(ws, tmp_path, value):
+    out = tmp_path / "l.safetensors"
+    result = run("personalize", ws["model"], ws["table"].X[0], ws["labels"][0], "-o", out,
+                 "--lr", value)
+    assert result.exit_code == 2 and not out.exists()
+    assert "Invalid value for '--lr'" in result.output
+    assert "not a finite number" in result.output or "not in the range" in result.output
+
+
+@pytest.mark.parametrize("command", ["predict", "personalize", "extract"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_frame_offset_must_be_finite(ws, tmp_path, command, value):
+    args = {"predict": [ws["model"], ws["table"].X[0], "-o", tmp_path],
+            "personalize": [ws["model"], ws["table"].X[0], ws["labels"][0], "-o",
+                            tmp_path / "l.safetensors"],
+            "extract": [ws["table"].X[0], "--cache-dir", tmp_path / "c"]}[command]
+    result = run(command, *args, "--frame-offset", value)
+    assert result.exit_code == 2, result.output
+    assert f"{value!r} is not a finite number" in result.output
+    assert "cannot convert" not in result.output
+
+
+def test_global_window_must_be_finite(ws, tmp_path):
+    result = run("extract", ws["table"].X[0], "--cache-dir", tmp_path, "--global-window",
+                 "inf")
+    assert result.exit_code == 2 and "'inf' is not a finite number" in result.output
+
+
+@pytest.mark.parametrize("command", ["predict", "train", "extract"])
+def test_zero_jobs_is_refused(ws, tmp_path, command):
+    args = {"predict": [ws["model"], ws["table"].X[0], "-o", tmp_path],
+            "train": [ws["data_csv"], "-o", tmp_path / "m.safetensors"],
+            "extract": [ws["table"].X[0], "--cache-dir", tmp_path / "c"]}[command]
+    result = run(command, *args, "-j", "0")
+    assert result.exit_code == 2, result.output
+    assert "0 runs nothing" in result.output and "n_jobs == 0" not in result.output
+
+
+# ------------------------------------------------------------------- inputs
+
+
+def test_audio_given_as_labels_is_named(ws, tmp_path):
+    wav = ws["table"].X[1]
+    result = run("personalize", ws["model"], ws["table"].X[0], wav, "-o",
+                 tmp_path / "l.safetensors")
+    assert result.exit_code == 1
+    error = one_line_error(result)
+    assert f"{wav} is not a text CSV with columns time,arousal,valence" in error
+    assert "codec" not in error
+
+
+def test_audio_given_as_a_data_csv_is_named(ws, tmp_path):
+    # A data CSV is recognised by its .csv name; here a WAV renamed to one.
+    data = tmp_path / "songs.csv"
+    data.write_bytes(open(ws["table"].X[0], "rb").read())
+    result = run("train", data, "-o", tmp_path / "m.safetensors", "-q")
+    assert "is not a text CSV with columns audio,labels" in one_line_error(result)
+
+
+def test_a_data_set_that_was_never_downloaded_says_to_download_it(tmp_path):
+    home = tmp_path / "deam"
+    home.mkdir()
+    result = run("train", "deam", "--data-home", home, "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 1
+    error = one_line_error(result)
+    assert "deam is not (completely) installed in" in error
+    assert f"pdmer download deam --data-home {home}" in error
+    assert "[Errno 2]" not in error
+
+
+def test_predict_writes_the_good_songs_and_reports_the_bad_ones(ws, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    good = ws["table"].X[0]
+    out = tmp_path / "out"
+    result = run("predict", ws["model"], good, bad, "-o", out)
+    assert result.exit_code == 1
+    stem = good.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    assert (out / f"{stem}.csv").is_file() and not (out / "broken.csv").exists()
+    failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and str(bad) in failed[0]
+
+
+def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):
+    # A listener file full of NaN, as `personalize --lr inf` used to write.
+    from pdmer import ListenerAdaptation
+
+    table = ws["table"]
+    model = load(ws["model"])
+    X = model.features.transform(table.X[:1])
+    listener = model.adapt_listener(X, table.y[:1], steps=1)
+    listener.save(tmp_path / "ok.safetensors")
+    with safe_open(tmp_path / "ok.safetensors", framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file({n: torch.full_like(t, float("nan")) for n, t in listener.params.items()},
+              tmp_path / "nan.safetensors", metadata=metadata)
+    assert isinstance(ListenerAdaptation.load(tmp_path / "ok.safetensors"), ListenerAdaptation)
+    result = run("predict", ws["model"], table.X[0], "-l", tmp_path / "nan.safetensors",
+                 "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "hold NaN or infinite values" in one_line_error(result)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
