@@ -101,6 +101,8 @@ def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
     train = load_table("synthetic", data_home=workspace["data"].root, split="train")
     assert 0 < len(train) < len(workspace["table"])
     assert f"on synthetic train split ({len(train)} rows, annotator labels)" in result.stderr
+    usage = " ".join(run("train", "--help").output.split())
+    assert "only the training split is used" in usage and "[default: train]" in usage
 
 
 @pytest.mark.parametrize("split, code, message", [

@@ -39,11 +39,12 @@ from pdmer.cli._common import (
 def train(data, output, model_name, config, params, data_home, split, labels, jobs, quiet):
     """Fit a model on DATA and save it.
 
-    DATA is a data set name (deam, pmemo, or synthetic with --data-home), of
-    which only the training split is used unless --split says otherwise, or a
+    DATA is a data set name (deam, pmemo, or synthetic with --data-home) or a
     data CSV with the columns audio, labels and (optionally) annotator, where
-    labels names a label CSV per row (time or frame, arousal, valence). With
-    annotator ids every annotator is one meta-learning task (PDMER).
+    labels names a label CSV per row (time or frame, arousal, valence). Of a
+    named data set only the training split is used (--split); a data CSV is
+    used whole. With annotator ids every annotator is one meta-learning task
+    (PDMER).
 
     \b
     Example:
