@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from conftest import TINY_MODEL
 from pdmer import ListenerAdaptation, load
 from pdmer.cli import main
-from pdmer.cli._common import read_labels, write_predictions
-from pdmer_datasets import synthetic
+from pdmer_datasets import load_table, read_labels, synthetic
 
 FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
 DATA = dict(n_songs=4, n_listeners=3, songs_per_listener=3, duration=3.0, sample_rate=16000)
@@ -98,6 +97,24 @@ def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
                  "--config", workspace["config"], "-p", "n_episodes=1", "-q")
     assert result.exit_code == 0, result.output
     assert load(out).tasks_ == "annotator"
+    # The training split only: the test split's listeners and songs stay unseen.
+    train = load_table("synthetic", data_home=workspace["data"].root, split="train")
+    assert 0 < len(train) < len(workspace["table"])
+    assert f"on synthetic train split ({len(train)} rows, annotator labels)" in result.stderr
+    usage = " ".join(run("train", "--help").output.split())
+    assert "only the training split is used" in usage and "[default: train]" in usage
+
+
+@pytest.mark.parametrize("split, code, message", [
+    ("validation", 1, "the synthetic data set has no validation split"),
+    ("dev", 2, "Invalid value for '--split'"),
+])
+def test_train_refuses_a_split_the_data_set_lacks(workspace, tmp_path, split, code, message):
+    out = tmp_path / "m.safetensors"
+    result = run("train", "synthetic", "--data-home", workspace["data"].root, "-o", out,
+                 "--split", split, "-q")
+    assert result.exit_code == code
+    assert message in one_line_error(result) and not out.exists()
 
 
 def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
@@ -135,6 +152,26 @@ def test_train_rejects_unknown_data(tmp_path):
     result = run("train", tmp_path / "nothing.txt", "-o", tmp_path / "m.safetensors")
     assert result.exit_code == 2
     assert "neither a data set" in one_line_error(result)
+
+
+def test_annotator_labels_of_a_mean_label_data_set_are_refused(tmp_path):
+    # Checked against the registry before anything is loaded.
+    result = run("train", "pmemo", "--data-home", tmp_path / "absent", "-o",
+                 tmp_path / "m.safetensors")
+    assert result.exit_code == 2
+    assert "pmemo publishes mean labels only" in one_line_error(result)
+    assert "use --labels mean" in result.output
+
+
+def test_train_refuses_unknown_columns_of_a_data_csv(workspace, tmp_path):
+    # A misspelt annotator column used to be ignored: mean labels, silently.
+    data_csv = tmp_path / "data.csv"
+    labels = write_label_csv(tmp_path / "labels.csv", workspace["table"].y[0])
+    data_csv.write_text(f"audio,labels,annotater\n{workspace['table'].X[0]},{labels},L1\n")
+    result = run("train", data_csv, "-o", tmp_path / "m.safetensors", "-q")
+    assert result.exit_code == 1
+    error = one_line_error(result)
+    assert f"{data_csv}: unknown column(s) 'annotater'" in error
 
 
 def test_train_names_a_misaligned_label_file(workspace, tmp_path):
@@ -307,16 +344,8 @@ def test_info_takes_no_arguments():
 
 
 # ------------------------------------------------------------------ label files
-def test_label_csv_round_trip_and_offsets(tmp_path):
-    curve = np.array([[0.1, -0.2], [0.3, 0.0], [0.25, 0.5]], dtype=np.float32)
-    write_predictions(tmp_path / "p.csv", curve, 15.0)
-    labels, offset = read_labels(tmp_path / "p.csv")
-    assert offset == 15.0
-    np.testing.assert_allclose(labels, curve, atol=1e-6)
-    frames = write_label_csv(tmp_path / "f.csv", curve, clock="frame")
-    assert read_labels(frames, frame_offset=15.0)[1] == 15.0
-
-
+# The label CSV parser is tested in test_datasets_csv.py; here, that the
+# command line shows each of its errors as one line naming the file (exit 1).
 @pytest.mark.parametrize("text, message", [
     ("", "is empty"),
     ("t,arousal,valence\n0,1,2\n", "must have the columns time (or frame)"),
@@ -324,12 +353,39 @@ def test_label_csv_round_trip_and_offsets(tmp_path):
     ("time,arousal,valence\n0.0,0.1,\n", "line 2: expected numbers"),
     ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
     ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
+    ("time,arousal,valence,std\n0.0,0.1,0.2,0.3\n", "unknown column(s) 'std'"),
 ])
-def test_label_csv_errors(tmp_path, text, message):
+def test_label_csv_errors(workspace, tmp_path, text, message):
     path = tmp_path / "labels.csv"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_labels(path)
+    out = tmp_path / "l.safetensors"
+    result = run("personalize", workspace["model"], workspace["table"].X[0], path, "-o", out)
+    assert result.exit_code == 1
+    error = one_line_error(result)
+    assert str(path) in error and message in error
+    assert not out.exists()
+
+
+# -------------------------------------------------------------------- data sets
+def test_download_and_validate_follow_the_registry():
+    from pdmer_datasets import DATASETS
+
+    downloadable = sorted(n for n, d in DATASETS.items() if d.remotes)
+    listed = run("download", "--help").output.split("Commands:")[1]
+    assert sorted(line.split()[0] for line in listed.splitlines()
+                  if line.strip() and not line.startswith(" " * 4)) == \
+        sorted(downloadable + ["imagebind"])
+    for name in downloadable:
+        text = " ".join(run("download", name, "--help").output.split())
+        assert all(r.filename in text for r in DATASETS[name].remotes.values())
+        assert " ".join(DATASETS[name].license.split()) in text
+    assert "--only [audio|annotations|metadata]" in run("download", "deam", "--help").output
+    assert "--only" not in run("download", "pmemo", "--help").output  # one part
+    result = run("validate", "pmemo", "--only", "audio")
+    assert result.exit_code == 2
+    assert "pmemo has no part audio; its parts: all" in one_line_error(result)
+    result = run("validate", "synthetic")  # generated, not downloaded
+    assert result.exit_code == 2
 
 
 def test_help_lists_every_command():

@@ -188,7 +188,7 @@ def test_audio_given_as_labels_is_named(ws, tmp_path):
                  tmp_path / "l.safetensors")
     assert result.exit_code == 1
     error = one_line_error(result)
-    assert f"{wav} is not a text CSV with columns time,arousal,valence" in error
+    assert f"{wav} is not a text CSV of time,arousal,valence: it holds audio" in error
     assert "codec" not in error
 
 
@@ -197,7 +197,7 @@ def test_audio_given_as_a_data_csv_is_named(ws, tmp_path):
     data = tmp_path / "songs.csv"
     data.write_bytes(open(ws["table"].X[0], "rb").read())
     result = run("train", data, "-o", tmp_path / "m.safetensors", "-q")
-    assert "is not a text CSV with columns audio,labels" in one_line_error(result)
+    assert f"{data} is not a text CSV of audio,labels" in one_line_error(result)
 
 
 def test_a_data_set_that_was_never_downloaded_says_to_download_it(tmp_path):

@@ -1,229 +1,69 @@
-"""What the train/personalize/predict/evaluate commands share: label and data
-CSV files, estimator names and ``--param`` values, data sources.
+"""What the train/personalize/predict/evaluate commands share: data sources,
+estimator names and ``--param`` values, feature extraction, option types.
 
-Label CSV (one song, one listener)
-    A header with ``arousal`` and ``valence`` and either ``time`` (seconds,
-    the start of each 0.5 s frame, e.g. ``15.0, 15.5, ...`` for DEAM) or
-    ``frame`` (frame index; frame ``i`` starts at ``frame_offset + 0.5 i``
-    seconds). One row per frame, consecutive on the 0.5 s grid, finite values.
-    Other columns are ignored. ``pdmer predict`` writes this format.
-
-Data CSV (many songs, for ``train`` and ``evaluate``)
-    Columns ``audio`` (audio file), ``labels`` (a label CSV as above) and,
-    optionally, ``annotator`` (who made the labels; one meta-learning task per
-    annotator). Relative paths are relative to the data CSV's folder. The same
-    audio may appear in several rows, once per annotator.
+The file formats (label CSV, data CSV) and data sets belong to the data
+layer (:mod:`pdmer_datasets.csvfiles`, :data:`pdmer_datasets.DATASETS`); this
+module only turns their errors into command-line ones.
 """
 
 from __future__ import annotations
 
 import ast
-import csv
-import io
 import json
 import math
 import os
 from pathlib import Path
 
 import click
-import numpy as np
 
-from pdmer.labels import DIMENSIONS, FRAME_SECONDS
-
-DATASET_NAMES = ("deam", "pmemo", "synthetic")
-# Tolerance, in seconds, for times on the 0.5 s grid (CSV files round them).
-_GRID_TOLERANCE = 1e-3
-
-
-# --------------------------------------------------------------------- labels
-def _csv_text(path: Path, columns: str) -> str:
-    """The text of a CSV file; a clear error for a binary file (audio given as a CSV)."""
-    data = path.read_bytes()
-    try:
-        if b"\x00" in data[:4096]:  # text files hold no NUL bytes; audio does
-            raise UnicodeError
-        return data.decode("utf-8-sig")
-    except UnicodeError:
-        raise ValueError(f"{path} is not a text CSV with columns {columns}; is it an "
-                         "audio file given in its place?") from None
-
-
-def read_labels(path, frame_offset=0.0):
-    """Read a label CSV.
-
-    Returns
-    -------
-    labels : ndarray of shape (n_frames, 2), float32
-    offset : float
-        Audio time in seconds of the first row.
-    """
-    path = Path(path)
-    try:
-        text = _csv_text(path, "time,arousal,valence (or frame,arousal,valence)")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Label file not found: {path}") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise ValueError(f"{path} is empty; a label CSV needs a header "
-                         "(time or frame, arousal, valence) and one row per 0.5 s frame.")
-    header = [cell.strip().lower() for cell in rows[0]]
-    clock = "time" if "time" in header else "frame" if "frame" in header else None
-    missing = [c for c in DIMENSIONS if c not in header]
-    if clock is None or missing:
-        raise ValueError(
-            f"{path} must have the columns time (or frame), arousal and valence; "
-            f"got {', '.join(rows[0])}.")
-    columns = [header.index(c) for c in (clock, *DIMENSIONS)]
-    if len(rows) < 2:
-        raise ValueError(f"{path} has a header but no labels.")
-    values = np.empty((len(rows) - 1, 3))
-    for line, row in enumerate(rows[1:], start=2):
-        try:
-            values[line - 2] = [float(row[c]) for c in columns]
-        except (IndexError, ValueError):
-            raise ValueError(f"{path}, line {line}: expected numbers in the columns "
-                             f"{clock}, arousal, valence; got {row}.") from None
-    if not np.isfinite(values).all():
-        line = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 2
-        raise ValueError(f"{path}, line {line}: NaN or infinite value; labels must be "
-                         "finite (trim unannotated frames or interpolate them).")
-    times = values[:, 0] if clock == "time" else frame_offset + FRAME_SECONDS * values[:, 0]
-    steps = np.diff(times)
-    bad = np.flatnonzero(np.abs(steps - FRAME_SECONDS) > _GRID_TOLERANCE)
-    if bad.size:
-        line = int(bad[0]) + 3
-        raise ValueError(
-            f"{path}, line {line}: {clock} jumps from {values[bad[0], 0]:g} to "
-            f"{values[bad[0] + 1, 0]:g}; rows must be consecutive 0.5 s frames "
-            f"({'time steps of 0.5' if clock == 'time' else 'frame steps of 1'}).")
-    offset = round(float(times[0]), 6)
-    if offset < 0:
-        raise ValueError(f"{path}: the labels start at {offset:g} s, before the audio.")
-    return values[:, 1:].astype(np.float32), offset
-
-
-def write_predictions(path, curve, frame_offset):
-    """Write one song's (arousal, valence) curve as a label CSV with a time column."""
-    from pdmer._files import atomic_write
-
-    times = frame_offset + FRAME_SECONDS * np.arange(len(curve))
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(("time", *DIMENSIONS))
-            for t, (a, v) in zip(times, curve):
-                writer.writerow((f"{t:.1f}", f"{a:.6f}", f"{v:.6f}"))
-
-    atomic_write(path, write, suffix=".csv")
+from pdmer_datasets import DATASETS, load_table
 
 
 # ------------------------------------------------------------------- data sets
-class LabelledData:
-    """Rows of (audio path, labels, annotator) with one frame offset."""
-
-    def __init__(self, X, y, annotators, frame_offset, description):
-        self.X, self.y, self.annotators = list(X), list(y), annotators
-        self.frame_offset = float(frame_offset)
-        self.description = description
-
-    def __len__(self):
-        return len(self.X)
-
-
-def read_data_csv(path):
-    """Read a data CSV (audio, labels[, annotator]) into :class:`LabelledData`."""
-    path = Path(path)
-    reader = csv.DictReader(io.StringIO(_csv_text(path, "audio,labels[,annotator]"),
-                                        newline=""))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
-    if "audio" not in fields or "labels" not in fields:
-        raise ValueError(f"{path} must have the columns audio and labels (and optionally "
-                         f"annotator); got {', '.join(reader.fieldnames or []) or 'nothing'}.")
-    reader.fieldnames = fields
-    rows = [r for r in reader if any((v or "").strip() for v in r.values())]
-    if not rows:
-        raise ValueError(f"{path} lists no songs.")
-    has_annotators = "annotator" in fields
-    X, y, annotators, offsets = [], [], [], set()
-    for line, row in enumerate(rows, start=2):
-        audio = _resolve(path, row["audio"], line, "audio")
-        if not audio.is_file():
-            raise FileNotFoundError(f"{path}, line {line}: audio file not found: {audio}")
-        labels, offset = read_labels(_resolve(path, row["labels"], line, "labels"))
-        if has_annotators:
-            who = (row.get("annotator") or "").strip()
-            if not who:
-                raise ValueError(f"{path}, line {line}: the annotator is empty; give every "
-                                 "row an annotator id or drop the annotator column.")
-            annotators.append(who)
-        X.append(str(audio))
-        y.append(labels)
-        offsets.add(offset)
-    if len(offsets) > 1:
-        raise ValueError(
-            f"{path}: the label files start at different times ({sorted(offsets)} s); "
-            "every song of one data CSV must start at the same frame offset.")
-    who = f", {len(set(annotators))} annotators" if has_annotators else ""
-    return LabelledData(X, y, np.array(annotators) if has_annotators else None,
-                        offsets.pop(), f"{path} ({len(X)} rows{who})")
-
-
-def _resolve(csv_path, value, line, column):
-    value = (value or "").strip()
-    if not value:
-        raise ValueError(f"{csv_path}, line {line}: the {column} column is empty.")
-    target = Path(value).expanduser()
-    return target if target.is_absolute() else csv_path.parent / target
-
-
 def load_data(source, data_home=None, split="train", labels="annotators"):
-    """A data set name (deam, pmemo, synthetic) or a data CSV -> :class:`LabelledData`."""
-    if source.lower() in DATASET_NAMES:
-        table = _dataset_table(source.lower(), data_home, split, labels)
-        X, y, annotators = table
-        kind = "annotator" if annotators is not None else "mean"
-        return LabelledData(X, y, annotators, table.frame_offset,
-                            f"{source} {split} split ({len(table)} rows, {kind} labels)")
-    path = Path(source)
-    if path.suffix.lower() != ".csv" or not path.is_file():
+    """The labelled rows of a DATA argument: :func:`pdmer_datasets.load_table`
+    with command-line errors.
+
+    Parameters
+    ----------
+    source : str
+        A data set name (:data:`pdmer_datasets.DATASETS`) or a data CSV.
+    data_home, split, labels
+        As for :func:`pdmer_datasets.load_table`.
+
+    Returns
+    -------
+    table : AnnotationTable
+
+    Raises
+    ------
+    click.BadParameter
+        If ``source`` is neither a data set name nor an existing .csv file, or
+        annotator labels are asked of a data set that has mean labels only.
+    click.ClickException
+        If a named data set is not installed in the ``--data-home`` given:
+        the data layer's message plus the download command for that folder.
+    """
+    name = source.lower()
+    if labels == "annotators" and name in DATASETS and not DATASETS[name].annotators:
         raise click.BadParameter(
-            f"{source!r} is neither a data set ({', '.join(DATASET_NAMES)}) nor an existing "
-            ".csv file listing audio, labels and annotator columns.", param_hint="DATA")
-    data = read_data_csv(path)
-    if labels == "mean" and data.annotators is not None:
-        from pdmer_datasets.table import AnnotationTable
-
-        table = AnnotationTable(data.X, data.y, data.annotators, np.array(data.X),
-                                data.frame_offset).mean_labels()
-        data = LabelledData(table.X, table.y, None, data.frame_offset,
-                            f"{path} ({len(table)} songs, mean labels)")
-    return data
-
-
-def _dataset_table(name, data_home, split, labels):
-    import pdmer_datasets
-
-    dataset = pdmer_datasets.initialize(name, data_home=data_home)
-    method = dataset.annotator_table if labels == "annotators" else dataset.mean_table
+            f"{name} publishes mean labels only, no per-annotator curves; use --labels mean "
+            "(DMER).", param_hint="--labels")
     try:
-        try:
-            return method(split=split)
-        except TypeError as err:
-            if "split" not in str(err):
-                raise
-            # Data sets without splits (synthetic) have one table.
-            click.echo(f"Note: {name} has no splits; using all of its rows.", err=True)
-            return method()
+        return load_table(source, data_home=data_home, split=split, labels=labels)
+    except ValueError as err:
+        path = Path(source)
+        if name not in DATASETS and not (path.suffix.lower() == ".csv" and path.is_file()):
+            raise click.BadParameter(str(err), param_hint="DATA") from err
+        raise
     except FileNotFoundError as err:
-        # The loader's own message may be a bare "[Errno 2] ..." of one file.
-        detail = (f"{err.filename} is missing." if err.filename
-                  else " ".join(str(err).split()))
-        home = "" if data_home is None else f" --data-home {data_home}"
+        if data_home is None or not (name in DATASETS and DATASETS[name].downloadable):
+            raise
+        # The data layer's command installs into the default folder, not this one.
         raise click.ClickException(
-            f"{name} is not (completely) installed in {dataset.data_home}: {detail} Run "
-            f"`pdmer download {name}{home}`, then `pdmer validate {name}{home}`.") from err
+            f"{' '.join(str(err).split())} For this folder: `pdmer download {name} "
+            f"--data-home {data_home}`, then `pdmer validate {name} --data-home "
+            f"{data_home}`.") from err
 
 
 # ------------------------------------------------------------------ estimators
@@ -455,9 +295,11 @@ def data_options(split_default):
         for option in reversed([
             click.option("--data-home", type=click.Path(file_okay=False),
                          help="Folder of the data set (default: ~/mir_datasets/<name>)."),
-            click.option("--split", default=split_default, show_default=True,
-                         help="Split of a data set with official splits (train, "
-                              "validation, test)."),
+            click.option("--split", type=click.Choice(["train", "validation", "test"]),
+                         default=split_default, show_default=True,
+                         help="The rows of a named data set to use: its train, validation "
+                              "or test split (the synthetic set has train and test, which "
+                              "hold out listeners and songs). A data CSV is used whole."),
             click.option("--labels", type=click.Choice(["annotators", "mean"]),
                          default="annotators", show_default=True,
                          help="Per-annotator curves (PDMER) or labels averaged over "

@@ -1,14 +1,20 @@
-"""``pdmer download deam|pmemo`` and ``pdmer validate deam|pmemo``."""
+"""``pdmer download <data set>`` and ``pdmer validate <data set>``.
+
+One download command per downloadable entry of :data:`pdmer_datasets.DATASETS`
+(those with remotes); its parts are the entry's remotes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import click
 
 from pdmer.cli import download, main
+from pdmer_datasets import DATASETS
 
-_PARTS = ("annotations", "audio", "metadata")
+DOWNLOADABLE = tuple(name for name, info in DATASETS.items() if info.downloadable)
 # Files listed per category before "... and N more".
 _SHOWN = 10
 
@@ -38,6 +44,10 @@ def _report(dataset, parts=None) -> bool:
     return ok
 
 
+def _only_option(parts, help):
+    return click.option("--only", type=click.Choice(parts), multiple=True, help=help)
+
+
 _data_home = click.option(
     "--data-home", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Where the data set lives (default ~/mir_datasets/<name>).")
@@ -54,66 +64,67 @@ _index = click.option(
 _force = click.option("--force", is_flag=True, help="Install again even if already installed.")
 _cleanup = click.option("--cleanup", is_flag=True,
                         help="Delete downloaded archives after extracting them.")
+_accept_mismatch = click.option(
+    "--accept-checksum-mismatch", is_flag=True,
+    help="Keep archives whose SHA-256 differs from the expected value (the size, "
+         "completeness and safe extraction are still checked).")
 
 
-@download.command("deam")
-@_data_home
-@click.option("--only", type=click.Choice(_PARTS), multiple=True,
-              help="Only this part (repeatable); default all three.")
-@_mirror
-@click.option("--accept-checksum-mismatch", is_flag=True,
-              help="Keep archives whose SHA-256 differs from the expected value (the "
-                   "size, completeness and safe extraction are still checked).")
-@_from
-@_force
-@_cleanup
-@_index
-def download_deam(data_home, only, mirror, accept_checksum_mismatch, from_path, force,
-                  cleanup, index):
-    """Download DEAM (audio, annotations, metadata), verified and resumable.
+def _download_command(info):
+    """``pdmer download <info.name>``, with the options its parts call for."""
+    parts = info.parts
 
-    Archives are checked against their SHA-256, extracted safely, and a
-    second run does nothing. An interrupted download resumes.
-    """
-    dataset = _dataset("deam", data_home, index)
-    parts = list(only) or list(_PARTS)
-    dataset.download(partial_download=parts, force_overwrite=force, cleanup=cleanup,
-                     allow_invalid_checksum=accept_checksum_mismatch, mirror=mirror,
-                     from_path=from_path)
-    if not _report(dataset, parts):
-        raise click.ClickException("DEAM is incomplete after installing; see the list above.")
+    def install(data_home, mirror, from_path, force, cleanup, index, only=(),
+                accept_checksum_mismatch=False):
+        dataset = _dataset(info.name, data_home, index)
+        try:
+            dataset.download(partial_download=list(only) or None, force_overwrite=force,
+                             cleanup=cleanup, allow_invalid_checksum=accept_checksum_mismatch,
+                             mirror=mirror, from_path=from_path)
+        except RuntimeError as err:  # e.g. no gdown, or Google Drive refused: manual steps
+            click.echo(str(err), err=True)
+            raise click.exceptions.Exit(1) from err
+        if not _report(dataset, list(only) or None):
+            raise click.ClickException(f"{info.name} is incomplete after installing; see the "
+                                       "list above.")
+
+    has_checksums = any(remote.sha256 for remote in info.remotes.values())
+    options = [_data_home, _mirror, _from, _force, _cleanup, _index]
+    if len(parts) > 1:
+        options.append(_only_option(parts, f"Only this part (repeatable); default all "
+                                           f"{len(parts)}."))
+    if has_checksums:
+        options.append(_accept_mismatch)
+    for option in reversed(options):
+        install = option(install)
+    files = ", ".join(remote.filename for remote in info.remotes.values())
+    hosts = ", ".join(sorted({urlparse(remote.url).netloc for remote in info.remotes.values()}))
+    checked = ("Archives are checked against their size and SHA-256" if has_checksums
+               else "No checksum is published: the installed files are validated")
+    help_text = (
+        f"Install {info.title}.\n\nDownloads {files} from {hosts} (or --mirror, or --from "
+        f"archives you already have). {checked}; extraction is safe, a second run does "
+        f"nothing and an interrupted download resumes.\n\nLicence: {info.license}")
+    return download.command(info.name, help=help_text,
+                            short_help=f"Install {info.title}.")(install)
 
 
-@download.command("pmemo")
-@_data_home
-@_mirror
-@_from
-@_force
-@_cleanup
-@_index
-def download_pmemo(data_home, mirror, from_path, force, cleanup, index):
-    """Install PMEmo 2019 (Google Drive via gdown, a mirror, or --from a local copy)."""
-    dataset = _dataset("pmemo", data_home, index)
-    try:
-        dataset.download(force_overwrite=force, cleanup=cleanup, mirror=mirror,
-                         from_path=from_path)
-    except RuntimeError as err:  # no gdown, or Google Drive refused
-        click.echo(str(err), err=True)
-        raise click.exceptions.Exit(1) from err
-    if not _report(dataset):
-        raise click.ClickException("PMEmo is incomplete after installing; see the list above.")
+for _name in DOWNLOADABLE:
+    _download_command(DATASETS[_name])
 
 
 @main.command("validate")
-@click.argument("name", type=click.Choice(["deam", "pmemo"]))
+@click.argument("name", type=click.Choice(DOWNLOADABLE))
 @_data_home
-@click.option("--only", type=click.Choice(_PARTS), multiple=True,
-              help="DEAM: only the files of this part (repeatable).")
+@_only_option(sorted({part for name in DOWNLOADABLE for part in DATASETS[name].parts}),
+              "Only the files of this download part (repeatable).")
 @_index
 def validate_dataset(name, data_home, only, index):
     """List the files of a data set that are missing or invalid (exit 1 if any)."""
+    unknown = sorted(set(only) - set(DATASETS[name].parts))
+    if unknown:
+        raise click.BadParameter(f"{name} has no part {', '.join(unknown)}; its parts: "
+                                 f"{', '.join(DATASETS[name].parts)}.", param_hint="--only")
     dataset = _dataset(name, data_home, index)
-    if only and name != "deam":
-        raise click.BadParameter("only DEAM has parts.", param_hint="--only")
     if not _report(dataset, list(only) or None):
         raise click.exceptions.Exit(1)

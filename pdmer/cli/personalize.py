@@ -7,7 +7,8 @@ import os
 import click
 
 from pdmer.cli import main
-from pdmer.cli._common import FiniteFloatRange, extract, read_labels, threads_option
+from pdmer.cli._common import FiniteFloatRange, extract, threads_option
+from pdmer_datasets import read_labels
 
 
 @main.command()

@@ -15,8 +15,8 @@ from pdmer.cli._common import (
     jobs_option,
     report_failures,
     threads_option,
-    write_predictions,
 )
+from pdmer_datasets import write_labels
 
 
 @main.command()
@@ -70,7 +70,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
         before = estimator.predict(songs)
     for i, (stem, path) in enumerate(outputs.items()):
         target = Path(output) / f"{stem}.csv"
-        write_predictions(target, curves[i], offset)
+        write_labels(target, curves[i], offset)
         written = [str(target)]
         if plot:
             written.append(str(_plot(Path(output) / f"{stem}.png", path, curves[i],

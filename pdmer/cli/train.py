@@ -41,8 +41,10 @@ def train(data, output, model_name, config, params, data_home, split, labels, jo
 
     DATA is a data set name (deam, pmemo, or synthetic with --data-home) or a
     data CSV with the columns audio, labels and (optionally) annotator, where
-    labels names a label CSV per row (time or frame, arousal, valence). With
-    annotator ids every annotator is one meta-learning task (PDMER).
+    labels names a label CSV per row (time or frame, arousal, valence). Of a
+    named data set only the training split is used (--split); a data CSV is
+    used whole. With annotator ids every annotator is one meta-learning task
+    (PDMER).
 
     \b
     Example:
