@@ -172,6 +172,31 @@ def test_personal_curves_are_the_models_predictions_with_the_stored_adaptation(b
     assert served["time"][:3] == [0.0, 0.5, 1.0]
 
 
+def test_features_are_prefetched_and_personal_curves_precomputed(built, tmp_path):
+    import time
+
+    from pdmer.app.storage import Prediction
+
+    with start(built, tmp_path, prefetch=True) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        alice = new_listener(client, "alice")
+        ids = song_ids(client, alice)
+        job = wait_for_job(client, annotate(client, alice, ids["S000"],
+                                            listener_labels(built, 0)).json()["job"], alice)
+        db = Database(f"sqlite:///{tmp_path / 'app.sqlite'}")
+        deadline = time.monotonic() + 60
+        while True:
+            with db.session() as session:
+                cached = {p.song_id for p in session.query(Prediction).filter_by(
+                    adaptation_id=job["adaptation_id"])}
+            if cached == set(ids.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        db.dispose()
+        assert cached == set(ids.values())
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == len(ids)
+
+
 @pytest.mark.parametrize("name, content, status, message", [
     ("labels.csv", b"time,arousal\n0,0.1\n", 422,
      "labels.csv must have the columns time (or frame), arousal and valence"),

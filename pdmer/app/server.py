@@ -123,7 +123,7 @@ class Info(BaseModel):
 
 
 # -------------------------------------------------------------------- the app
-def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True,
+def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, precompute=True,
                max_upload_mb=50.0, max_label_kb=1024.0, memory_mb=1024):
     """The listener app as an ASGI application (serve it with uvicorn).
 
@@ -141,6 +141,9 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True,
         ``<user data folder>/pdmer/app`` (platformdirs).
     prefetch : bool, default=True
         Extract the catalog's features in the background at start.
+    precompute : bool, default=True
+        After each personalization, compute the listener's curves of every
+        song in the background (asking for them is then a cache hit).
     max_upload_mb, max_label_kb : float
         Largest audio and label CSV uploads.
     memory_mb : int, default=1024
@@ -170,7 +173,7 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True,
 
     @asynccontextmanager
     async def lifespan(app):
-        service.start(prefetch=prefetch)
+        service.start(prefetch=prefetch, precompute=precompute)
         try:
             yield
         finally:

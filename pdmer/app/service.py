@@ -116,11 +116,21 @@ class Service:
         self._features = LRUCache(half, getsizeof=_features_bytes)
         self._adaptations = LRUCache(half, getsizeof=_adaptation_bytes)
         self.worker = None
+        self.precompute = False
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, prefetch=True):
-        """Scan the catalog, resume unfinished jobs and (optionally) extract
-        features of every song in the background."""
+    def start(self, prefetch=True, precompute=True):
+        """Scan the catalog, resume unfinished jobs and start the model thread.
+
+        Parameters
+        ----------
+        prefetch : bool, default=True
+            Extract the features of every catalog song in the background.
+        precompute : bool, default=True
+            After a listener's personalization, compute their curves of every
+            song they can see in the background, so that asking is a cache hit.
+        """
+        self.precompute = precompute
         self.worker = ModelWorker()
         self.scan_songs()
         with self.db.session() as session:
@@ -192,12 +202,12 @@ class Service:
     def songs(self, listener: Listener) -> list[Song]:
         """The catalog and the listener's own uploads."""
         with self.db.session() as session:
-            return list(session.scalars(select(Song).where(_visible_to(listener)).order_by(
+            return list(session.scalars(select(Song).where(_visible_to(listener.id)).order_by(
                 Song.owner_id.is_not(None), Song.title, Song.id)))
 
     def song(self, listener: Listener, song_id: int) -> Song:
         with self.db.session() as session:
-            song = session.scalar(select(Song).where(Song.id == song_id, _visible_to(listener)))
+            song = session.scalar(select(Song).where(Song.id == song_id, _visible_to(listener.id)))
         if song is None:
             raise NotFound(f"No song {song_id} (GET /api/songs lists yours).")
         return song
@@ -411,7 +421,11 @@ class Service:
                 done.status, done.step, done.adaptation_id = "done", done.total, row.id
                 done.finished_at = datetime.now(timezone.utc)
                 session.commit()
-            self._adaptations[row.id] = adapted
+                songs = session.scalars(select(Song).where(_visible_to(
+                    job.listener_id))).all() if self.precompute else []
+            _remember(self._adaptations, row.id, adapted)
+            for song in songs:  # whenever the model is idle
+                self.worker.submit(IDLE, self._predict, song, row.id)
         except Exception as err:
             log.warning("Personalization job %s failed: %s", job_id, err)
             with self.db.session() as session:
@@ -503,8 +517,9 @@ class Service:
 
 
 # -------------------------------------------------------------------- helpers
-def _visible_to(listener):
-    return or_(Song.owner_id == listener.id, (Song.owner_id.is_(None)) & Song.available)
+def _visible_to(listener_id: int):
+    """Songs a listener may use: the available catalog and their own uploads."""
+    return or_(Song.owner_id == listener_id, (Song.owner_id.is_(None)) & Song.available)
 
 
 def _safe_name(filename, default: str) -> str:

@@ -204,4 +204,6 @@ def _sqlite_pragmas(connection, record):
     # Cascading deletes need foreign keys on; WAL lets requests read while a job writes.
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # With WAL, NORMAL survives application crashes and only skips the fsync per commit.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -28,8 +28,11 @@ _INSTALL = "pip install 'pdmer[app]'"
               show_default=True, help="Largest audio upload.")
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
               help="Extract the songs' features in the background at start.")
+@click.option("--precompute/--no-precompute", default=True, show_default=True,
+              help="After a listener's personalization, compute their curves of every song "
+                   "in the background.")
 @threads_option
-def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetch):
+def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetch, precompute):
     """Serve the listener app for MODEL and the songs in --songs.
 
     Listeners annotate a song while it plays (a valence-arousal pad sampled
@@ -47,7 +50,8 @@ def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetc
             f"pdmer app needs the optional app dependencies ({err.name} is missing): "
             f"{_INSTALL}") from err
     application = create_app(model, songs, db_url=db_url, data_dir=data_dir,
-                             prefetch=prefetch, max_upload_mb=max_upload_mb)
+                             prefetch=prefetch, precompute=precompute,
+                             max_upload_mb=max_upload_mb)
     service = application.state.service
     click.echo(f"Database: {service.db.name}; data in {service.data_dir}.")
     click.echo(f"Open http://{host}:{port}/ (API documentation at /docs); Ctrl+C stops.")
