@@ -11,14 +11,15 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
-from pdmer.app.service import AppError, Service
+from pdmer.app.errors import AppError
+from pdmer.app.service import Service
 from pdmer.labels import FRAME_SECONDS
 
 STATIC = Path(__file__).with_name("static")
@@ -266,24 +267,24 @@ def api_routes(service: Service) -> APIRouter:
     @router.get("/songs", response_model=list[SongOut], tags=["songs"])
     def songs(who=Depends(listener)):
         """The catalog and your own uploads."""
-        annotated = service.annotated_song_ids(who)
-        return [song_out(s, annotated) for s in service.songs(who)]
+        annotated = service.library.annotated_ids(who)
+        return [song_out(s, annotated) for s in service.library.songs(who)]
 
     @router.post("/songs", response_model=SongOut, status_code=201, tags=["songs"])
     def upload_song(audio: UploadFile = File(description="WAV, FLAC, OGG, MP3 or AIFF."),
                     who=Depends(listener)):
         """Upload a song only you can see."""
         data = _read(audio, service.max_upload_bytes)
-        return song_out(service.add_song(who, audio.filename, data), set())
+        return song_out(service.library.add(who, audio.filename, data), set())
 
     @router.get("/songs/{song_id}", response_model=SongOut, tags=["songs"])
     def song(song_id: int, who=Depends(listener)):
-        return song_out(service.song(who, song_id), service.annotated_song_ids(who))
+        return song_out(service.library.song(who, song_id), service.library.annotated_ids(who))
 
     @router.get("/songs/{song_id}/audio", tags=["songs"], response_class=FileResponse)
     def audio(song_id: int, who=Depends(listener)):
         """The song's audio file."""
-        found = service.song(who, song_id)
+        found = service.library.song(who, song_id)
         if not os.path.exists(found.path):
             raise HTTPException(404, f"The audio of {found.title} is gone from the disk.")
         return FileResponse(found.path)

@@ -1,5 +1,5 @@
-"""What the app does, without HTTP: songs, listeners, annotations,
-personalization jobs and predictions.
+"""What the app does, without HTTP: listeners, annotations, personalization
+jobs and predictions (songs and their features: :mod:`pdmer.app.songs`).
 
 One fitted model stays in memory. Every use of it -- feature extraction,
 adaptation, prediction -- runs on one :class:`~pdmer.app.worker.ModelWorker`
@@ -7,19 +7,15 @@ thread, because adaptation and prediction share one torch module. Each
 listener's adaptation is applied per request (``predict(X, listener=...)``);
 the model is never copied or changed.
 
-Caches: song features in memory (LRU, bounded in bytes) and on disk (the
-front end's ``cache_dir``); adaptations in memory (LRU); predicted curves in
-the database, one per (song, model, adaptation), so a listener's curve of a
-song is computed once.
+Caches: song features (see :class:`~pdmer.app.songs.SongLibrary`);
+adaptations in memory (LRU, bounded in bytes); predicted curves in the
+database, one per (song, model, adaptation), so a listener's curve of a song
+is computed once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import os
-import re
 import secrets
 import tempfile
 import time
@@ -27,45 +23,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from cachetools import LRUCache
 from sklearn.base import clone
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from pdmer.app import storage
+from pdmer.app.errors import Invalid, NotFound, TooLarge
+from pdmer.app.songs import SongLibrary, remember, safe_name, strip_folder, visible_to
 from pdmer.app.storage import Adaptation, Annotation, Database, Job, Listener, Prediction, Song
 from pdmer.app.worker import BACKGROUND, IDLE, INTERACTIVE, ModelWorker
 from pdmer.cli._common import read_labels
 from pdmer.estimators import ListenerAdaptation
 from pdmer.estimators._data import check_y
 from pdmer.features.audio import AudioError
-from pdmer.features.cache import content_hash
 from pdmer.labels import FRAME_SECONDS
 
 log = logging.getLogger("pdmer.app")
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
-"""Audio files the app lists and accepts (what libsndfile decodes)."""
-
 _PROGRESS_INTERVAL = 0.2  # seconds between job progress writes
-
-
-class AppError(Exception):
-    """A request the app refuses; ``status`` is its HTTP status."""
-
-    status = 400
-
-
-class NotFound(AppError):
-    status = 404
-
-
-class Invalid(AppError):
-    status = 422
-
-
-class TooLarge(AppError):
-    status = 413
 
 
 class Service:
@@ -99,21 +74,22 @@ class Service:
                              "listener's adaptation itself.")
         self.model = model
         self.model_id = model.model_id_
-        self.songs_dir = Path(songs_dir).resolve()
-        if not self.songs_dir.is_dir():
+        songs_dir = Path(songs_dir).resolve()
+        if not songs_dir.is_dir():
             raise FileNotFoundError(f"Songs folder not found: {songs_dir}")
         self.data_dir = Path(data_dir).resolve()
-        self.uploads_dir = self.data_dir / "uploads"
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        self.front_end = clone(model._front_end()).set_params(
+        uploads = self.data_dir / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        front_end = clone(model._front_end()).set_params(
             cache_dir=str(self.data_dir / "features"), progress=False, n_jobs=None)
-        self.frame_offset = float(self.front_end.frame_offset)
+        self.frame_offset = float(front_end.frame_offset)
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_label_bytes = int(max_label_bytes)
         self.db = Database(db_url or f"sqlite:///{self.data_dir / 'app.sqlite'}")
         half = int(memory_mb) * 2**20 // 2
-        # Touched only on the worker thread, so they need no lock.
-        self._features = LRUCache(half, getsizeof=_features_bytes)
+        self.library = SongLibrary(self.db, songs_dir, uploads, front_end, self._on_worker,
+                                   self.max_upload_bytes, half)
+        # Touched only on the worker thread, so it needs no lock.
         self._adaptations = LRUCache(half, getsizeof=_adaptation_bytes)
         self.worker = None
         self.precompute = False
@@ -132,7 +108,7 @@ class Service:
         """
         self.precompute = precompute
         self.worker = ModelWorker()
-        self.scan_songs()
+        self.library.scan()
         with self.db.session() as session:
             pending = session.scalars(select(Job.id).where(
                 Job.status.in_(("queued", "running"))).order_by(Job.id)).all()
@@ -146,7 +122,7 @@ class Service:
                 songs = session.scalars(select(Song).where(
                     Song.owner_id.is_(None), Song.available)).all()
             for song in songs:
-                self.worker.submit(IDLE, self._song_features, song, self.frame_offset)
+                self.worker.submit(IDLE, self.library.features, song, self.frame_offset)
         return self
 
     def close(self):
@@ -157,99 +133,6 @@ class Service:
 
     def _on_worker(self, priority, function, *args):
         return self.worker.submit(priority, function, *args).result()
-
-    # ---------------------------------------------------------------- songs
-    def scan_songs(self) -> int:
-        """Add new audio files of the catalog folder, mark vanished ones
-        unavailable, refresh changed ones. Returns the number available."""
-        found = {str(p): p for p in sorted(self.songs_dir.rglob("*"))
-                 if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(
-                     self.songs_dir).parts)}
-        with self.db.session() as session:
-            known = {s.path: s for s in session.scalars(
-                select(Song).where(Song.owner_id.is_(None)))}
-            for path, song in known.items():
-                song.available = path in found
-            for path, file in found.items():
-                try:
-                    duration = sf.info(path).duration
-                    digest = content_hash(path)
-                except Exception as err:  # one bad file must not stop the app
-                    log.warning("Skipping %s: %s", path, err)
-                    continue
-                n_frames = self._whole_frames(duration)
-                if n_frames < 1:
-                    log.warning("Skipping %s: %.2f s is too short for one 0.5 s frame "
-                                "after %g s.", path, duration, self.frame_offset)
-                    continue
-                song = known.get(path)
-                if song is None:
-                    title = str(file.relative_to(self.songs_dir).with_suffix(""))
-                    session.add(Song(title=title, path=path, sha256=digest, duration=duration,
-                                     n_frames=n_frames, owner_id=None))
-                elif song.sha256 != digest:  # the file changed: old curves are stale
-                    song.sha256, song.duration, song.n_frames = digest, duration, n_frames
-                    session.execute(delete(Prediction).where(Prediction.song_id == song.id))
-            session.commit()
-            return session.scalar(select(func.count(Song.id)).where(
-                Song.owner_id.is_(None), Song.available))
-
-    def _whole_frames(self, duration: float, offset: float | None = None) -> int:
-        offset = self.frame_offset if offset is None else offset
-        return max(0, int(math.floor((duration - offset) / FRAME_SECONDS + 1e-6)))
-
-    def songs(self, listener: Listener) -> list[Song]:
-        """The catalog and the listener's own uploads."""
-        with self.db.session() as session:
-            return list(session.scalars(select(Song).where(_visible_to(listener.id)).order_by(
-                Song.owner_id.is_not(None), Song.title, Song.id)))
-
-    def song(self, listener: Listener, song_id: int) -> Song:
-        with self.db.session() as session:
-            song = session.scalar(select(Song).where(Song.id == song_id, _visible_to(listener.id)))
-        if song is None:
-            raise NotFound(f"No song {song_id} (GET /api/songs lists yours).")
-        return song
-
-    def annotated_song_ids(self, listener: Listener) -> set:
-        with self.db.session() as session:
-            return set(session.scalars(select(Annotation.song_id).where(
-                Annotation.listener_id == listener.id)))
-
-    def add_song(self, listener: Listener, filename: str, data: bytes) -> Song:
-        """Store an uploaded audio file as the listener's song, after checking it decodes."""
-        name = _safe_name(filename, "song.wav")
-        suffix = Path(name).suffix.lower()
-        if suffix not in AUDIO_SUFFIXES:
-            raise Invalid(f"{name}: unsupported audio type {suffix or '(no extension)'}; "
-                          f"upload one of {', '.join(AUDIO_SUFFIXES)}.")
-        if len(data) > self.max_upload_bytes:
-            raise TooLarge(f"{name} is {len(data) / 2**20:.1f} MiB; the limit for audio is "
-                           f"{self.max_upload_bytes / 2**20:g} MiB.")
-        digest = hashlib.sha256(data).hexdigest()
-        with self.db.session() as session:
-            same = session.scalar(select(Song).where(Song.owner_id == listener.id,
-                                                     Song.sha256 == digest))
-        if same is not None:
-            return same
-        target = self.uploads_dir / f"{digest}{suffix}"
-        with tempfile.TemporaryDirectory(dir=self.uploads_dir) as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(data)
-            try:  # the front end's checks: decodable, not silent, one frame long
-                self._on_worker(INTERACTIVE, self._extract, str(path), self.frame_offset)
-                duration = sf.info(str(path)).duration
-            except (AudioError, ValueError, RuntimeError, sf.LibsndfileError) as err:
-                raise Invalid(_strip_folder(err, tmp)) from None
-            os.replace(path, target)
-        with self.db.session() as session:
-            song = Song(title=Path(name).stem, path=str(target), sha256=digest,
-                        duration=duration, n_frames=self._whole_frames(duration),
-                        owner_id=listener.id)
-            session.add(song)
-            session.commit()
-        return song
 
     # ------------------------------------------------------------ listeners
     def create_listener(self, name: str) -> tuple[Listener, str]:
@@ -295,8 +178,8 @@ class Service:
                        data: bytes) -> Annotation:
         """Check a label CSV (the format ``pdmer personalize`` reads) against
         the song and store it, replacing the listener's earlier one of that song."""
-        song = self.song(listener, song_id)
-        name = _safe_name(filename, "labels.csv")
+        song = self.library.song(listener, song_id)
+        name = safe_name(filename, "labels.csv")
         if len(data) > self.max_label_bytes:
             raise TooLarge(f"{name} is {len(data) / 1024:.0f} KiB; the limit for labels is "
                            f"{self.max_label_bytes / 1024:g} KiB.")
@@ -312,9 +195,9 @@ class Service:
                 labels, offset = read_labels(path, self.frame_offset)
                 [labels] = check_y([labels], 1)
             except ValueError as err:
-                raise Invalid(_strip_folder(err, tmp)) from None
+                raise Invalid(strip_folder(err, tmp)) from None
         try:
-            features = self._on_worker(INTERACTIVE, self._song_features, song, offset)
+            features = self._on_worker(INTERACTIVE, self.library.features, song, offset)
         except (AudioError, ValueError) as err:
             raise Invalid(f"{name}: the labels start at {offset:g} s, but {song.title} "
                           f"cannot be analysed from there: {err}") from None
@@ -404,7 +287,7 @@ class Service:
         try:
             if not annotations:
                 raise Invalid("The listener has no annotations left.")
-            X = [self._song_features(songs[a.song_id], a.frame_offset) for a in annotations]
+            X = [self.library.features(songs[a.song_id], a.frame_offset) for a in annotations]
             y = [np.asarray(a.labels, dtype=np.float32) for a in annotations]
             adapted = self.model.adapt_listener(X, y, progress=progress)
             with self.db.session() as session:
@@ -421,9 +304,9 @@ class Service:
                 done.status, done.step, done.adaptation_id = "done", done.total, row.id
                 done.finished_at = datetime.now(timezone.utc)
                 session.commit()
-                songs = session.scalars(select(Song).where(_visible_to(
+                songs = session.scalars(select(Song).where(visible_to(
                     job.listener_id))).all() if self.precompute else []
-            _remember(self._adaptations, row.id, adapted)
+            remember(self._adaptations, row.id, adapted)
             for song in songs:  # whenever the model is idle
                 self.worker.submit(IDLE, self._predict, song, row.id)
         except Exception as err:
@@ -442,7 +325,7 @@ class Service:
         "adaptation_id": int or None}``; arrays are (n_frames, 2) from the
         model's frame offset.
         """
-        song = self.song(listener, song_id)
+        song = self.library.song(listener, song_id)
         adaptation = self.adaptation(listener)
         adaptation_id = None if adaptation is None else adaptation.id
         return {"population": self._curve(song, None),
@@ -468,7 +351,7 @@ class Service:
         cached = self._cached_curve(song.id, adaptation_id)
         if cached is not None:
             return cached
-        features = self._song_features(song, self.frame_offset)
+        features = self.library.features(song, self.frame_offset)
         adapted = None if adaptation_id is None else self._adaptation(adaptation_id)
         curve = np.ascontiguousarray(
             self.model.predict([features], listener=adapted)[0], dtype=np.float32)
@@ -491,60 +374,11 @@ class Service:
             if data is None:
                 raise NotFound(f"Adaptation {adaptation_id} was replaced; ask again.")
             adapted = _adaptation_from_bytes(data)
-            _remember(self._adaptations, adaptation_id, adapted)
+            remember(self._adaptations, adaptation_id, adapted)
         return adapted
-
-    # -------------------------------------------------------------- features
-    def _song_features(self, song: Song, offset: float):
-        """A song's features from ``offset`` on (worker thread; memory, disk, or extracted)."""
-        key = (song.id, song.sha256, float(offset))
-        features = self._features.get(key)
-        if features is None:
-            features = self._extract(song.path, offset)
-            _remember(self._features, key, features)
-            if offset == self.frame_offset and features.n_frames != song.n_frames:
-                with self.db.session() as session:  # sf.info may misjudge MP3 lengths
-                    session.execute(Song.__table__.update().where(Song.id == song.id).values(
-                        n_frames=features.n_frames))
-                    session.commit()
-        return features
-
-    def _extract(self, path: str, offset: float):
-        front_end = self.front_end if offset == self.frame_offset else clone(
-            self.front_end).set_params(frame_offset=offset)
-        [features] = front_end.transform([path])
-        return features
 
 
 # -------------------------------------------------------------------- helpers
-def _visible_to(listener_id: int):
-    """Songs a listener may use: the available catalog and their own uploads."""
-    return or_(Song.owner_id == listener_id, (Song.owner_id.is_(None)) & Song.available)
-
-
-def _safe_name(filename, default: str) -> str:
-    """The base name of an uploaded file, reduced to safe characters."""
-    name = re.sub(r"[^\w.\-]+", "_", Path(filename or "").name).strip("._")[:100]
-    return name or default
-
-
-def _strip_folder(err, folder) -> str:
-    """An error message that names the uploaded file, not our temporary folder."""
-    return " ".join(str(err).replace(str(folder) + os.sep, "").split())
-
-
-def _remember(cache, key, value):
-    try:
-        cache[key] = value
-    except ValueError:  # larger than the whole cache: just don't keep it
-        pass
-
-
-def _features_bytes(features) -> int:
-    total = features.local_patches.nbytes + features.global_embeddings.nbytes
-    return total + (0 if features.waveforms is None else features.waveforms.nbytes)
-
-
 def _adaptation_bytes(adapted) -> int:
     return sum(t.numel() * t.element_size() for t in adapted.params.values())
 

@@ -61,25 +61,36 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
 
 
+class _Row:
+    """Columns every table has: an id and when the row was made."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class _ListenersRow(_Row):
+    """A row that belongs to one listener and goes when they are deleted."""
+
+    listener_id: Mapped[int] = mapped_column(
+        ForeignKey("listeners.id", ondelete="CASCADE"), index=True)
+
+
 class SchemaVersion(Base):
     __tablename__ = "pdmer_schema"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
 
 
-class Listener(Base):
+class Listener(_Row, Base):
     __tablename__ = "listeners"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
-class Song(Base):
+class Song(_Row, Base):
     """A song of the catalog folder (``owner_id`` None) or one a listener uploaded."""
 
     __tablename__ = "songs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(500))
     path: Mapped[str] = mapped_column(String(4096))
     sha256: Mapped[str] = mapped_column(String(64))
@@ -89,65 +100,50 @@ class Song(Base):
     # Whole 0.5 s frames after the model's frame offset (exact once extracted).
     n_frames: Mapped[int] = mapped_column(Integer)
     available: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
-class Annotation(Base):
+class Annotation(_ListenersRow, Base):
     """One listener's (arousal, valence) curve of one song, from ``frame_offset`` on."""
 
     __tablename__ = "annotations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    listener_id: Mapped[int] = mapped_column(
-        ForeignKey("listeners.id", ondelete="CASCADE"), index=True)
     song_id: Mapped[int] = mapped_column(ForeignKey("songs.id", ondelete="CASCADE"))
     frame_offset: Mapped[float] = mapped_column(Float)
     labels: Mapped[list] = mapped_column(JSON)  # [[arousal, valence], ...] per frame
-    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
-class Job(Base):
+class Job(_ListenersRow, Base):
     """A personalization run: queued, running, done or failed."""
 
     __tablename__ = "jobs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    listener_id: Mapped[int] = mapped_column(
-        ForeignKey("listeners.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     step: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     adaptation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class Adaptation(Base):
+class Adaptation(_ListenersRow, Base):
     """A listener's adaptation of one model: a ListenerAdaptation's safetensors bytes."""
 
     __tablename__ = "adaptations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    listener_id: Mapped[int] = mapped_column(
-        ForeignKey("listeners.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     n_parameters: Mapped[int] = mapped_column(Integer)
     info: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
-class Prediction(Base):
+class Prediction(_Row, Base):
     """A cached curve: one song, one model, one adaptation (None: the population model)."""
 
     __tablename__ = "predictions"
     __table_args__ = (Index("ix_predictions_key", "song_id", "model_id", "adaptation_id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     song_id: Mapped[int] = mapped_column(ForeignKey("songs.id", ondelete="CASCADE"))
     model_id: Mapped[str] = mapped_column(String(64))
     adaptation_id: Mapped[int | None] = mapped_column(
         ForeignKey("adaptations.id", ondelete="CASCADE"), nullable=True)
     frame_offset: Mapped[float] = mapped_column(Float)
     curve: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n_frames, 2)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
 class Database:
