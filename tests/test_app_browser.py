@@ -206,6 +206,12 @@ def test_annotate_personalize_listen_in_a_real_browser(app_url, browser):
     # Frames after the pause exist, so the loop above checked that the second
     # of wall-clock pause added nothing and shifted nothing.
     assert paused_at < 5.0 and np.allclose(curve[-1], third, atol=0.011)
+    # In the frame the pause fell in, the time spent paused weighs nothing: the
+    # position before the pause keeps at least its share of the frame's audio
+    # (more when chromium's clock jumps ahead on resuming, as it does by ~0.15 s).
+    k = int(paused_at // 0.5)
+    before_pause = (curve[k, 0] - third[0]) / (second[0] - third[0])
+    assert before_pause > (paused_at - 0.5 * k) / 0.5 - 0.25, (curve[k], paused_at)
 
     # ------------------------------------------------------------------ listen
     song_id = open_song(driver, "S001", "listen")
