@@ -19,7 +19,7 @@ httpx = pytest.importorskip("httpx", reason="the tests' HTTP client (httpx) is n
 from app_fixture import label_csv, serve, trained, wait_for_job  # noqa: E402
 from pdmer import ListenerAdaptation, load  # noqa: E402
 from pdmer.app import create_app  # noqa: E402
-from pdmer.app.storage import Adaptation, Database, Job, Listener, SchemaVersion  # noqa: E402
+from pdmer.app.storage import AdaptationData, Database, Job, Listener, SchemaVersion  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_personal_curves_are_the_models_predictions_with_the_stored_adaptation(b
     assert again == served
     db = Database(f"sqlite:///{tmp_path / 'app.sqlite'}")
     with db.session() as session:
-        blob = session.get(Adaptation, job["adaptation_id"]).data
+        blob = session.get(AdaptationData, job["adaptation_id"]).data
     db.dispose()
     (tmp_path / "a.safetensors").write_bytes(blob)
     model = load(built["model"])

@@ -26,7 +26,7 @@ webdriver = pytest.importorskip("selenium.webdriver",
 from app_fixture import serve, trained  # noqa: E402
 from pdmer import ListenerAdaptation, load  # noqa: E402
 from pdmer.app import create_app  # noqa: E402
-from pdmer.app.storage import Adaptation, Database  # noqa: E402
+from pdmer.app.storage import AdaptationData, Database  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -225,7 +225,7 @@ def test_annotate_personalize_listen_in_a_real_browser(app_url, browser):
         served = client.get(f"/api/songs/{song_id}/predictions").json()
     db = Database(f"sqlite:///{app_url['data_dir'] / 'app.sqlite'}")
     with db.session() as session:
-        blob = session.get(Adaptation, served["adaptation_id"]).data
+        blob = session.get(AdaptationData, served["adaptation_id"]).data
     db.dispose()
     listener_file = app_url["data_dir"] / "alice.safetensors"
     listener_file.write_bytes(blob)

@@ -30,7 +30,16 @@ from sqlalchemy import delete, func, select
 from pdmer.app import storage
 from pdmer.app.errors import Invalid, NotFound, TooLarge
 from pdmer.app.songs import SongLibrary, remember, safe_name, strip_folder, visible_to
-from pdmer.app.storage import Adaptation, Annotation, Database, Job, Listener, Prediction, Song
+from pdmer.app.storage import (
+    Adaptation,
+    AdaptationData,
+    Annotation,
+    Database,
+    Job,
+    Listener,
+    Prediction,
+    Song,
+)
 from pdmer.app.worker import BACKGROUND, IDLE, INTERACTIVE, ModelWorker
 from pdmer.cli._common import read_labels
 from pdmer.estimators import ListenerAdaptation
@@ -292,10 +301,11 @@ class Service:
             adapted = self.model.adapt_listener(X, y, progress=progress)
             with self.db.session() as session:
                 row = Adaptation(listener_id=job.listener_id, model_id=self.model_id,
-                                 data=_adaptation_to_bytes(adapted),
                                  n_parameters=adapted.n_parameters, info=adapted.info)
                 session.add(row)
                 session.flush()
+                session.add(AdaptationData(adaptation_id=row.id,
+                                           data=_adaptation_to_bytes(adapted)))
                 # Older adaptations (and their cached curves) are superseded.
                 session.execute(delete(Adaptation).where(
                     Adaptation.listener_id == job.listener_id,
@@ -369,8 +379,8 @@ class Service:
         adapted = self._adaptations.get(adaptation_id)
         if adapted is None:
             with self.db.session() as session:
-                data = session.scalar(select(Adaptation.data).where(
-                    Adaptation.id == adaptation_id))
+                data = session.scalar(select(AdaptationData.data).where(
+                    AdaptationData.adaptation_id == adaptation_id))
             if data is None:
                 raise NotFound(f"Adaptation {adaptation_id} was replaced; ask again.")
             adapted = _adaptation_from_bytes(data)

@@ -124,13 +124,26 @@ class Job(_ListenersRow, Base):
 
 
 class Adaptation(_ListenersRow, Base):
-    """A listener's adaptation of one model: a ListenerAdaptation's safetensors bytes."""
+    """A listener's adaptation of one model (its bytes: :class:`AdaptationData`)."""
 
     __tablename__ = "adaptations"
     model_id: Mapped[str] = mapped_column(String(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     n_parameters: Mapped[int] = mapped_column(Integer)
     info: Mapped[dict] = mapped_column(JSON)
+
+
+class AdaptationData(Base):
+    """A ListenerAdaptation's safetensors bytes (up to ~120 MB at the paper's size).
+
+    Kept apart from :class:`Adaptation` so that reading an adaptation's
+    columns never walks past its bytes (SQLite stores a row's columns in one
+    chain of pages).
+    """
+
+    __tablename__ = "adaptation_data"
+    adaptation_id: Mapped[int] = mapped_column(
+        ForeignKey("adaptations.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Prediction(_Row, Base):

@@ -225,7 +225,9 @@ async function openAnnotate(songId) {
   Object.assign(annotation, {song, frames: [], visit: 0});
   document.querySelectorAll("#view-annotate .song-title").forEach((e) => { e.textContent = song.title; });
   $("frames-total").textContent = song.n_frames;
-  say("annotate-message", "");
+  const offset = state.info.frame_offset;
+  say("annotate-message", offset > 0 ? `The curve starts at ${offset} s of the music, ` +
+      "where the model's labels start." : "");
   say("job-status", "");
   $("job-progress").hidden = true;
   setPad(0, 0);
