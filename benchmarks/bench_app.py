@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -120,12 +121,21 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=8, help="Concurrent clients in phase 3.")
     args = parser.parse_args(argv)
 
+    import torch
+
+    torch.set_num_threads(args.threads)
+    root = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    try:  # the database holds one adaptation per listener (~120 MB each at paper size)
+        run(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args, root):
     import httpx
     import torch
     from app_fixture import label_csv, wait_for_job
 
-    torch.set_num_threads(args.threads)
-    root = Path(tempfile.mkdtemp(prefix="bench-app-"))
     started = time.perf_counter()
     model, songs, data = build_model(root, args.size, args.seconds)
     print(f"Model: DSAML size={args.size}, {model.n_parameters_:,} parameters, "

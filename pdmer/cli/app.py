@@ -33,7 +33,7 @@ _INSTALL = "pip install 'pdmer[app]'"
                    "in the background.")
 @threads_option
 def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetch, precompute):
-    """Serve the listener app for MODEL and the songs in --songs.
+    """Serve the listener app for MODEL and the songs in `--songs`.
 
     Listeners annotate a song while it plays (a valence-arousal pad sampled
     every 0.5 s of the music), the model adapts to them in the background,
