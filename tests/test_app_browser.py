@@ -1,7 +1,7 @@
 """The listener app's page in a real headless browser (Debian's chromium and
 chromedriver through selenium): annotate by moving the pad while a song
-plays, pause mid-song, submit, wait for personalization, open another song
-and check what the page stored and shows.
+plays, pause mid-song, seek back and play a passage again, submit, wait for
+personalization, open another song and check what the page stored and shows.
 
 Set PDMER_APP_SCREENSHOTS=<folder> to also save the screenshots used in
 the documentation.
@@ -166,6 +166,16 @@ def test_annotate_personalize_listen_in_a_real_browser(app_url, browser):
          timeout=20, message="the song did not play to its end")
     wait(lambda: driver.find_element("id", "frames-done").text == str(n_frames),
          message="not every frame was annotated")
+    # Seek back to 1 s and play a passage again: it replaces what was drawn there.
+    js(driver, "document.getElementById('annotate-audio').currentTime = 1.0")
+    wait(lambda: js(driver, "const a = document.getElementById('annotate-audio');"
+                            "return !a.seeking && Math.abs(a.currentTime - 1) < 0.01"))
+    fourth, _, _ = move_pad(driver, -0.4, 0.7)
+    js(driver, "document.getElementById('annotate-audio').play()")
+    wait(lambda: audio_time() >= 1.7, timeout=20)
+    js(driver, "document.getElementById('annotate-audio').pause()")
+    replayed_to = audio_time()
+    assert driver.find_element("id", "frames-done").text == str(n_frames)
     # The curve drawn so far: arousal's red on the canvas.
     red = js(driver, """const c = document.getElementById('annotate-curve');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
@@ -191,7 +201,9 @@ def test_annotate_personalize_listen_in_a_real_browser(app_url, browser):
     curve = np.c_[stored["labels"]["arousal"], stored["labels"]["valence"]]
     for i, values in enumerate(curve):
         start, end = 0.5 * i, 0.5 * (i + 1)
-        if end <= change_from:
+        if 1.0 <= start < replayed_to:
+            expected = [fourth]
+        elif end <= change_from:
             expected = [first]
         elif change_to <= start and end <= paused_at:
             expected = [second]
