@@ -27,6 +27,13 @@ def built(tmp_path_factory):
     return trained(tmp_path_factory)
 
 
+@pytest.fixture(scope="module")
+def shared_url(built, tmp_path_factory):
+    """One server for the tests that only need listeners of their own."""
+    with start(built, tmp_path_factory.mktemp("shared-app")) as url:
+        yield url
+
+
 def start(built, data_dir, **options):
     options.setdefault("prefetch", False)
     return serve(create_app(built["model"], built["songs"], data_dir=data_dir, **options))
@@ -209,9 +216,9 @@ def test_features_are_prefetched_and_personal_curves_precomputed(built, tmp_path
     ("labels.csv", b"", 422, "is empty"),
     ("labels.csv", b"time,arousal,valence\n" + b"0,0,0\n" * 300_000, 413, "larger than the limit"),
 ])
-def test_bad_label_uploads_are_refused_with_the_clis_messages(built, tmp_path, name, content,
+def test_bad_label_uploads_are_refused_with_the_clis_messages(shared_url, name, content,
                                                                status, message):
-    with start(built, tmp_path) as url, httpx.Client(base_url=url) as client:
+    with httpx.Client(base_url=shared_url) as client:
         alice = new_listener(client, "alice")
         response = client.post(f"/api/songs/{song_ids(client, alice)['S000']}/annotations",
                                headers=alice, files={"labels": (name, content)})
@@ -259,8 +266,8 @@ def test_a_database_from_a_newer_pdmer_is_refused(tmp_path):
         Database(url)
 
 
-def test_the_api_is_documented_and_the_docs_page_needs_no_cdn(built, tmp_path):
-    with start(built, tmp_path) as url, httpx.Client(base_url=url) as client:
+def test_the_api_is_documented_and_the_docs_page_needs_no_cdn(shared_url):
+    with httpx.Client(base_url=shared_url) as client:
         schema = client.get("/openapi.json").json()
         docs = client.get("/docs").text
         assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
