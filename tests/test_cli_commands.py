@@ -394,4 +394,4 @@ def test_help_lists_every_command():
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines()
               if line.strip()}
     assert listed == {"demo", "download", "validate", "extract", "train", "personalize",
-                      "predict", "evaluate", "benchmark", "info"}
+                      "predict", "evaluate", "benchmark", "info", "app"}

@@ -53,6 +53,7 @@ from pdmer.cli import info  # noqa: E402,F401
 from pdmer.cli import datasets  # noqa: E402,F401
 from pdmer.cli import benchmark  # noqa: E402,F401
 from pdmer.cli import features  # noqa: E402,F401
+from pdmer.cli import app  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
