@@ -41,11 +41,11 @@ from pdmer.app.storage import (
     Song,
 )
 from pdmer.app.worker import BACKGROUND, IDLE, INTERACTIVE, ModelWorker
-from pdmer.cli._common import read_labels
 from pdmer.estimators import ListenerAdaptation
 from pdmer.estimators._data import check_y
 from pdmer.features.audio import AudioError
 from pdmer.labels import FRAME_SECONDS
+from pdmer_datasets.csvfiles import read_labels
 
 log = logging.getLogger("pdmer.app")
 
