@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -111,41 +112,90 @@ def _check_rate(rate, source) -> int:
     return int(rate)
 
 
-def _check_modes(channels) -> tuple:
-    channels = (channels,) if isinstance(channels, str) else tuple(channels)
-    bad = [c for c in channels if c not in CHANNEL_MODES]
-    if bad or not channels:
-        raise ValueError(f"channels must be among {CHANNEL_MODES}; got {bad or channels!r}.")
-    return channels
+class Signal(NamedTuple):
+    """A mono signal to derive from the audio: channel mode, sample rate, resampler.
+
+    ``sample_rate`` None keeps the audio's own rate.
+    """
+
+    channels: str = "mean"
+    sample_rate: int | None = None
+    resampler: str = "soxr"
 
 
-def select_channels(data: np.ndarray, channels=("mean",)) -> dict:
-    """``{mode: 1-D float32}`` from a ``(n_samples, n_channels)`` waveform."""
-    out = {}
-    for mode in _check_modes(channels):
-        mono = data[:, 0] if mode == "first" or data.shape[1] == 1 else data.mean(axis=1)
-        out[mode] = np.ascontiguousarray(mono, dtype=np.float32)
-    return out
+def _check_signals(signals: dict) -> dict:
+    for name, signal in signals.items():
+        if signal.channels not in CHANNEL_MODES or signal.resampler not in RESAMPLERS:
+            raise ValueError(f"signal {name!r}: channels must be one of {CHANNEL_MODES} and "
+                             f"resampler one of {RESAMPLERS}; got {signal}.")
+    return signals
 
 
-def read_audio(path, channels=("mean",)) -> tuple[dict, int]:
-    """Decode a file into the requested mono signals at its own sample rate.
+def _mono(block: np.ndarray, mode: str) -> np.ndarray:
+    mono = block[:, 0] if mode == "first" or block.shape[1] == 1 else block.mean(axis=1)
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
-    The file is decoded in blocks straight into one array per mode, so a long
-    stereo song never exists as a float32 ``(n_samples, 2)`` array.
+
+class _Signals:
+    """Builds the requested :class:`Signal` s from blocks of ``(n, n_channels)`` audio.
+
+    A signal resampled with ``"sinc"`` is resampled as the blocks arrive
+    (:class:`~pdmer.features.resample.SincResampler`), so only its output is
+    kept; the others keep their channel mode at the audio's rate, resampled
+    at the end (soxr works on the whole signal).
+    """
+
+    def __init__(self, signals: dict, rate: int, capacity: int):
+        from pdmer.features.resample import SincResampler
+
+        self.signals, self.rate, self.n = _check_signals(signals), rate, 0
+        self.streams = {name: SincResampler(rate, s.sample_rate) for name, s in signals.items()
+                        if s.resampler == "sinc" and s.sample_rate not in (None, rate)}
+        self.parts = {name: [] for name in self.streams}
+        modes = {s.channels for name, s in signals.items() if name not in self.streams}
+        self.buffers = {mode: np.empty(capacity, np.float32) for mode in modes}
+
+    def add(self, block: np.ndarray) -> None:
+        for mode, buffer in self.buffers.items():
+            buffer[self.n:self.n + len(block)] = _mono(block, mode)
+        for name, stream in self.streams.items():
+            self.parts[name].append(stream.push(_mono(block, self.signals[name].channels)))
+        self.n += len(block)
+
+    def result(self) -> dict:
+        out = {name: np.concatenate(parts + [self.streams[name].finish()])
+               for name, parts in self.parts.items()}
+        self.parts = None
+        at_rate = {mode: buffer[:self.n] for mode, buffer in self.buffers.items()}
+        self.buffers = None
+        for name, signal in self.signals.items():
+            if name not in out:
+                out[name] = resample(at_rate[signal.channels], self.rate, signal.sample_rate,
+                                     signal.resampler)
+        return out
+
+
+def read_audio(path, signals: dict) -> tuple[dict, int]:
+    """Decode a file into the requested mono signals.
+
+    The file is decoded in blocks straight into those signals, so a long
+    stereo song never exists as a float32 ``(n_samples, 2)`` array, and a
+    signal resampled with ``"sinc"`` never exists at the file's rate.
 
     Parameters
     ----------
     path : str or os.PathLike
         A regular file in a format libsndfile reads (WAV, FLAC, OGG, MP3
         with libsndfile >= 1.1).
-    channels : sequence of {"mean", "first"}, default=("mean",)
+    signals : dict
+        ``{name: Signal(channels, sample_rate, resampler)}``.
 
     Returns
     -------
     signals : dict
-        ``{mode: ndarray of shape (n_samples,)}``, float32.
+        ``{name: ndarray of shape (n_samples,)}``, float32.
     sample_rate : int
+        The file's sample rate.
 
     Raises
     ------
@@ -156,27 +206,33 @@ def read_audio(path, channels=("mean",)) -> tuple[dict, int]:
         Xing/Info header, Ogg) cannot be told from a shorter song.
     """
     path = check_audio_path(path)
-    modes = _check_modes(channels)
     try:
         with sf.SoundFile(path) as f:
             announced, rate, log = f.frames, f.samplerate, f.extra_info
+            out = _Signals(signals, rate, max(announced, 0))
             # read() stops at the header's length, like soundfile.read; not
             # blocks(), which pads an MP3's overestimated end with stale samples.
-            buffers = {mode: np.empty(max(announced, 0), np.float32) for mode in modes}
-            n = 0
             while len(block := f.read(_BLOCK, dtype="float32", always_2d=True)):
-                for mode, mono in select_channels(block, modes).items():
-                    buffers[mode][n:n + len(block)] = mono
-                n += len(block)
+                out.add(block)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(
             f"Cannot decode audio file {path}: {err}. Check that it is a "
             "complete WAV/FLAC/OGG/MP3 file (re-download or re-encode it)."
         ) from err
-    _check_complete(path, n, announced, rate, log)
-    if n == 0:
+    _check_complete(path, out.n, announced, rate, log)
+    if out.n == 0:
         raise AudioError(f"{path}: the audio is empty.")
-    return {mode: buffer[:n] for mode, buffer in buffers.items()}, int(rate)
+    return out.result(), int(rate)
+
+
+def waveform_signals(data, rate, signals: dict, source="<array>") -> tuple[dict, int]:
+    """:func:`read_audio` for an in-memory waveform (see :func:`as_waveform`)."""
+    data = as_waveform(data, source)
+    rate = _check_rate(rate, source)
+    out = _Signals(signals, rate, len(data))
+    for lo in range(0, len(data), _BLOCK):
+        out.add(data[lo:lo + _BLOCK])
+    return out.result(), rate
 
 
 def _check_complete(path, decoded: int, announced: int, rate: int, log: str) -> None:
@@ -245,11 +301,5 @@ def load_audio(path, sample_rate: int | None = None, channels: str = "mean",
     >>> waveform.shape, waveform.dtype, rate
     ((16000,), dtype('float32'), 16000)
     """
-    signals, rate = read_audio(path, (channels,))
-    return resample(signals[channels], rate, sample_rate, resampler), \
-        rate if sample_rate is None else int(sample_rate)
-
-
-def waveform_signals(data, rate, channels=("mean",), source="<array>") -> tuple[dict, int]:
-    """:func:`read_audio` for an in-memory waveform (see :func:`as_waveform`)."""
-    return select_channels(as_waveform(data, source), channels), _check_rate(rate, source)
+    signals, rate = read_audio(path, {"audio": Signal(channels, sample_rate, resampler)})
+    return signals["audio"], rate if sample_rate is None else int(sample_rate)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
-from pdmer.features.audio import CHANNEL_MODES, RESAMPLERS
+from pdmer.features.audio import CHANNEL_MODES, RESAMPLERS, Signal
 
 
 class GlobalEncoder:
@@ -68,20 +66,12 @@ class GlobalEncoder:
         return f"{type(self).__name__}()"
 
 
-class EncoderInput(NamedTuple):
-    """The waveform an encoder wants: sample rate, channel mode, resampler."""
-
-    sample_rate: int
-    channels: str
-    resampler: str
-
-
-def encoder_input(encoder) -> EncoderInput:
-    """What ``encoder`` asks of the audio (defaults for objects that do not say)."""
-    spec = EncoderInput(int(encoder.sample_rate), getattr(encoder, "channels", "mean"),
-                        getattr(encoder, "resampler", "soxr"))
-    if spec.channels not in CHANNEL_MODES or spec.resampler not in RESAMPLERS:
+def encoder_input(encoder) -> Signal:
+    """The signal ``encoder`` asks of the audio (defaults for objects that do not say)."""
+    signal = Signal(getattr(encoder, "channels", "mean"), int(encoder.sample_rate),
+                    getattr(encoder, "resampler", "soxr"))
+    if signal.channels not in CHANNEL_MODES or signal.resampler not in RESAMPLERS:
         raise ValueError(f"global encoder {encoder.name!r}: channels must be one of "
                          f"{CHANNEL_MODES} and resampler one of {RESAMPLERS}; got "
-                         f"{spec.channels!r} and {spec.resampler!r}.")
-    return spec
+                         f"{signal.channels!r} and {signal.resampler!r}.")
+    return signal

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from pdmer.features.audio import (
     AudioError,
+    Signal,
     as_waveform,
     check_audio_path,
     read_audio,
@@ -253,13 +254,13 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         With ``encoder`` None the global embeddings are left to the calling
         process, which gets the waveform ``spec`` asks for.
         """
-        modes = tuple(dict.fromkeys(("mean", spec.channels)))
+        wanted = {"mix": Signal("mean"), "encoder": spec}
         if isinstance(item, tuple):
-            signals, rate = waveform_signals(*item, channels=modes)
+            signals, rate = waveform_signals(*item, wanted)
         else:
-            signals, rate = read_audio(item, modes)
+            signals, rate = read_audio(item, wanted)
         source = _source(item)
-        mix = signals["mean"]
+        mix = signals["mix"]
         duration = len(mix) / rate
         available = int(np.floor((duration - self.frame_offset) / FRAME_SECONDS + 1e-6))
         if available < 1:
@@ -278,11 +279,11 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 f"enough for {available} frames. Check that labels and audio belong "
                 "together and that frame_offset is right."
             )
-        # One resampled copy at a time, each dropped once used: memory stays
-        # near the decoded mono signal plus the outputs.
+        # Each resampled copy is dropped once used: memory stays near the
+        # decoded mono mix, the encoder's signal and the outputs.
         starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
         part = {"source": source, "starts": starts}
-        enc_wave = resample(signals.pop(spec.channels), rate, spec.sample_rate, spec.resampler)
+        enc_wave = signals.pop("encoder")
         del signals
         if encoder is None:
             part["encoder_wave"] = enc_wave

@@ -6,8 +6,8 @@ default resampler (windowed sinc interpolation, Hann window,
 dependency (each release pins one torch build), so this module re-implements
 that function in torch, with the same float32 kernel arithmetic, and
 ``tests/test_resample.py`` checks it against values produced by torchaudio
-itself. It runs in chunks of output blocks, so a long song costs no more than
-a few seconds of audio in working memory beyond its input and output.
+itself. It runs on streamed blocks (:class:`SincResampler`), so a long file
+can be resampled while it is decoded, and only the output is kept.
 """
 
 from __future__ import annotations
@@ -43,6 +43,85 @@ def sinc_kernel(orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
     return kernels, width
 
 
+class SincResampler:
+    """Streaming form of :func:`sinc_resample`: push blocks, get what is ready.
+
+    The output equals resampling the concatenated input at once: output block
+    ``p`` (``new`` samples, after dividing both rates by their gcd) reads
+    input ``[p * orig - width, p * orig + orig + width)``, zeros before the
+    start and after the end, as torchaudio pads the whole waveform. Only the
+    input that a later block still needs is kept.
+
+    Parameters
+    ----------
+    orig_freq, new_freq : int
+    lowpass_filter_width : int, default=6
+    rolloff : float, default=0.99
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pdmer.features.resample import SincResampler
+    >>> stream = SincResampler(44100, 16000)
+    >>> parts = [stream.push(np.ones(22050, np.float32)) for _ in range(2)]
+    >>> sum(map(len, parts + [stream.finish()]))
+    16000
+    """
+
+    def __init__(self, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
+                 rolloff: float = 0.99):
+        if int(orig_freq) != orig_freq or int(new_freq) != new_freq or orig_freq <= 0 \
+                or new_freq <= 0:
+            raise ValueError(f"sample rates must be positive whole numbers; got {orig_freq} "
+                             f"and {new_freq}.")
+        gcd = math.gcd(int(orig_freq), int(new_freq))
+        self.orig, self.new = int(orig_freq) // gcd, int(new_freq) // gcd
+        self.kernels, self.width = sinc_kernel(self.orig, self.new, int(lowpass_filter_width),
+                                               float(rolloff))
+        self._buffer = torch.zeros(self.width)  # the zero padding before the start
+        self._offset = -self.width  # input index of _buffer[0]
+        self._block = 0  # next output block
+        self._length = 0  # input samples pushed
+        self._produced = 0
+
+    def _run(self, last_block: int) -> np.ndarray:
+        """Output blocks ``_block .. last_block`` (their input is in the buffer)."""
+        if last_block < self._block:
+            return np.zeros(0, np.float32)
+        orig, width = self.orig, self.width
+        lo = self._block * orig - width - self._offset
+        hi = last_block * orig + orig + width - self._offset
+        with torch.no_grad():
+            blocks = torch.nn.functional.conv1d(self._buffer[lo:hi][None, None], self.kernels,
+                                                stride=orig)
+        self._block = last_block + 1
+        keep = self._block * orig - width - self._offset  # what the next block reads first
+        self._buffer, self._offset = self._buffer[keep:], self._offset + keep
+        out = blocks[0].T.reshape(-1).numpy()
+        self._produced += len(out)
+        return out
+
+    def push(self, samples) -> np.ndarray:
+        """Feed the next input samples; returns the output samples now complete."""
+        x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+        if x.dim() != 1:
+            raise ValueError(f"waveform must be 1-D; got shape {tuple(x.shape)}.")
+        self._buffer = torch.cat([self._buffer, x])
+        self._length += len(x)
+        return self._run((self._length - self.orig - self.width) // self.orig)
+
+    def finish(self) -> np.ndarray:
+        """The remaining output, with zeros after the end; the total has
+        ``ceil(n_input * new_freq / orig_freq)`` samples."""
+        last = self._length // self.orig  # torchaudio's last block
+        need = last * self.orig + self.orig + self.width - self._offset
+        self._buffer = torch.nn.functional.pad(self._buffer, (0, need - len(self._buffer)))
+        before = self._produced
+        out = self._run(last)
+        target = math.ceil(self.new * self._length / self.orig)
+        return out[:max(0, target - before)]
+
+
 def sinc_resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
                   rolloff: float = 0.99, chunk_seconds: float = 30.0) -> np.ndarray:
     """Resample a mono waveform as ``torchaudio.functional.resample`` does by default.
@@ -58,7 +137,8 @@ def sinc_resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width:
     rolloff : float, default=0.99
         Cut-off as a fraction of the lower Nyquist frequency.
     chunk_seconds : float, default=30.0
-        Input processed per step; the result does not depend on it.
+        Input processed per step (see :class:`SincResampler`); the result does
+        not depend on it.
 
     Returns
     -------
@@ -71,31 +151,12 @@ def sinc_resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width:
     >>> sinc_resample(np.ones(44100, np.float32), 44100, 16000).shape
     (16000,)
     """
-    x = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
-    if x.dim() != 1:
-        raise ValueError(f"waveform must be 1-D; got shape {tuple(x.shape)}.")
-    if int(orig_freq) != orig_freq or int(new_freq) != new_freq or orig_freq <= 0 \
-            or new_freq <= 0:
-        raise ValueError(f"sample rates must be positive whole numbers; got {orig_freq} "
-                         f"and {new_freq}.")
+    x = np.asarray(waveform, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"waveform must be 1-D; got shape {x.shape}.")
+    stream = SincResampler(orig_freq, new_freq, lowpass_filter_width, rolloff)
     if orig_freq == new_freq:
-        return x.numpy().copy()
-    gcd = math.gcd(int(orig_freq), int(new_freq))
-    orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
-    kernels, width = sinc_kernel(orig, new, int(lowpass_filter_width), float(rolloff))
-    length = x.shape[0]
-    target = math.ceil(new * length / orig)
-    # Output block p (new samples) reads input [p * orig - width, p * orig + orig + width),
-    # zeros outside the waveform: torchaudio pads the whole waveform the same way.
-    n_blocks = length // orig + 1
-    out = torch.empty(n_blocks * new, dtype=torch.float32)
-    step = max(1, int(chunk_seconds * orig_freq) // orig)
-    with torch.no_grad():
-        for lo in range(0, n_blocks, step):
-            hi = min(n_blocks, lo + step)
-            start, stop = lo * orig - width, (hi - 1) * orig + orig + width
-            piece = x[max(start, 0):min(stop, length)]
-            piece = torch.nn.functional.pad(piece, (max(0, -start), max(0, stop - length)))
-            blocks = torch.nn.functional.conv1d(piece[None, None], kernels, stride=orig)
-            out[lo * new:hi * new] = blocks[0].T.reshape(-1)
-    return out[:target].numpy()
+        return x.copy()
+    step = max(1, int(chunk_seconds * orig_freq))
+    parts = [stream.push(x[lo:lo + step]) for lo in range(0, len(x), step)]
+    return np.concatenate(parts + [stream.finish()])
