@@ -24,7 +24,7 @@ Usage::
     python benchmarks/bench_features.py                  # ~4 min on one core
     python benchmarks/bench_features.py --songs 3 --imagebind-songs 1 --threads 2
     python benchmarks/bench_features.py --skip-per-frame  # leave out the slowest run
-    python benchmarks/bench_features.py --memory          # ~3 min; --minutes 1 10 20
+    python benchmarks/bench_features.py --memory --repeats 3   # ~8 min; --minutes 1 10 20
 
 See benchmarks/README.md for the results and what they mean.
 """
@@ -106,7 +106,7 @@ def memory_child(path: str, encoder: str, weights: str | None) -> None:
 TINY_IMAGEBIND = dict(dim=16, depth=1, n_heads=2, out_dim=8)
 
 
-def memory_table(minutes_list, encoders) -> None:
+def memory_table(minutes_list, encoders, repeats=1) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -121,24 +121,29 @@ def memory_table(minutes_list, encoders) -> None:
             path = work / f"song_{minutes:g}min.wav"
             write_long_song(path, minutes)
             for encoder in encoders:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--memory-child", str(path), encoder,
-                     str(weights)], capture_output=True, text=True, check=True)
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                rows.append((minutes, encoder, result))
+                runs = []
+                for _ in range(repeats):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--memory-child", str(path), encoder,
+                         str(weights)], capture_output=True, text=True, check=True)
+                    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                rows.append((minutes, encoder, runs))
             path.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, 1 torch thread; one 44.1 kHz stereo 16-bit WAV per row, "
-          "AudioFeatures(frame_offset=0), each in a fresh process.\n")
+          f"AudioFeatures(frame_offset=0), each run in a fresh process; median of "
+          f"{repeats} run(s), range in brackets.\n")
     print("| song | global encoder | frames | RSS before, MiB | peak RSS, MiB | increase, MiB "
           "| output arrays, MiB | wall s |")
     print("|---|---|---|---|---|---|---|---|")
-    for minutes, encoder, r in rows:
+    for minutes, encoder, runs in rows:
+        increase = [r["peak"] - r["before"] for r in runs]
+        r = runs[int(np.argsort(increase)[len(runs) // 2])]
         print(f"| {minutes:g} min | {encoder} | {r['frames']} | {r['before']:.0f} | "
-              f"{r['peak']:.0f} | {r['peak'] - r['before']:.0f} | {r['output']:.0f} | "
-              f"{r['seconds']:.1f} |")
+              f"{r['peak']:.0f} | {np.median(increase):.0f} ({min(increase):.0f}-"
+              f"{max(increase):.0f}) | {r['output']:.0f} | {r['seconds']:.1f} |")
 
 
 def timed(fn):
@@ -165,13 +170,14 @@ def main():
                         help="measure peak memory against song length instead")
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 20],
                         help="song lengths for --memory")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per --memory row")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
     if args.memory:
-        memory_table(args.minutes, ["logmel-stats", "imagebind-tiny"])
+        memory_table(args.minutes, ["logmel-stats", "imagebind-tiny"], args.repeats)
         return
 
     import torch

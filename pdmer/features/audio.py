@@ -151,21 +151,33 @@ class _Signals:
         self.signals, self.rate, self.n = _check_signals(signals), rate, 0
         self.streams = {name: SincResampler(rate, s.sample_rate) for name, s in signals.items()
                         if s.resampler == "sinc" and s.sample_rate not in (None, rate)}
-        self.parts = {name: [] for name in self.streams}
+        # Outputs preallocated at their final length (no concatenation at the end).
+        self.outputs = {name: np.empty(-(-capacity * s.sample_rate // rate), np.float32)
+                        for name, s in signals.items() if name in self.streams}
+        self.filled = dict.fromkeys(self.streams, 0)
         modes = {s.channels for name, s in signals.items() if name not in self.streams}
         self.buffers = {mode: np.empty(capacity, np.float32) for mode in modes}
+
+    def _store(self, name: str, samples: np.ndarray) -> None:
+        start, buffer = self.filled[name], self.outputs[name]
+        if start + len(samples) > len(buffer):  # more than the header announced
+            buffer = self.outputs[name] = np.concatenate([buffer[:start], samples])
+        else:
+            buffer[start:start + len(samples)] = samples
+        self.filled[name] = start + len(samples)
 
     def add(self, block: np.ndarray) -> None:
         for mode, buffer in self.buffers.items():
             buffer[self.n:self.n + len(block)] = _mono(block, mode)
         for name, stream in self.streams.items():
-            self.parts[name].append(stream.push(_mono(block, self.signals[name].channels)))
+            self._store(name, stream.push(_mono(block, self.signals[name].channels)))
         self.n += len(block)
 
     def result(self) -> dict:
-        out = {name: np.concatenate(parts + [self.streams[name].finish()])
-               for name, parts in self.parts.items()}
-        self.parts = None
+        for name, stream in self.streams.items():
+            self._store(name, stream.finish())
+        out = {name: buffer[:self.filled[name]] for name, buffer in self.outputs.items()}
+        self.outputs = None
         at_rate = {mode: buffer[:self.n] for mode, buffer in self.buffers.items()}
         self.buffers = None
         for name, signal in self.signals.items():

@@ -202,12 +202,12 @@ class ClipEncoder(GlobalEncoder):
             owner, start = pairs[:, 0], pairs[:, 1]
         else:
             inverse = np.arange(len(start))
-        # Gather a few batches at a time: all clips of a long song at once
-        # would take n_clips x 2 s of memory.
-        chunk = self.batch_size * 8
-        emb = np.concatenate([self.embed_clips(_gather(waves, owner[lo:lo + chunk],
-                                                       start[lo:lo + chunk], length))
-                              for lo in range(0, len(start), chunk)])
+        # Gather one batch at a time: all clips of a long song at once would
+        # take n_clips x 2 s of memory.
+        step = self.batch_size
+        emb = np.concatenate([self.embed_clips(_gather(waves, owner[lo:lo + step],
+                                                       start[lo:lo + step], length))
+                              for lo in range(0, len(start), step)])
         emb = emb[np.asarray(inverse).reshape(-1)]  # back to each song's own clip list
         bounds = np.cumsum([0] + [len(p[0]) for p in plans])
         return [emb[bounds[i]:bounds[i + 1]][index].mean(axis=1)
@@ -221,11 +221,9 @@ class ClipEncoder(GlobalEncoder):
 def _gather(waves, owner, start, length) -> np.ndarray:
     """Clips ``waves[owner[i]][start[i]:start[i] + length]``, zero outside each song."""
     clips = np.zeros((len(start), length), np.float32)
-    offsets = np.arange(length)
-    for song in np.unique(owner):
-        rows = np.flatnonzero(owner == song)
+    for row, song, first in zip(clips, owner, start):  # slices: no index arrays
         wave = waves[song]
-        index = start[rows, None] + offsets[None, :]
-        inside = (index >= 0) & (index < len(wave))
-        clips[rows] = np.where(inside, wave[np.clip(index, 0, len(wave) - 1)], 0.0)
+        lo, hi = max(first, 0), min(first + length, len(wave))
+        if hi > lo:
+            row[lo - first:hi - first] = wave[lo:hi]
     return clips

@@ -268,7 +268,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 f"{source}: the audio lasts {duration:.2f} s, too short for one "
                 f"0.5 s frame after frame_offset={self.frame_offset} s."
             )
-        if np.max(np.abs(mix)) < _SILENCE:
+        if max(mix.max(), -mix.min()) < _SILENCE:  # np.abs would copy the song
             raise AudioError(f"{source}: the audio is silent (all samples ~0).")
         if n_frames is None:
             n_frames = available
