@@ -115,6 +115,7 @@ def test_folder_is_refused(tmp_path):
     ("frame_offset", float("nan"), r"'frame_offset' parameter .* must be a float in the range"),
     ("frame_offset", -1.0, "'frame_offset' parameter"),
     ("frame_offset", float("inf"), "'frame_offset' parameter"),
+    ("frame_offset", True, "'frame_offset' parameter"),
     ("n_jobs", 0, r"'n_jobs' parameter .* Got 0 instead"),
     ("n_jobs", 1.5, "'n_jobs' parameter"),
     ("sample_rate", 0, "'sample_rate' parameter"),

@@ -36,8 +36,8 @@ _SILENCE = 1e-5
 _GROUP_BATCHES = 8
 
 
-class _Count(Interval):
-    """An integer interval that, unlike scikit-learn's, refuses ``True``/``False``."""
+class _Number(Interval):
+    """A numeric interval that, unlike scikit-learn's, refuses ``True``/``False``."""
 
     def is_satisfied_by(self, val):
         return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
@@ -79,7 +79,9 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         Keep extracted features in this folder, keyed by the audio's content
         and every setting above that changes the result, and reuse them
         (``pdmer.features.default_feature_dir()`` is the usual place). None
-        caches nothing. Encoders without a ``cache_token`` are not cached.
+        caches nothing. Encoders without a ``cache_token`` are not cached. A
+        folder that cannot be written is still read; the rest is computed
+        without caching, with one warning.
     n_jobs : int, optional
         Songs decoded and analysed in parallel with joblib. The active joblib
         backend is used, so a cluster can do the work::
@@ -107,17 +109,17 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "sample_rate": [_Count(Integral, 1, None, closed="left")],
-        "n_mels": [_Count(Integral, 1, None, closed="left")],
-        "window_seconds": [Interval(Real, 0, None, closed="neither")],
-        "hop_seconds": [Interval(Real, 0, None, closed="neither")],
-        "frame_offset": [Interval(Real, 0, None, closed="left")],
+        "sample_rate": [_Number(Integral, 1, None, closed="left")],
+        "n_mels": [_Number(Integral, 1, None, closed="left")],
+        "window_seconds": [_Number(Real, 0, None, closed="neither")],
+        "hop_seconds": [_Number(Real, 0, None, closed="neither")],
+        "frame_offset": [_Number(Real, 0, None, closed="left")],
         "global_encoder": "no_validation",  # get_global_encoder says what is wrong
-        "global_window": [Interval(Real, 0, None, closed="neither")],
-        "waveform_rate": [_Count(Integral, 1, None, closed="left"), None],
+        "global_window": [_Number(Real, 0, None, closed="neither")],
+        "waveform_rate": [_Number(Integral, 1, None, closed="left"), None],
         "cache_dir": [str, os.PathLike, None],
-        "n_jobs": [_Count(Integral, None, -1, closed="right"),
-                   _Count(Integral, 1, None, closed="left"), None],
+        "n_jobs": [_Number(Integral, None, -1, closed="right"),
+                   _Number(Integral, 1, None, closed="left"), None],
         "device": "no_validation",  # torch says what is wrong
         "progress": ["boolean"],
     }
@@ -165,8 +167,11 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence
-            Audio file paths, ``(waveform, sample_rate)`` tuples, or
-            SongFeatures (passed through unchanged).
+            Paths of audio files (regular files; a file cut short of what its
+            header announces is refused), ``(waveform, sample_rate)`` tuples
+            in soundfile's layout (``(n_samples,)`` or ``(n_samples,
+            n_channels)``, floats in [-1, 1] or integer PCM, scaled as
+            soundfile scales it), or SongFeatures (passed through unchanged).
         n_frames : sequence of int, optional
             Frames to extract per item (the length of its labels). By default
             every whole 0.5 s frame after ``frame_offset``.
