@@ -12,13 +12,19 @@ files, decoding and resampling included):
    song cost with and without the shared grid;
 3. the speed-up of the feature cache: the same extraction a second time;
 4. how long loading the installed audio weights (a 345 MB safetensors file)
-   takes.
+   takes;
+5. with ``--memory``, instead of the above: the peak memory (RSS) of
+   extracting one song of 1, 10 and 20 minutes (44.1 kHz stereo WAV), each
+   in a fresh process, with ``logmel-stats`` and with the ImageBind input
+   pipeline (a tiny random-weight ImageBind: the pipeline's memory without
+   the 345 MB model).
 
 Usage::
 
     python benchmarks/bench_features.py                  # ~4 min on one core
     python benchmarks/bench_features.py --songs 3 --imagebind-songs 1 --threads 2
     python benchmarks/bench_features.py --skip-per-frame  # leave out the slowest run
+    python benchmarks/bench_features.py --memory --repeats 3   # ~8 min; --minutes 1 10 20
 
 See benchmarks/README.md for the results and what they mean.
 """
@@ -26,9 +32,13 @@ See benchmarks/README.md for the results and what they mean.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +64,88 @@ def write_songs(folder: Path, n: int, seconds: float, sr: int = 44100) -> list[s
     return paths
 
 
+def write_long_song(path: Path, minutes: float, sr: int = 44100) -> None:
+    """A stereo 16-bit WAV of noise-modulated tones, written in one-minute blocks."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", sr, 2, subtype="PCM_16") as f:
+        for _ in range(int(np.ceil(minutes))):
+            t = np.arange(60 * sr) / sr
+            x = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.normal(size=t.size)
+            f.write(np.stack([x, 0.8 * x], axis=1).astype(np.float32))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_child(path: str, encoder: str, weights: str | None) -> None:
+    """One extraction in this (fresh) process; prints its memory as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    from pdmer.features import AudioFeatures, ImageBindEncoder
+
+    enc = encoder
+    if encoder == "imagebind-tiny":
+        enc = ImageBindEncoder(weights, config=TINY_IMAGEBIND, batch_size=16)
+    front = AudioFeatures(global_encoder=enc, frame_offset=0.0)
+    front.transform([(np.zeros(44100, np.float32) + 0.1, 44100)])  # warm up: imports, filters
+    before = _rss_mib()
+    start = time.perf_counter()
+    [song] = front.transform([path])
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    output = (song.local_patches.nbytes + song.global_embeddings.nbytes) / 2**20
+    print(json.dumps({"before": before, "peak": peak, "seconds": seconds,
+                      "frames": song.n_frames, "output": output}))
+
+
+TINY_IMAGEBIND = dict(dim=16, depth=1, n_heads=2, out_dim=8)
+
+
+def memory_table(minutes_list, encoders, repeats=1) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from pdmer.features.imagebind import ImageBindAudio
+
+    work = Path(tempfile.mkdtemp(prefix="pdmer-bench-memory-"))
+    try:
+        weights = work / "tiny.safetensors"
+        save_file(ImageBindAudio(**TINY_IMAGEBIND).state_dict(), str(weights))
+        rows = []
+        for minutes in minutes_list:
+            path = work / f"song_{minutes:g}min.wav"
+            write_long_song(path, minutes)
+            for encoder in encoders:
+                runs = []
+                for _ in range(repeats):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--memory-child", str(path), encoder,
+                         str(weights)], capture_output=True, text=True, check=True)
+                    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                rows.append((minutes, encoder, runs))
+            path.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nMachine: {platform.processor() or platform.machine()}, torch "
+          f"{torch.__version__}, 1 torch thread; one 44.1 kHz stereo 16-bit WAV per row, "
+          f"AudioFeatures(frame_offset=0), each run in a fresh process; median of "
+          f"{repeats} run(s), range in brackets.\n")
+    print("| song | global encoder | frames | RSS before, MiB | peak RSS, MiB | increase, MiB "
+          "| output arrays, MiB | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for minutes, encoder, runs in rows:
+        increase = [r["peak"] - r["before"] for r in runs]
+        r = runs[int(np.argsort(increase)[len(runs) // 2])]
+        print(f"| {minutes:g} min | {encoder} | {r['frames']} | {r['before']:.0f} | "
+              f"{r['peak']:.0f} | {np.median(increase):.0f} ({min(increase):.0f}-"
+              f"{max(increase):.0f}) | {r['output']:.0f} | {r['seconds']:.1f} |")
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -74,7 +166,19 @@ def main():
                         help="do not time ImageBind with one window per frame")
     parser.add_argument("--skip-bf16", action="store_true",
                         help="do not time ImageBind under bf16 autocast on the CPU")
+    parser.add_argument("--memory", action="store_true",
+                        help="measure peak memory against song length instead")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 20],
+                        help="song lengths for --memory")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per --memory row")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    if args.memory:
+        memory_table(args.minutes, ["logmel-stats", "imagebind-tiny"], args.repeats)
+        return
 
     import torch
 

@@ -83,6 +83,31 @@ def test_every_setting_that_changes_the_result_changes_the_key(tmp_path, songs, 
     assert len(entries(cache)) == 2
 
 
+class Peek(GlobalEncoder):
+    """An encoder whose channel mode and resampler can be set, with a cache token
+    that does not name them: the front end's key must."""
+
+    name, sample_rate, dim, cache_token = "peek", 16000, 2, "peek/v1"
+
+    def __init__(self, channels="mean", resampler="soxr"):
+        self.channels, self.resampler = channels, resampler
+
+    def embed(self, waveform, frame_starts, window):
+        return np.tile([waveform[:100].mean(), waveform.std()], (len(frame_starts), 1))
+
+
+@pytest.mark.parametrize("change", [dict(channels="first"), dict(resampler="sinc")])
+def test_encoder_channels_and_resampler_change_the_key(tmp_path, change):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, (0.1 * rng.normal(size=(44100 * 2, 2))).astype(np.float32), 44100)
+    cache = tmp_path / "cache"
+    [mix] = features(cache, global_encoder=Peek()).transform([path])
+    [other] = features(cache, global_encoder=Peek(**change)).transform([path])
+    assert len(entries(cache)) == 2
+    assert not np.array_equal(mix.global_embeddings, other.global_embeddings)
+
+
 def test_settings_that_do_not_change_the_result_share_entries(tmp_path, songs):
     cache = tmp_path / "cache"
     features(cache).transform(songs[:2])

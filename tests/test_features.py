@@ -182,18 +182,57 @@ def test_stereo_file_equals_mono_mix(tmp_path, reference_song):
                                atol=1e-4)
 
 
-def test_waveform_tuples_channels_first_and_last(reference_song):
+def test_waveform_tuples_follow_soundfiles_layout(reference_song):
     sr = 44100
     x = tones(sr, 4.0)
-    stereo = np.stack([x, x], axis=1)  # (n_samples, 2)
-    mono, last, first = AudioFeatures().transform([(x, sr), (stereo, sr), (stereo.T, sr)])
-    for song in (mono, last, first):
+    stereo = np.stack([x, x], axis=1)  # (n_samples, 2), as soundfile.read returns
+    mono, last = AudioFeatures().transform([(x, sr), (stereo, sr)])
+    for song in (mono, last):
         assert song.n_frames == 8
         assert song.source == "<array>"
         np.testing.assert_allclose(song.local_patches, reference_song.local_patches,
                                    atol=1e-5)
         np.testing.assert_allclose(song.global_embeddings,
                                    reference_song.global_embeddings, atol=1e-5)
+    # (channels, samples), librosa's and torchaudio's layout, is refused with the fix.
+    with pytest.raises(AudioError, match=r"shape \(2, 176400\).*pass waveform\.T"):
+        AudioFeatures().transform([(stereo.T, sr)])
+
+
+def test_many_channels_are_not_misread(reference_song):
+    # Ten channels: the old guess read (n_samples, 10) right but took a
+    # (10, n_samples) array for 10 samples of many channels.
+    sr = 44100
+    x = tones(sr, 4.0)
+    gains = np.linspace(0.5, 1.5, 10, dtype=np.float32)  # mean 1: the mix is x
+    ten = x[:, None] * gains[None, :]
+    [song] = AudioFeatures().transform([(ten, sr)])
+    # float32 rounding of the mix: log-mel values near the floor move by ~1e-4.
+    np.testing.assert_allclose(song.local_patches, reference_song.local_patches, atol=1e-3)
+    with pytest.raises(AudioError, match="more channels than samples"):
+        AudioFeatures().transform([(ten.T, sr)])
+
+
+@pytest.mark.parametrize("subtype, dtype", [("PCM_16", np.int16), ("PCM_32", np.int32),
+                                            ("PCM_U8", np.uint8)])
+def test_integer_waveforms_are_scaled_like_the_file(tmp_path, subtype, dtype):
+    sr = 22050
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, noise(sr, 3.0, scale=0.2), sr, subtype=subtype)
+    pcm, _ = sf.read(path, dtype=dtype if dtype != np.uint8 else "int16")
+    if dtype == np.uint8:  # soundfile has no uint8 read: 8-bit WAV holds pcm // 256 + 128
+        pcm = (pcm // 256 + 128).astype(np.uint8)
+    from_file, from_array = AudioFeatures(n_mels=32).transform([path, (pcm, sr)])
+    np.testing.assert_allclose(from_array.local_patches, from_file.local_patches, atol=1e-4)
+    np.testing.assert_allclose(from_array.global_embeddings, from_file.global_embeddings,
+                               atol=1e-4)
+
+
+def test_non_audio_dtypes_are_refused():
+    with pytest.raises(AudioError, match="dtype complex64"):
+        AudioFeatures().transform([(np.ones(16000, np.complex64), 16000)])
+    with pytest.raises(AudioError, match="dtype bool"):
+        AudioFeatures().transform([(np.ones(16000, bool), 16000)])
 
 
 def test_frame_offset_and_frame_count_of_a_deam_length_clip(tmp_path):

@@ -407,12 +407,23 @@ def test_imagebind_sees_the_same_audio_at_any_sample_rate(tmp_path, tiny_imagebi
     assert cosine.min() > 0.999
 
 
-def test_imagebind_stereo_is_the_mono_mix(tiny_imagebind, reference_embeddings):
+def test_imagebind_stereo_is_channel_0_or_the_mono_mix(tiny_imagebind, reference_embeddings):
     x = tones(16000, 5.0)
     d = 0.05 * np.sin(2 * np.pi * 1000 * np.arange(len(x)) / 16000).astype(np.float32)
-    [song] = AudioFeatures(global_encoder=tiny_imagebind, global_window=6.0).transform(
-        [(np.stack([x + d, x - d], axis=1), 16000)])
+    stereo = (np.stack([x + d, x - d], axis=1), 16000)
+    # channels="mean": the mix, x.
+    mix = ImageBindEncoder(tiny_imagebind.weights, config=TINY, channels="mean")
+    [song] = AudioFeatures(global_encoder=mix, global_window=6.0).transform([stereo])
     np.testing.assert_allclose(song.global_embeddings, reference_embeddings, atol=1e-4)
+    # The default, as ImageBind's own loader: channel 0, x + d.
+    assert tiny_imagebind.channels == "first"
+    front = AudioFeatures(global_encoder=tiny_imagebind, global_window=6.0)
+    [first], [left] = front.transform([stereo]), front.transform([(x + d, 16000)])
+    np.testing.assert_allclose(first.global_embeddings, left.global_embeddings, atol=1e-6)
+    assert np.abs(first.global_embeddings - song.global_embeddings).max() > 1e-2
+    # The local patches are the mix either way.
+    np.testing.assert_allclose(first.local_patches, song.local_patches, atol=1e-6)
+    assert mix.cache_token != tiny_imagebind.cache_token
 
 
 def test_imagebind_short_song_is_padded(tiny_imagebind):

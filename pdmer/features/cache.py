@@ -2,8 +2,10 @@
 
 Each entry is one safetensors file (no pickle) named by a SHA-256 of the
 audio's bytes and every setting that changes the result; it is written
-atomically and carries a checksum of its arrays, so an entry that is
-truncated or corrupted is detected, removed and recomputed.
+atomically and carries a checksum of its arrays and its own key, so an entry
+that is truncated, corrupted or copied under another name is detected,
+removed and recomputed. A folder that cannot be written is read but not
+filled: features are then computed without caching, with one warning.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pdmer._files import atomic_write
 from pdmer.features.container import SongFeatures
 
 #: Bumped whenever extraction changes in a way the settings do not capture.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 _ENV = "PDMER_CACHE_DIR"
 
 
@@ -108,6 +110,7 @@ class FeatureCache:
 
     def __init__(self, directory):
         self.directory = Path(directory)
+        self.writable = True
 
     def key(self, content: str, settings: dict) -> str:
         """Entry name for audio ``content`` (a hash) extracted with ``settings``."""
@@ -124,7 +127,10 @@ class FeatureCache:
         from safetensors import safe_open
 
         path = self.path(key)
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                return None
+        except OSError:  # a folder we may not look into: nothing cached there for us
             return None
         try:
             with safe_open(path, framework="numpy") as handle:
@@ -132,6 +138,8 @@ class FeatureCache:
             arrays = load_file(path)
             if meta.get("version") != CACHE_VERSION or meta.get("checksum") != _checksum(arrays):
                 raise ValueError("checksum or version mismatch")
+            if meta.get("key") != key:
+                raise ValueError("the entry belongs to another key (copied or renamed)")
             rate = meta.get("waveform_rate")
             return SongFeatures(arrays["local_patches"], arrays["global_embeddings"],
                                 frame_offset=float(meta["frame_offset"]),
@@ -141,20 +149,32 @@ class FeatureCache:
         except Exception as err:  # any damage: recompute rather than fail
             warnings.warn(f"Feature cache entry {path} is unreadable ({err}); recomputing it.",
                           RuntimeWarning, stacklevel=2)
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # read-only cache: the entry is ignored, not removed
+                pass
             return None
 
     def put(self, key: str, features: SongFeatures) -> None:
+        """Store ``features`` under ``key``; after a failed write, warn once and stop trying."""
         from safetensors.numpy import save_file
+
+        if not self.writable:
+            return
 
         arrays = {"local_patches": features.local_patches,
                   "global_embeddings": features.global_embeddings}
         if features.waveforms is not None:
             arrays["waveforms"] = features.waveforms
-        meta = {"version": CACHE_VERSION, "checksum": _checksum(arrays),
+        meta = {"version": CACHE_VERSION, "key": key, "checksum": _checksum(arrays),
                 "frame_offset": repr(float(features.frame_offset)), "encoder": features.encoder,
                 "waveform_rate": "" if features.waveform_rate is None
                 else str(features.waveform_rate)}
-        path = self.path(key)
-        atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata=meta),
-                     suffix=".safetensors")
+        try:
+            atomic_write(self.path(key), lambda tmp: save_file(arrays, tmp, metadata=meta),
+                         suffix=".safetensors")
+        except OSError as err:  # read-only, full or missing folder: compute without caching
+            self.writable = False
+            warnings.warn(f"Cannot write to the feature cache {self.directory} ({err}); "
+                          "features are computed without caching. Pass a writable "
+                          "cache_dir, or cache_dir=None.", RuntimeWarning, stacklevel=2)

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from pdmer.features.audio import AudioError, load_audio, to_mono
+from pdmer.features.audio import (
+    AudioError,
+    Signal,
+    as_waveform,
+    check_audio_path,
+    read_audio,
+    resample,
+    waveform_signals,
+)
+from pdmer.features.base import encoder_input
 from pdmer.features.cache import FeatureCache, content_hash
 from pdmer.features.container import SongFeatures
 from pdmer.features.encoders import get_global_encoder
@@ -20,6 +31,16 @@ from pdmer.labels import FRAME_SECONDS
 
 # Peak level below which a song counts as silent (about -100 dBFS).
 _SILENCE = 1e-5
+# Songs for an in-process clip model are embedded together until they hold
+# this many batches of clips, so that batches stay full across songs.
+_GROUP_BATCHES = 8
+
+
+class _Number(Interval):
+    """A numeric interval that, unlike scikit-learn's, refuses ``True``/``False``."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
 
 
 class AudioFeatures(TransformerMixin, BaseEstimator):
@@ -58,7 +79,9 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         Keep extracted features in this folder, keyed by the audio's content
         and every setting above that changes the result, and reuse them
         (``pdmer.features.default_feature_dir()`` is the usual place). None
-        caches nothing. Encoders without a ``cache_token`` are not cached.
+        caches nothing. Encoders without a ``cache_token`` are not cached. A
+        folder that cannot be written is still read; the rest is computed
+        without caching, with one warning.
     n_jobs : int, optional
         Songs decoded and analysed in parallel with joblib. The active joblib
         backend is used, so a cluster can do the work::
@@ -85,6 +108,22 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
     (6, (51, 128), 'logmel-stats')
     """
 
+    _parameter_constraints = {
+        "sample_rate": [_Number(Integral, 1, None, closed="left")],
+        "n_mels": [_Number(Integral, 1, None, closed="left")],
+        "window_seconds": [_Number(Real, 0, None, closed="neither")],
+        "hop_seconds": [_Number(Real, 0, None, closed="neither")],
+        "frame_offset": [_Number(Real, 0, None, closed="left")],
+        "global_encoder": "no_validation",  # get_global_encoder says what is wrong
+        "global_window": [_Number(Real, 0, None, closed="neither")],
+        "waveform_rate": [_Number(Integral, 1, None, closed="left"), None],
+        "cache_dir": [str, os.PathLike, None],
+        "n_jobs": [_Number(Integral, None, -1, closed="right"),
+                   _Number(Integral, 1, None, closed="left"), None],
+        "device": "no_validation",  # torch says what is wrong
+        "progress": ["boolean"],
+    }
+
     def __init__(self, sample_rate=44100, n_mels=128, window_seconds=0.06,
                  hop_seconds=0.01, frame_offset=0.0, global_encoder="auto",
                  global_window=30.0, waveform_rate=None, cache_dir=None, n_jobs=None,
@@ -103,27 +142,16 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def fit(self, X=None, y=None):
-        """Nothing to learn; present for the scikit-learn API."""
-        self._check_params()
+        """Nothing to learn; checks the parameters and resolves the global encoder."""
+        self._validate_params()
         get_global_encoder(self.global_encoder, device=self.device)
         return self
-
-    def _check_params(self):
-        rate = self.waveform_rate
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, np.integer))
-                                 or rate < 1):
-            raise ValueError(f"waveform_rate must be None or a positive integer; got {rate!r}.")
-        window = self.global_window
-        if isinstance(window, bool) or not isinstance(window, (int, float, np.number)) \
-                or not window > 0:
-            raise ValueError(f"global_window must be a positive number of seconds; "
-                             f"got {window!r}.")
 
     def encoder(self):
         """The resolved global encoder (e.g. what ``"auto"`` stands for now)."""
         return get_global_encoder(self.global_encoder, device=self.device)
 
-    def _settings(self, token) -> dict:
+    def _settings(self, token, spec) -> dict:
         """Everything that changes extracted features, for cache keys."""
         return {"sample_rate": int(self.sample_rate), "n_mels": int(self.n_mels),
                 "window_seconds": float(self.window_seconds),
@@ -131,7 +159,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 "frame_offset": float(self.frame_offset),
                 "global_window": float(self.global_window),
                 "waveform_rate": None if self.waveform_rate is None else int(self.waveform_rate),
-                "encoder": token}
+                "encoder": token, "encoder_input": list(spec)}
 
     def transform(self, X, n_frames=None):
         """Extract features of every item of ``X``.
@@ -139,8 +167,11 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence
-            Audio file paths, ``(waveform, sample_rate)`` tuples, or
-            SongFeatures (passed through unchanged).
+            Paths of audio files (regular files; a file cut short of what its
+            header announces is refused), ``(waveform, sample_rate)`` tuples
+            in soundfile's layout (``(n_samples,)`` or ``(n_samples,
+            n_channels)``, floats in [-1, 1] or integer PCM, scaled as
+            soundfile scales it), or SongFeatures (passed through unchanged).
         n_frames : sequence of int, optional
             Frames to extract per item (the length of its labels). By default
             every whole 0.5 s frame after ``frame_offset``.
@@ -154,8 +185,9 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         if len(n_frames) != len(X):
             raise ValueError(f"n_frames has {len(n_frames)} entries for {len(X)} items.")
         n_frames = [_frame_count(n, i) for i, n in enumerate(n_frames)]
-        self._check_params()
+        self._validate_params()
         encoder = get_global_encoder(self.global_encoder, device=self.device)
+        spec = encoder_input(encoder)
         cache = None
         if self.cache_dir is not None:
             token = getattr(encoder, "cache_token", None)
@@ -165,7 +197,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                               UserWarning, stacklevel=2)
             else:
                 cache = FeatureCache(self.cache_dir)
-                settings = self._settings(token)
+                settings = self._settings(token, spec)
 
         results = [None] * len(X)
         keys = {}
@@ -174,47 +206,74 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
             if isinstance(item, SongFeatures):
                 results[i] = _crop(item, n_frames[i])
                 continue
+            item = _normalise_item(item)
             if cache is not None:
-                item = _normalise_item(item)
                 keys[i] = cache.key(content_hash(item), settings)
                 hit = cache.get(keys[i], _source(item))
                 if hit is not None:
                     results[i] = _crop(hit, n_frames[i])
                     continue
-            todo.append(i)
+            todo.append((i, item))
 
         in_process = bool(getattr(encoder, "in_process", False))
         worker_encoder = None if in_process else encoder
         # A cached entry holds every frame of the song; crop afterwards.
-        jobs = (delayed(self._prepare)(X[i], None if cache else n_frames[i], worker_encoder,
-                                       encoder.sample_rate) for i in todo)
+        jobs = (delayed(self._prepare)(item, None if cache else n_frames[i], worker_encoder,
+                                       spec) for i, item in todo)
         prepared = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         bar = tqdm(total=len(todo), desc="Extracting features", unit="song",
                    disable=not self.progress or not todo, file=sys.stderr)
-        with bar:
-            for i, part in zip(todo, prepared, strict=True):
-                features = self._finish(part, encoder)
+
+        def finish(group):
+            globs = self._embed_group(encoder, [part for _, part in group])
+            for (i, part), glob in zip(group, globs, strict=True):
+                features = SongFeatures(
+                    part["local"], glob, frame_offset=float(self.frame_offset),
+                    encoder=encoder.name, source=part["source"], waveforms=part["waves"],
+                    waveform_rate=self.waveform_rate)
                 if cache is not None:
                     cache.put(keys[i], features)
                 results[i] = _crop(features, n_frames[i])
                 bar.update()
+
+        # In-process clip models embed several songs per call (full batches on a GPU).
+        group_clips = _GROUP_BATCHES * int(getattr(encoder, "batch_size", 1))
+        group, clips = [], 0
+        with bar:
+            for (i, _), part in zip(todo, prepared, strict=True):
+                group.append((i, part))
+                clips += (encoder.count_forwards(part["starts"], self.global_window,
+                                                 len(part["encoder_wave"]))
+                          if "encoder_wave" in part and hasattr(encoder, "count_forwards")
+                          else group_clips)
+                if clips >= group_clips:
+                    finish(group)
+                    group, clips = [], 0
+            if group:
+                finish(group)
         return results
 
-    def _prepare(self, item, n_frames, encoder, encoder_rate):
+    def _prepare(self, item, n_frames, encoder, spec):
         """Decode, check and analyse one song (runs in a joblib worker).
 
-        With ``encoder`` None the global embeddings are left to :meth:`_finish`
-        in the calling process, which gets the waveform at ``encoder_rate``.
+        With ``encoder`` None the global embeddings are left to the calling
+        process, which gets the waveform ``spec`` asks for.
         """
-        waveform, rate, source = self._read(item)
-        duration = len(waveform) / rate
+        wanted = {"mix": Signal("mean"), "encoder": spec}
+        if isinstance(item, tuple):
+            signals, rate = waveform_signals(*item, wanted)
+        else:
+            signals, rate = read_audio(item, wanted)
+        source = _source(item)
+        mix = signals["mix"]
+        duration = len(mix) / rate
         available = int(np.floor((duration - self.frame_offset) / FRAME_SECONDS + 1e-6))
         if available < 1:
             raise AudioError(
                 f"{source}: the audio lasts {duration:.2f} s, too short for one "
                 f"0.5 s frame after frame_offset={self.frame_offset} s."
             )
-        if np.max(np.abs(waveform)) < _SILENCE:
+        if max(mix.max(), -mix.min()) < _SILENCE:  # np.abs would copy the song
             raise AudioError(f"{source}: the audio is silent (all samples ~0).")
         if n_frames is None:
             n_frames = available
@@ -225,57 +284,67 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
                 f"enough for {available} frames. Check that labels and audio belong "
                 "together and that frame_offset is right."
             )
-        local = self._local_patches(waveform, rate, n_frames)
-        waves = None
-        if self.waveform_rate is not None:
-            raw, _ = to_mono(waveform, rate, self.waveform_rate, source=source)
-            waves = frame_segments(raw, self.waveform_rate, self.frame_offset, n_frames)
-        part = {"local": local, "waves": waves, "source": source, "n_frames": n_frames}
-        enc_wave, _ = to_mono(waveform, rate, encoder_rate, source=source)
+        # Each resampled copy is dropped once used: memory stays near the
+        # decoded mono mix, the encoder's signal and the outputs.
+        starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
+        part = {"source": source, "starts": starts}
+        enc_wave = signals.pop("encoder")
+        del signals
         if encoder is None:
             part["encoder_wave"] = enc_wave
         else:
-            part["global"] = self._embed(encoder, enc_wave, source, n_frames)
+            part["global"] = self._embed(encoder, enc_wave, starts, source)
+        del enc_wave
+        part["local"] = log_mel_frames(resample(mix, rate, self.sample_rate), self.sample_rate,
+                                       self.frame_offset, n_frames, self.n_mels,
+                                       self.window_seconds, self.hop_seconds,
+                                       device=self.device)
+        part["waves"] = None
+        if self.waveform_rate is not None:
+            part["waves"] = frame_segments(resample(mix, rate, self.waveform_rate),
+                                           self.waveform_rate, self.frame_offset, n_frames)
         return part
 
-    def _embed(self, encoder, enc_wave, source, n_frames):
-        starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
-        glob = np.asarray(encoder.embed(enc_wave, starts, self.global_window), np.float32)
-        if glob.shape != (n_frames, encoder.dim):
-            raise ValueError(
-                f"global encoder {encoder.name!r} returned shape {glob.shape} for "
-                f"{source}; expected ({n_frames}, {encoder.dim})."
-            )
-        return glob
+    def _embed(self, encoder, enc_wave, starts, source):
+        glob = encoder.embed(enc_wave, starts, self.global_window)
+        return _check_embeddings(encoder, glob, len(starts), source)
 
-    def _finish(self, part, encoder) -> SongFeatures:
-        glob = part.get("global")
-        if glob is None:
-            glob = self._embed(encoder, part["encoder_wave"], part["source"], part["n_frames"])
-        return SongFeatures(part["local"], glob, frame_offset=float(self.frame_offset),
-                            encoder=encoder.name, source=part["source"],
-                            waveforms=part["waves"], waveform_rate=self.waveform_rate)
+    def _embed_group(self, encoder, parts):
+        """Global embeddings of prepared songs, all at once where the encoder can."""
+        todo = [p for p in parts if "global" not in p]
+        if todo and hasattr(encoder, "embed_songs"):
+            globs = encoder.embed_songs([(p["encoder_wave"], p["starts"]) for p in todo],
+                                        self.global_window)
+        else:
+            globs = [encoder.embed(p["encoder_wave"], p["starts"], self.global_window)
+                     for p in todo]
+        for part, glob in zip(todo, globs, strict=True):
+            part["global"] = _check_embeddings(encoder, glob, len(part["starts"]),
+                                               part["source"])
+            del part["encoder_wave"]
+        return [p["global"] for p in parts]
 
-    def _read(self, item):
-        item = _normalise_item(item)
-        waveform, rate = to_mono(*item) if isinstance(item, tuple) else load_audio(item)
-        return waveform, rate, _source(item)
 
-    def _local_patches(self, waveform, rate, n_frames) -> np.ndarray:
-        waveform, _ = to_mono(waveform, rate, self.sample_rate)
-        return log_mel_frames(waveform, self.sample_rate, self.frame_offset, n_frames,
-                              self.n_mels, self.window_seconds, self.hop_seconds,
-                              device=self.device)
+def _check_embeddings(encoder, glob, n_frames, source) -> np.ndarray:
+    glob = np.asarray(glob, np.float32)
+    if glob.shape != (n_frames, encoder.dim):
+        raise ValueError(
+            f"global encoder {encoder.name!r} returned shape {glob.shape} for "
+            f"{source}; expected ({n_frames}, {encoder.dim})."
+        )
+    return glob
 
 
 def _normalise_item(item):
-    """A path that exists or a (waveform array, rate) tuple; anything else is refused."""
+    """A regular file's path, or a ``(waveform, rate)`` tuple in soundfile's layout.
+
+    Anything else is refused, before any reading (a FIFO would block).
+    """
     if isinstance(item, (str, os.PathLike)):
-        if not os.path.exists(item):
-            raise FileNotFoundError(f"Audio file not found: {os.fspath(item)}")
+        check_audio_path(item)
         return item
     if isinstance(item, tuple) and len(item) == 2:
-        return (np.asarray(item[0]), item[1])
+        return (as_waveform(item[0]), item[1])
     raise TypeError(
         "Each item of X must be an audio path, a (waveform, sample_rate) "
         f"tuple or SongFeatures; got {type(item).__name__}."

@@ -19,8 +19,10 @@ strictly::
 The input pipeline is ImageBind's ``load_and_transform_audio_data``: 16 kHz
 audio, per 2 s clip the mean removed, Kaldi fbank (128 bins, 25 ms / 10 ms,
 hanning), padded or cut to 204 frames, normalised with mean -4.268 and std
-9.138. One difference: ImageBind's fbank reads the first channel of a stereo
-file; pdmer feeds the mono mix, like everywhere else in its front end.
+9.138. The file is resampled to 16 kHz with torchaudio's default resampler
+(:mod:`pdmer.features.resample`) and only channel 0 is read, as ImageBind's
+fbank does (:class:`~pdmer.features.ImageBindEncoder` does this; its
+``channels="mean"`` feeds the mono mix instead).
 
 Only inference is supported: stochastic depth (drop path 0.1 in training) is
 the identity in evaluation and is left out.
@@ -241,6 +243,13 @@ class ImageBindAudio(nn.Module):
         return out.float()
 
 
+def imagebind_weights_path():
+    """Where ``pdmer download imagebind`` puts the audio branch's weights."""
+    from pdmer.features.cache import default_cache_dir
+
+    return default_cache_dir() / "weights" / "imagebind_huge_audio.safetensors"
+
+
 def audio_state_dict(state: dict) -> dict:
     """The audio-branch entries of an ImageBind state dict (any other modality dropped)."""
     return {k: v for k, v in state.items() if k.startswith(AUDIO_PREFIXES)}
@@ -379,7 +388,6 @@ def install_imagebind(checkpoint=None, *, url=CHECKPOINT_URL, output=None, downl
     from pathlib import Path
 
     from pdmer.features.cache import default_cache_dir
-    from pdmer.features.encoders import imagebind_weights_path
 
     output = Path(imagebind_weights_path() if output is None else output)
     if output.is_file() and not force:
