@@ -47,8 +47,8 @@ class Preset:
     data : dict
         :func:`pdmer_datasets.synthetic.generate` parameters (synthetic only).
     features : dict
-        :class:`~pdmer.features.AudioFeatures` parameters; ``waveform_rate``
-        is used only when a raw-audio model runs.
+        :class:`~pdmer.features.AudioFeatures` parameters (``n_jobs`` defaults
+        to -1); ``waveform_rate`` is used only when a raw-audio model runs.
     training : dict
         Estimator parameters shared by every model (episodes, learning rates...).
     models : dict
@@ -74,8 +74,9 @@ PRESETS = {
     "tiny": Preset(
         data=dict(n_songs=8, n_listeners=8, songs_per_listener=8, duration=4.0,
                   sample_rate=8000),
+        # One process: starting joblib workers costs more than 8 tiny songs.
         features=dict(sample_rate=8000, n_mels=16, window_seconds=0.032, hop_seconds=0.032,
-                      global_window=2.0, waveform_rate=1000),
+                      global_window=2.0, waveform_rate=1000, n_jobs=1),
         training=dict(n_episodes=2, tasks_per_step=2, n_query=2, inner_steps=2, inner_lr=0.05,
                       outer_lr=1e-3, inner_params="head", train_window=6,
                       validation_fraction=0.0),

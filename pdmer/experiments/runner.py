@@ -111,10 +111,9 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     for note in data.notes:
         log(f"Note: {note}")
     waveforms = any(MODELS[k][1]._input == "wave" for k in models)
-    front_end = AudioFeatures(**{k: v for k, v in config.features.items()
-                                 if k != "waveform_rate" or waveforms},
-                              frame_offset=data.train.frame_offset, cache_dir=cache_dir,
-                              n_jobs=-1)
+    front_end = AudioFeatures(**{"n_jobs": -1, **{k: v for k, v in config.features.items()
+                                                 if k != "waveform_rate" or waveforms}},
+                              frame_offset=data.train.frame_offset, cache_dir=cache_dir)
     log(f"Extracting features of {len(set(map(str, data.train.X + data.test.X)))} songs ...")
     features = _features(front_end, data.train.X + data.test.X)
 
