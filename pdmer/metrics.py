@@ -734,6 +734,10 @@ _PERSONALIZED = ("PersonalizedScorer", "personalized_scorer", "personalized_scor
                  "cross_validate_personalized")
 
 
+def __dir__():
+    return sorted(set(globals()) | set(_PERSONALIZED))
+
+
 def __getattr__(name):
     if name in _PERSONALIZED:
         import pdmer.evaluation

@@ -8,14 +8,13 @@ held-out listener adapts on and the songs they are scored on;
 :mod:`pdmer.metrics`, as before). See the "Evaluation" page of the user guide.
 """
 
-from pdmer.evaluation.diagnostics import COLLAPSE_RATIO, prediction_spread
-from pdmer.evaluation.personalized import (
+from pdmer.evaluation.crossval import (
     PersonalizedScorer,
     cross_validate_personalized,
-    personalized_score,
     personalized_scorer,
-    score_episodes,
 )
+from pdmer.evaluation.diagnostics import COLLAPSE_RATIO, prediction_spread
+from pdmer.evaluation.personalized import personalized_score, score_episodes
 from pdmer.evaluation.protocol import PROTOCOLS, Episode, plan_episodes, run_episodes, scored_rows
 
 __all__ = ["COLLAPSE_RATIO", "PROTOCOLS", "Episode", "PersonalizedScorer",
