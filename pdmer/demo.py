@@ -74,8 +74,9 @@ class DemoResult:
         """One line per trained model: best validation episode against episodes run."""
         lines = []
         for name, c in self.convergence.items():
-            best = "no validation" if c["best_episode"] is None else (
-                f"best validation at episode {c['best_episode'] + 1} of {c['episodes_run']}")
+            best = (f"no validation split, kept episode {c['best_episode']} of "
+                    f"{c['episodes_run']}" if c["best_validation_ccc"] is None else
+                    f"best validation at episode {c['best_episode']} of {c['episodes_run']}")
             if c["still_improving"]:
                 best += " (still improving at the end: more episodes may help)"
             lines.append(f"{name}: {best}")

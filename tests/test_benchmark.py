@@ -172,13 +172,15 @@ def test_same_song_protocol_scores_the_rest_of_each_song(data_home):
 
 def test_several_seeds_and_resume(tmp_path):
     args = ["benchmark", "--preset", "tiny", "--models", "crnn", "-o", str(tmp_path),
-            "--seed", "0", "--seed", "1", "-q"]
+            "--seed", "0", "--seed", "1", "--episodes", "3", "-q"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     summary = (tmp_path / "summary.md").read_text()
     assert "over seeds 0, 1" in summary and "| CRNN† | " in summary and " ± " in summary
     for seed in (0, 1):
-        assert (tmp_path / f"seed-{seed}" / "result.json").is_file()
+        saved = json.loads((tmp_path / f"seed-{seed}" / "result.json").read_text())
+        assert {r["episodes_run"] for r in saved["rows"] if r["model"] != "-"} == {3}
+        assert saved["settings"]["command"].endswith(f"--preset tiny --episodes 3 --seed {seed}")
     before = (tmp_path / "seed-1" / "result.json").stat().st_mtime_ns
     again = CliRunner().invoke(main, args + ["--resume"])
     assert again.exit_code == 0, again.output

@@ -91,7 +91,7 @@ def test_convergence_reads_early_stopping_when_there():
         best_validation_ccc_ = 0.4
         history_ = {"validation_episode": [19, 39, 59, 79, 99]}
 
-    assert convergence(Fitted()) == {"best_episode": 59, "episodes_run": 100,
+    assert convergence(Fitted()) == {"best_episode": 60, "episodes_run": 100,
                                      "best_validation_ccc": 0.4, "still_improving": False}
     stopped = Fitted()
     stopped.n_episodes_run_ = 60

@@ -36,6 +36,9 @@ _MODELS = tuple(MODELS)
 @click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="small",
               show_default=True,
               help="Sizes: tiny (seconds, for tests), small (CPU), paper (GPU).")
+@click.option("--episodes", type=click.IntRange(min=1), default=None,
+              help="Training episodes of every model (default: the preset's); the report "
+                   "says whether each model was still improving at the end.")
 @click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(0,),
               show_default=True,
               help="Seed of data, split, models and support draw. Repeat it (--seed 0 "
@@ -57,7 +60,7 @@ _MODELS = tuple(MODELS)
                    "of free cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
 def benchmark(dataset, task, models, ablations, protocol, split, unseen_listeners, preset,
-              seeds, output, resume, data_home, cache_dir, device, threads, quiet):
+              episodes, seeds, output, resume, data_home, cache_dir, device, threads, quiet):
     """Run the DSAML paper's protocols on DSAML, its baselines and the fair competitors.
 
     Prints the parameter counts and the results tables (the paper's numbers
@@ -83,8 +86,9 @@ def benchmark(dataset, task, models, ablations, protocol, split, unseen_listener
             cache_dir=cache_dir, device=device, verbose=0 if quiet else 1,
             log=(lambda message: None) if quiet else (lambda m: click.echo(m, err=True)),
             command=_command_line(dataset, task, models, ablations, protocol, split,
-                                  unseen_listeners, preset, seed, data_home, device),
-            split=split, unseen_listeners=unseen_listeners, resume=resume))
+                                  unseen_listeners, preset, episodes, seed, data_home, device),
+            split=split, unseen_listeners=unseen_listeners, resume=resume,
+            estimator_params=None if episodes is None else {"n_episodes": episodes}))
     for result in results:
         click.echo(result.markdown())
     written = [result.files[k] for result in results
@@ -115,7 +119,7 @@ def _models(values):
 
 
 def _command_line(dataset, task, models, ablations, protocol, split, unseen_listeners, preset,
-                  seed, data_home, device):
+                  episodes, seed, data_home, device):
     """The command that reruns this benchmark (output folder left out)."""
     parts = ["pdmer benchmark", f"--dataset {dataset}", f"--task {task}"]
     if models:
@@ -128,7 +132,10 @@ def _command_line(dataset, task, models, ablations, protocol, split, unseen_list
             parts.append(f"--split {split}")
     if unseen_listeners:
         parts.append("--unseen-listeners")
-    parts += [f"--preset {preset}", f"--seed {seed}"]
+    parts.append(f"--preset {preset}")
+    if episodes is not None:
+        parts.append(f"--episodes {episodes}")
+    parts.append(f"--seed {seed}")
     if data_home is not None and dataset != "synthetic":
         parts.append(f"--data-home {data_home}")
     if device != "auto":

@@ -261,16 +261,17 @@ def _fine_tune_like_personalization(fitted, spec):
 def convergence(estimator) -> dict:
     """Best episode, episodes run, best validation CCC and whether it still improved.
 
-    ``still_improving`` is True when the best validation score came at the
-    last validation: the model may be undertrained.
+    ``best_episode`` counts from 1 (the model kept is that of episode
+    ``best_episode`` of ``episodes_run``); ``still_improving`` is True when the
+    best validation score came at the last validation, so the model may be
+    undertrained, and None without a validation split.
     """
     # TODO(integrator): n_episodes_run_ comes with early stopping (core branch).
     run = getattr(estimator, "n_episodes_run_", None)
     run = estimator.n_episodes if run is None else run
-    history = getattr(estimator, "history_", {}) or {}
-    checks = history.get("validation_episode") or []
+    checks = (getattr(estimator, "history_", None) or {}).get("validation_episode") or []
     best = getattr(estimator, "best_episode_", None)
-    return {"best_episode": best, "episodes_run": int(run),
+    return {"best_episode": None if best is None else int(best) + 1, "episodes_run": int(run),
             "best_validation_ccc": getattr(estimator, "best_validation_ccc_", None),
             "still_improving": None if not checks or best is None else best == checks[-1]}
 
