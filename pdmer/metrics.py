@@ -62,10 +62,6 @@ __all__ = [
     "get_scorer_names",
     "make_scorers",
     "make_multimetric_scorer",
-    "PersonalizedScorer",  # noqa: F822 (re-exported from pdmer.evaluation)
-    "personalized_scorer",  # noqa: F822 (re-exported from pdmer.evaluation)
-    "personalized_score",  # noqa: F822 (re-exported from pdmer.evaluation)
-    "cross_validate_personalized",  # noqa: F822 (re-exported from pdmer.evaluation)
 ]
 
 _METRICS = ("ccc", "pcc", "rmse")
@@ -726,8 +722,9 @@ def make_multimetric_scorer(names):
 
 # ---------------------------------------------------------------------------
 # Personalized evaluation: lives in pdmer.evaluation (the one protocol);
-# re-exported here for code written against pdmer.metrics. Imported on first
-# use, because pdmer.evaluation itself builds on this module's scorers.
+# re-exported here for code written against pdmer.metrics (not in __all__,
+# so that they are documented once). Imported on first use, because
+# pdmer.evaluation itself builds on this module's scorers.
 # ---------------------------------------------------------------------------
 
 _PERSONALIZED = ("PersonalizedScorer", "personalized_scorer", "personalized_score",

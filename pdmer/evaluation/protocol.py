@@ -148,7 +148,8 @@ def run_episodes(estimator, X, y, episodes, *, adapt=True, steps=None, lr=None):
     ``estimator.adapt_listener`` and predictions from
     ``estimator.predict(X, listener=...)``. Other estimators are run through
     ``personalize(X, y)``, ``predict(X)`` and, once at the end (also on
-    errors), ``reset_personalization()``.
+    errors), ``reset_personalization()``; with ``adapt=False`` only
+    ``predict(X)`` is needed.
 
     Parameters
     ----------

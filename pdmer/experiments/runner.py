@@ -158,7 +158,8 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
         row = _row(spec, truth, predictions, estimator, seconds, dataset)
         rows.append(row)
         log(f"  {spec.table} | {spec.label}: CCC arousal {row['ccc_arousal']:.3f}, valence "
-            f"{row['ccc_valence']:.3f} (spread {row['spread']:.2f})")
+            f"{row['ccc_valence']:.3f} (spread {row['spread']:.2f})"
+            + (" COLLAPSED: predictions barely move within songs" if row["collapsed"] else ""))
 
     parameters = _parameter_counts(fitted)
     device_type = next(iter(fitted.values()))[0].device_.type if fitted else "cpu"
