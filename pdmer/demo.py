@@ -1,76 +1,105 @@
 """The offline demo: does one annotated song personalize the model?
 
-Generates synthetic songs and listeners, meta-trains a small DSAML with one
-task per listener, and compares, on listeners held out from training:
+Generates synthetic songs and listeners and runs the benchmark's ``small``
+preset on DSAML (:func:`pdmer.experiments.run_benchmark`): listeners AND songs
+are held out, and on the held-out listeners' unseen songs it compares
 
-- the meta-trained model without personalization,
-- the same model personalized from ONE song of each held-out listener,
-- a model trained without meta-learning on mean labels (traditional DMER).
+- the meta-trained model, not personalized and personalized from ONE song
+  of each held-out listener,
+- the same network trained plainly on the same tasks, not adapted and
+  fine-tuned on that one song with the personalization's steps and step size,
+- a model trained without meta-learning on mean labels (traditional DMER),
+
+with how much each row's predictions move and whether training converged.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pdmer.estimators.dsaml import DSAMLRegressor
-from pdmer.features.frontend import AudioFeatures
-from pdmer.metrics import evaluate
+from pdmer.evaluation import run_episodes
+from pdmer.experiments import markdown_table, run_benchmark
+from pdmer.experiments.tables import MAML, PLAIN
 
-# Small enough for 2 CPU cores in under 3 minutes, large enough that every
-# listener has songs to adapt on and songs to score. Coarser log-mel patches
-# (26 x 32) and head-only inner loops (inner_params="head") are what make the
-# CPU budget; the paper's settings are the estimator's defaults.
-DATA = dict(n_songs=40, n_listeners=24, songs_per_listener=10, duration=20.0,
-            sample_rate=22050)
-FEATURES = dict(sample_rate=22050, n_mels=32, window_seconds=0.04, hop_seconds=0.02,
-                global_window=10.0)
-MODEL = dict(size="small", d_model=64, n_heads=4, n_layers=1, d_ff=128, lstm_hidden=32,
-             head_hidden=32, n_episodes=120, tasks_per_step=4, n_query=3, inner_steps=8,
-             inner_lr=0.05, outer_lr=2e-3, inner_params="head", train_window=30,
-             validation_fraction=0.15, validation_interval=20)
-ROWS = ("meta-trained, not personalized", "meta-trained + personalized (1 song)",
-        "mean-label model (no meta-learning)")
+ROWS = {
+    "not personalized": "meta-trained, not personalized",
+    "personalized": "meta-trained + personalized (1 song)",
+    "plain": "plain training, same tasks, not adapted",
+    "plain + fine-tuned": "plain training + fine-tuned on the same song",
+    "mean labels": "mean-label model (no meta-learning)",
+    "mean labels + fine-tuned": "mean-label model + fine-tuned on the same song",
+}
+"""The demo's name of each benchmark row (by role), in print order."""
+
+COLUMNS = ("ccc_arousal", "ccc_valence", "pcc_arousal", "pcc_valence", "rmse_arousal",
+           "rmse_valence", "ccc_mean", "spread")
 
 
 @dataclass
 class DemoResult:
-    """Scores per model row, the held-out listeners and where the plot is."""
+    """Scores per model row, convergence per trained model, and where the plot is.
+
+    Attributes
+    ----------
+    scores : dict
+        Demo row name -> the benchmark row (scores, ``spread``, ``collapsed``,
+        convergence).
+    convergence : dict
+        Trained model -> ``best_episode``, ``episodes_run``,
+        ``best_validation_ccc``, ``still_improving``.
+    listeners : list of str
+        Held-out listeners that were scored.
+    plot_path : str
+    seconds : float
+    benchmark : BenchmarkResult
+        The underlying run (also written to the output folder).
+    """
 
     scores: dict
+    convergence: dict
     listeners: list
     plot_path: str
     seconds: float
+    benchmark: object = None
 
     def table(self) -> str:
-        """The scores as a Markdown table."""
-        columns = ["ccc_arousal", "ccc_valence", "pcc_arousal", "pcc_valence",
-                   "rmse_arousal", "rmse_valence", "ccc_mean"]
-        lines = ["| model | " + " | ".join(columns) + " |",
-                 "|---|" + "---:|" * len(columns)]
-        for row, values in self.scores.items():
-            lines.append(f"| {row} | " + " | ".join(f"{values[c]:.3f}" for c in columns) + " |")
-        return "\n".join(lines)
+        """The scores as a Markdown table (``spread``: prediction std / label std)."""
+        return markdown_table(self.scores, COLUMNS, index="model")
+
+    def convergence_lines(self) -> list:
+        """One line per trained model: best validation episode against episodes run."""
+        lines = []
+        for name, c in self.convergence.items():
+            best = (f"no validation split, kept episode {c['best_episode']} of "
+                    f"{c['episodes_run']}" if c["best_validation_ccc"] is None else
+                    f"best validation at episode {c['best_episode']} of {c['episodes_run']}")
+            if c["still_improving"]:
+                best += " (still improving at the end: more episodes may help)"
+            lines.append(f"{name}: {best}")
+        return lines
 
 
 def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1,
-             log=print) -> DemoResult:
+             log=print, preset="small") -> DemoResult:
     """Run the demo end to end and write ``personalization.png`` to ``output_dir``.
 
     Parameters
     ----------
     output_dir : str
-        Folder for the synthetic data set, models and the plot.
+        Folder for the synthetic data set, the benchmark files and the plot.
     random_state : int, default=0
     n_episodes : int, optional
-        Meta-training episodes (default: the demo's preset).
+        Training episodes (default: the preset's).
     verbose : int, default=1
         Progress bars for feature extraction and training.
     log : callable, default=print
         Receives progress messages.
+    preset : {"small", "tiny"}, default="small"
+        The benchmark preset (``"tiny"`` for tests).
 
     Returns
     -------
@@ -84,65 +113,31 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
     # synchronisation than they give, and a loaded machine makes it far worse.
     torch.set_num_threads(1)
     try:
-        return _run(output_dir, random_state, n_episodes, verbose, log, started)
+        result = run_benchmark(
+            dataset="synthetic", task="pdmer", models=["dsaml"], preset=preset,
+            seed=random_state, output=output_dir, verbose=verbose, log=log,
+            estimator_params=None if n_episodes is None else {"n_episodes": n_episodes},
+            command=f"pdmer demo --seed {random_state}"
+                    + ("" if n_episodes is None else f" --episodes {n_episodes}"))
+        plot_path = os.path.join(output_dir, "personalization.png")
+        _plot(result, plot_path)
     finally:
         torch.set_num_threads(n_threads)
+    by_role = {row["role"]: row for row in result.rows}
+    scores = {name: by_role[role] for role, name in ROWS.items() if role in by_role}
+    convergence = {}
+    for name, role in (("meta-trained", "personalized"), ("plain, same tasks", "plain"),
+                       ("mean-label model", "mean labels")):
+        row = by_role[role]
+        convergence[name] = {k: row[k] for k in ("best_episode", "episodes_run",
+                                                  "best_validation_ccc", "still_improving")}
+    listeners = sorted({e.listener for e in result.episodes})
+    return DemoResult(scores, convergence, listeners, plot_path,
+                      time.perf_counter() - started, result)
 
 
-def _run(output_dir, random_state, n_episodes, verbose, log, started):
-    from pdmer_datasets import synthetic
-
-    os.makedirs(output_dir, exist_ok=True)
-    log(f"Generating synthetic songs and listeners in {output_dir}/data ...")
-    data = synthetic.generate(os.path.join(output_dir, "data"), random_state=random_state,
-                              n_jobs=-1, **DATA)
-    table = data.annotator_table()
-    train, test = table.split_annotators(test_size=0.25, random_state=random_state)
-
-    log(f"Extracting features of {len(data.song_ids)} songs ...")
-    front_end = AudioFeatures(**FEATURES, n_jobs=-1)
-    features = dict(zip(data.song_ids, front_end.transform(
-        [str(data.audio_path(s)) for s in data.song_ids])))
-    train.X = [features[s] for s in train.song_ids]
-    test.X = [features[s] for s in test.song_ids]
-
-    params = dict(MODEL, random_state=random_state, verbose=verbose)
-    if n_episodes is not None:
-        params["n_episodes"] = n_episodes
-    log(f"Meta-training DSAML on {len(np.unique(train.annotators))} listeners "
-        f"({len(train)} annotated curves) ...")
-    meta = DSAMLRegressor(**params).fit(*train)
-    log("Training the mean-label model without meta-learning ...")
-    plain = DSAMLRegressor(**dict(params, meta_learning="none", tasks="song")).fit(*train)
-
-    log(f"Personalizing to {len(np.unique(test.annotators))} held-out listeners, "
-        "one song each ...")
-    truth, predictions = [], {row: [] for row in ROWS}
-    example = None
-    for listener in np.unique(test.annotators):
-        rows = np.flatnonzero(test.annotators == listener)
-        support, query = rows[:1], rows[1:]
-        X_query = [test.X[i] for i in query]
-        truth += [test.y[i] for i in query]
-        meta.reset_personalization()
-        before = meta.predict(X_query)
-        meta.personalize([test.X[i] for i in support], [test.y[i] for i in support])
-        after = meta.predict(X_query)
-        baseline = plain.predict(X_query)
-        for row, values in zip(ROWS, (before, after, baseline)):
-            predictions[row] += values
-        if example is None:
-            example = (listener, test.song_ids[query[0]], test.y[query[0]], before[0],
-                       after[0], baseline[0])
-    meta.reset_personalization()
-    scores = {row: evaluate(truth, predictions[row]) for row in ROWS}
-    plot_path = os.path.join(output_dir, "personalization.png")
-    _plot(example, plot_path)
-    return DemoResult(scores, list(np.unique(test.annotators)), plot_path,
-                      time.perf_counter() - started)
-
-
-def _plot(example, path):
+def _plot(result, path):
+    """One held-out listener's unseen song: truth, meta-trained before and after, plain + FT."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,11 +145,23 @@ def _plot(example, path):
 
     from pdmer.plotting import plot_curves
 
-    listener, song, truth, before, after, baseline = example
+    test = result.split.test
+    X = [result.features[str(x)] for x in test.X]
+    episode = result.episodes[0]
+    example = [replace(episode, query=episode.query[:1])]
+    meta = result.estimators[("dsaml", tuple(sorted(MAML.items())))]
+    plain = result.estimators[("dsaml", tuple(sorted(PLAIN.items())))]
+    truth, (before,), _ = run_episodes(meta, X, test.y, example, adapt=False)
+    _, (after,), _ = run_episodes(meta, X, test.y, example)
+    _, (fine_tuned,), _ = run_episodes(plain, X, test.y, example,
+                                       steps=meta.inner_steps, lr=meta.inner_lr)
+    song = test.song_ids[episode.query[0]]
     fig = plot_curves(
-        before, truth, after, others={"mean-label model": baseline},
-        labels={"truth": f"listener {listener}", "personalized": "personalized from 1 song",
+        before, np.asarray(truth[0]), after,
+        others={"plain training + fine-tuned": fine_tuned},
+        labels={"truth": f"listener {episode.listener}",
+                "personalized": "personalized from 1 song",
                 "prediction": "meta-trained, not personalized"},
-        title=f"Held-out listener {listener}, song {song} (not used for adaptation)",
+        title=f"Held-out listener {episode.listener}, song {song} (unseen in training)",
         path=path)
     plt.close(fig)

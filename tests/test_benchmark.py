@@ -1,8 +1,9 @@
-"""Tests of the paper-protocol benchmark (pdmer.benchmark, ``pdmer benchmark``).
+"""Tests of the paper-protocol benchmark (pdmer.experiments, ``pdmer benchmark``).
 
 Everything runs with the ``tiny`` preset on a few seconds of generated
 synthetic songs; the scores are meaningless at that size, so the tests check
-the protocols, the tables, the files and reproducibility, not the numbers.
+the protocols, the splits, the tables, the files and reproducibility, not the
+numbers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pdmer.benchmark import MODELS, PAPER, _plan, run_benchmark
 from pdmer.cli import main
+from pdmer.evaluation import plan_episodes
+from pdmer.experiments import DMER_NOTE, MODELS, PAPER, run_benchmark
 
 BASELINES = ("DAMFF", "MCRNN", "DNN", "CRNN")
+FAIR = ("{m} not personalized", "{p} plain (same tasks)", "{p} plain (same tasks) + fine-tuned")
 
 
 def quiet(**kwargs):
@@ -44,31 +47,42 @@ def test_cli_pdmer_prints_tables_and_writes_files(cli_run):
     assert result.exit_code == 0, result.output
     text = result.output
     assert "## Parameters" in text and "## Table 2" in text and "## Table 4" in text
-    # DSAML, every baseline, with (†) and without MAML, plus fine-tuned plain models.
+    # DSAML, every baseline with (†) and without MAML, and the fair competitors.
     for row in ["DSAML"] + [f"{b}†" for b in BASELINES] + list(BASELINES):
         assert f"\n| {row} |" in text, row
     for name in ("DSAML",) + BASELINES:
+        meta = "DSAML" if name == "DSAML" else f"{name}†"
+        for row in FAIR:
+            assert f"\n| {row.format(m=meta, p=name)} |" in text, row
         assert f"\n| {name} | " in text.split("## Table 2")[0]  # parameter counts
     for row in ("DSAML †", "DSAML ‡", "DSAML †‡"):
         assert f"\n| {row} |" in text
-    # The paper's numbers sit beside the run's.
+    # The paper's numbers sit beside the run's; spread and convergence under them.
     assert "| 0.377 | 0.541 | 0.236 | 0.092 | 0.154 | 0.245 |" in text  # DSAML, Table 2
+    assert "| best episode | episodes run |" in text
     md = (output / "results.md").read_text()
     assert md.strip() == text.split("\nWrote ")[0].strip()
     assert (output / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(io.StringIO((output / "results.csv").read_text())))
     table2 = [r for r in rows if r["table"] == "Table 2"]
-    assert len(table2) == 3 * len(MODELS)
+    # Six rows per model; songs are held out, so no training listener's mean curve.
+    assert len(table2) == 6 * len(MODELS)
     assert {r["meta_learning"] for r in table2} == {"fomaml", "none"}
     assert all(r["n_parameters"] and int(r["n_parameters"]) > 0 for r in rows)
     for r in rows:
-        for key in ("ccc_arousal", "pcc_valence", "rmse_arousal"):
+        for key in ("ccc_arousal", "pcc_valence", "rmse_arousal", "spread"):
             assert np.isfinite(float(r[key]))
+        assert int(r["episodes_run"]) == 2 and r["collapsed"] in ("True", "False")
     settings = json.loads((output / "settings.json").read_text())
     assert settings["seed"] == 0 and settings["preset"] == "tiny"
-    assert settings["command"].startswith("pdmer benchmark --dataset synthetic --task pdmer")
-    # Two fits per model (with and without MAML) and two DSAML ablations (†, ‡).
-    assert len(settings["estimators"]) == 2 * len(MODELS) + 2
+    assert settings["command"] == ("pdmer benchmark --dataset synthetic --task pdmer "
+                                   "--ablations --protocol other-songs --split songs "
+                                   "--preset tiny --seed 0")
+    # Three fits per model (MAML, plain on the same tasks, plain on mean labels)
+    # and one DSAML ablation (‡); † and †‡ reuse the plain fits.
+    assert len(settings["estimators"]) == 3 * len(MODELS) + 1
+    assert any("mean curve" in note for note in settings["notes"])
+    assert json.loads((output / "result.json").read_text())["rows"][0]["row"] == "DSAML"
     assert not [p for p in output.iterdir() if p.suffix == ".tmp"]
 
 
@@ -82,6 +96,39 @@ def test_rows_carry_the_paper_numbers(cli_run):
         assert float(row["paper_ccc_arousal"]) == values[0]
         assert float(row["paper_rmse_valence"]) == values[5]
     assert rows[("Table 2", "CRNN + fine-tuned")]["paper_ccc_arousal"] == ""
+    assert rows[("Table 2", "CRNN† not personalized")]["paper_ccc_arousal"] == ""
+
+
+def test_song_disjoint_split_scores_only_unseen_songs(data_home):
+    result = quiet(dataset="synthetic", task="pdmer", models=["crnn"], data_home=data_home)
+    split = result.split
+    trained = set(split.train.song_ids)
+    assert not set(split.train.annotators) & set(split.test.annotators)
+    scored = {split.test.song_ids[r] for e in result.episodes for r in e.query}
+    assert scored and not scored & trained
+    # Support songs come from the one planner, with the run's seed.
+    assert result.episodes == plan_episodes(
+        split.test.annotators, lengths=[len(v) for v in split.test.y],
+        support_frames=3, scored=~np.isin(split.test.song_ids, list(trained)), random_state=0)
+    assert result.settings["support"] == {
+        e.listener: [split.test.song_ids[r] for r in e.support] for e in result.episodes}
+    # Fine-tuned rows use the personalization's steps and step size.
+    n_pairs = sum(len(e.query) for e in result.episodes)
+    assert {r["n_scored"] for r in result.rows} == {n_pairs}
+
+
+def test_listener_split_adds_the_song_mean_curve(tmp_path):
+    result = quiet(dataset="synthetic", task="pdmer", models=["crnn"], split="listeners",
+                   data_home=str(tmp_path), mean_label_rows=False)
+    rows = {r["role"]: r for r in result.rows}
+    assert set(rows) == {"personalized", "not personalized", "plain", "plain + fine-tuned",
+                         "song mean curve"}
+    curve = rows["song mean curve"]
+    assert curve["row"] == "training listeners' mean curve of the song"
+    assert curve["n_scored"] == rows["personalized"]["n_scored"]
+    assert curve["model"] == "-" and curve["best_episode"] is None
+    assert -1 <= curve["ccc_mean"] <= 1
+    assert any("every scored song was a training song" in n for n in result.settings["notes"])
 
 
 def test_same_seed_repeats_and_other_seed_differs(data_home):
@@ -109,32 +156,44 @@ def test_dmer_with_ablations(data_home, tmp_path):
     # The ablated network is smaller without the adapter.
     assert result.rows[-1]["n_parameters"] < result.rows[2]["n_parameters"]
     assert (tmp_path / "results.png").is_file()
+    # Beside Table 1: the reference code adapts on the first 30 s, pdmer does not.
+    table1 = result.markdown().split("## Table 1")[1].split("## Table 3")[0]
+    assert DMER_NOTE in table1 and "first 30 s" in DMER_NOTE
 
 
 def test_same_song_protocol_scores_the_rest_of_each_song(data_home):
     result = quiet(dataset="synthetic", task="pdmer", models=["damff"], protocol="same-song",
                    data_home=data_home)
     assert result.settings["support_frames"] == 3
-    # Every test (listener, song) pair is scored once.
-    test_pairs = result.settings["data"]["summary"].split(", ")[1].split(" / ")[1]
-    assert result.rows[0]["n_scored"] == int(test_pairs.split()[0])
+    # Every scored test (listener, song) pair is scored once, from frame 3 on.
+    assert result.rows[0]["n_scored"] == int(result.split.scored.sum())
+    assert all(e.support == e.query and e.query_start == 3 for e in result.episodes)
 
 
-def test_plan_protocols():
-    class Table:
-        annotators = np.array(["a", "a", "a", "b", "c", "c"])
-        y = [np.zeros((n, 2)) for n in (10, 4, 8, 10, 10, 10)]
+def test_several_seeds_and_resume(tmp_path):
+    args = ["benchmark", "--preset", "tiny", "--models", "crnn", "-o", str(tmp_path),
+            "--seed", "0", "--seed", "1", "--episodes", "3", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = (tmp_path / "summary.md").read_text()
+    assert "over seeds 0, 1" in summary and "| CRNN† | " in summary and " ± " in summary
+    for seed in (0, 1):
+        saved = json.loads((tmp_path / f"seed-{seed}" / "result.json").read_text())
+        assert {r["episodes_run"] for r in saved["rows"] if r["model"] != "-"} == {3}
+        assert saved["settings"]["command"].endswith(f"--preset tiny --episodes 3 --seed {seed}")
+    before = (tmp_path / "seed-1" / "result.json").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args + ["--resume"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "seed-1" / "result.json").stat().st_mtime_ns == before
+    assert again.output.split("Wrote")[0] == result.output.split("Wrote")[0]
 
-    plan = _plan(Table, "other-songs", 3, seed=0)
-    assert [len(queries) for _, queries in plan] == [2, 1]  # b has one song: skipped
-    for (support, n_support), queries in plan:
-        assert n_support is None and support not in [r for r, _ in queries]
-    plan = _plan(Table, "same-song", 3, seed=0)
-    # Songs need support_frames + 2 frames: row 1 (4 frames) is skipped.
-    assert [support for support, _ in plan] == [(0, 3), (2, 3), (3, 3), (4, 3), (5, 3)]
-    assert all(queries == [(support[0], 3)] for support, queries in plan)
-    with pytest.raises(ValueError, match="shorter than 12 frames"):
-        _plan(Table, "same-song", 10, seed=0)
+
+def test_resume_reruns_when_settings_differ(tmp_path):
+    first = quiet(models=["crnn"], output=str(tmp_path))
+    same = quiet(models=["crnn"], output=str(tmp_path), resume=True)
+    assert same.rows == first.rows and same.estimators == {}
+    other = quiet(models=["crnn"], output=str(tmp_path), resume=True, mean_label_rows=False)
+    assert len(other.rows) < len(first.rows) and other.estimators
 
 
 def test_models_option_takes_a_list(tmp_path, data_home):
@@ -152,6 +211,7 @@ def test_models_option_takes_a_list(tmp_path, data_home):
     (["--models", "dsaml,svm"], "unknown model(s) svm"),
     (["--preset", "huge"], "Invalid value for '--preset'"),
     (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--split", "frames"], "Invalid value for '--split'"),
 ])
 def test_cli_usage_errors(args, message, tmp_path):
     result = CliRunner().invoke(main, ["benchmark", "-o", str(tmp_path), *args])
@@ -162,6 +222,8 @@ def test_cli_usage_errors(args, message, tmp_path):
 def test_unknown_model_in_the_library():
     with pytest.raises(ValueError, match="Unknown model.*svm.*choose from dsaml"):
         quiet(models=["svm"], output="unused")
+    with pytest.raises(ValueError, match="split must be one of songs, listeners"):
+        quiet(split="frames", output="unused")
 
 
 def test_deam_not_downloaded(tmp_path):
@@ -177,3 +239,13 @@ def test_deam_not_downloaded(tmp_path):
 def test_pmemo_has_no_pdmer_task(tmp_path):
     with pytest.raises(ValueError, match="PMEmo has no per-annotator labels"):
         quiet(dataset="pmemo", task="pdmer", data_home=str(tmp_path))
+
+
+def test_pdmer_benchmark_module_is_deprecated():
+    import pdmer.benchmark
+    import pdmer.experiments
+
+    with pytest.warns(DeprecationWarning, match="import run_benchmark from pdmer.experiments"):
+        assert pdmer.benchmark.run_benchmark is pdmer.experiments.run_benchmark
+    with pytest.raises(AttributeError):
+        pdmer.benchmark._plan  # noqa: B018

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import os
 from pathlib import Path
 
@@ -310,13 +309,3 @@ def data_options(split_default):
         return function
     return decorate
 
-
-def format_table(rows, columns):
-    """A Markdown table of ``rows`` (dict of row name -> dict of column -> float)."""
-    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for name, values in rows.items():
-        cells = [("" if values.get(c) is None or (isinstance(values.get(c), float)
-                                                   and math.isnan(values[c]))
-                  else f"{values[c]:.3f}") for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

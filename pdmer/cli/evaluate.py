@@ -7,26 +7,10 @@ import json
 import click
 
 from pdmer.cli import main
-from pdmer.cli._common import data_options, extract, format_table, load_data, threads_option
+from pdmer.cli._common import data_options, extract, load_data, threads_option
 
 COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence", "pcc_mean",
            "rmse_arousal", "rmse_valence", "rmse_mean")
-
-
-class _Unadapted:
-    """The model with personalization switched off, scored by the same protocol."""
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def personalize(self, X, y):
-        return self
-
-    def predict(self, X):
-        return self.estimator.predict(X)
-
-    def reset_personalization(self):
-        return self
 
 
 @main.command()
@@ -56,9 +40,10 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
     computed per song (or song-listener pair) and averaged; RMSE is lower-is-
     better, the others higher.
     """
+    from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
+    from pdmer.experiments import markdown_table
     from pdmer.io import load
     from pdmer.metrics import evaluate as score_curves
-    from pdmer.metrics import personalized_score
 
     estimator = load(model)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
@@ -73,14 +58,26 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
     else:
         names = ["ccc_arousal", "ccc_valence", "ccc", "pcc_arousal", "pcc_valence", "pcc",
                  "neg_rmse_arousal", "neg_rmse_valence", "neg_rmse"]
+        episodes = plan_episodes(source.annotators, n_support=support, random_state=seed)
+        if not episodes:
+            raise click.UsageError(f"No listener has --support + 1 = {support + 1} songs: "
+                                   "nothing is left to score after adapting.")
+        skipped = len(set(map(str, source.annotators))) - len(episodes)
+        if skipped:
+            click.echo(f"{skipped} listener(s) with fewer than {support + 1} songs were not "
+                       "scored.", err=True)
         rows = {}
-        for row, scored in (("not personalized", _Unadapted(estimator)),
-                            (f"personalized ({support} song{'s' * (support > 1)})", estimator)):
-            scores = personalized_score(scored, X, source.y, source.annotators, metric=names,
-                                        support=support, random_state=seed, average=average)
+        # Both rows are scored on the same songs: the listeners' songs that are
+        # not their support.
+        for row, adapt in (("not personalized", False),
+                           (f"personalized ({support} song{'s' * (support > 1)})", True)):
+            truth, predictions, listeners = run_episodes(estimator, X, source.y, episodes,
+                                                         adapt=adapt)
+            scores = score_episodes(truth, predictions, listeners, metric=names,
+                                    average=average)
             rows[row] = {column: (-scores[name] if name.startswith("neg_") else scores[name])
                          for column, name in zip(COLUMNS, names)}
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(format_table(rows, COLUMNS))
+        click.echo(markdown_table(rows, COLUMNS))

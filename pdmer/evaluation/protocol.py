@@ -3,14 +3,17 @@
 A held-out listener gives a few annotated songs (the *support*); the model
 adapts to them and is scored on what that listener annotated otherwise (the
 *query*). Every caller in pdmer (the benchmark, the demo, ``pdmer evaluate``,
-personalized cross-validation and validation during training) plans its
-episodes with :func:`plan_episodes` and runs them with :func:`run_episodes`.
+:func:`~pdmer.evaluation.personalized_score` and personalized
+cross-validation) plans its episodes with :func:`plan_episodes` and runs them
+with :func:`run_episodes`.
 
 Two protocols are offered:
 
 ``"other-songs"`` (the paper's text)
     ``n_support`` whole songs of the listener are drawn at random; the model
-    is scored on the listener's other songs.
+    is scored on the listener's other songs (only on rows marked ``scored``
+    when a mask is given: with a song-disjoint split, the songs nobody
+    annotated in training).
 ``"same-song"`` (the reference implementation's validation)
     The first ``support_frames`` frames of each of the listener's songs are
     the support; the rest of the same song is scored.
@@ -18,10 +21,12 @@ Two protocols are offered:
 
 from __future__ import annotations
 
+import copy
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 PROTOCOLS = ("other-songs", "same-song")
 """Names accepted by :func:`plan_episodes`."""
@@ -55,7 +60,7 @@ class Episode:
 
 
 def plan_episodes(annotators, *, protocol="other-songs", n_support=1, support_frames=60,
-                  lengths=None, random_state=0) -> list[Episode]:
+                  lengths=None, scored=None, random_state=0) -> list[Episode]:
     """Plan one adaptation episode per listener (per song for ``"same-song"``).
 
     Parameters
@@ -69,14 +74,31 @@ def plan_episodes(annotators, *, protocol="other-songs", n_support=1, support_fr
         Frames of each song adapted on (``"same-song"``; 60 frames = 30 s).
     lengths : array-like of int, optional
         Label frames of every row; needed by ``"same-song"``.
-    random_state : int, RandomState or Generator, default=0
-        Which songs are drawn as support (``"other-songs"``).
+    scored : array-like of bool of shape (n_rows,), optional
+        Rows that may be scored (default: all). Support songs are drawn from
+        all of a listener's rows, but only ``scored`` rows are predicted and
+        scored: with a song-disjoint split, mark the rows of songs that were
+        not in the training data. When a listener has no more than
+        ``n_support`` scored rows, the support is drawn from the other rows,
+        so that something is left to score.
+    random_state : int, RandomState, Generator or None, default=0
+        Which songs are drawn as support (``"other-songs"``). An int seeds a
+        :class:`numpy.random.RandomState` (:func:`sklearn.utils.check_random_state`),
+        so every caller given the same seed draws the same songs.
 
     Returns
     -------
     list of Episode
-        Listeners with fewer than ``n_support + 1`` songs (or songs of fewer
-        than ``support_frames + 2`` frames) get no episode.
+        Sorted by listener. Listeners without ``n_support`` rows to adapt on
+        and one scored row besides (or songs of fewer than
+        ``support_frames + 2`` frames) get no episode.
+
+    Examples
+    --------
+    >>> from pdmer.evaluation import plan_episodes
+    >>> episodes = plan_episodes(["a", "a", "a", "b", "b"], random_state=0)
+    >>> [(e.listener, len(e.support), len(e.query)) for e in episodes]
+    [('a', 1, 2), ('b', 1, 1)]
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
@@ -86,24 +108,32 @@ def plan_episodes(annotators, *, protocol="other-songs", n_support=1, support_fr
     annotators = np.asarray(annotators).astype(str)
     if annotators.ndim != 1:
         raise ValueError(f"annotators must be 1-D; got shape {annotators.shape}.")
+    scored = (np.ones(len(annotators), dtype=bool) if scored is None
+              else np.asarray(scored, dtype=bool))
+    if scored.shape != annotators.shape:
+        raise ValueError(f"scored must have one entry per row ({len(annotators)}); got shape "
+                         f"{scored.shape}.")
     if protocol == "same-song":
         if lengths is None or len(lengths) != len(annotators):
             raise ValueError("The same-song protocol needs lengths: the label frames of every row.")
         lengths = np.asarray(lengths)
-    rng = np.random.default_rng(random_state) if not isinstance(
-        random_state, np.random.RandomState) else random_state
+    rng = (random_state if isinstance(random_state, np.random.Generator)
+           else check_random_state(random_state))
     episodes = []
     for listener in np.unique(annotators):
         rows = np.flatnonzero(annotators == listener)
         if protocol == "other-songs":
-            if len(rows) < n_support + 1:
+            candidates = rows if scored[rows].sum() > n_support else rows[~scored[rows]]
+            if len(candidates) < n_support:
                 continue
-            support = np.sort(rng.choice(rows, size=n_support, replace=False))
-            query = np.setdiff1d(rows, support)
+            support = np.sort(rng.choice(candidates, size=n_support, replace=False))
+            query = np.setdiff1d(rows[scored[rows]], support)
+            if not len(query):
+                continue
             episodes.append(Episode(str(listener), tuple(int(r) for r in support), None,
                                     tuple(int(r) for r in query), 0))
         else:
-            for r in rows:
+            for r in rows[scored[rows]]:
                 if lengths[r] < support_frames + 2:
                     continue
                 episodes.append(Episode(str(listener), (int(r),), int(support_frames),
@@ -111,46 +141,112 @@ def plan_episodes(annotators, *, protocol="other-songs", n_support=1, support_fr
     return episodes
 
 
-def run_episodes(estimator, X, y, episodes, *, adapt=True):
+def run_episodes(estimator, X, y, episodes, *, adapt=True, steps=None, lr=None):
     """Adapt per episode, predict its query rows and return what to score.
 
-    The estimator is never changed: adaptations come from
+    A pdmer estimator is never changed: adaptations come from
     ``estimator.adapt_listener`` and predictions from
-    ``estimator.predict(X, listener=...)``.
+    ``estimator.predict(X, listener=...)``. Other estimators are run through
+    ``personalize(X, y)``, ``predict(X)`` and, once at the end (also on
+    errors), ``reset_personalization()``; with ``adapt=False`` only
+    ``predict(X)`` is needed.
 
     Parameters
     ----------
-    estimator : fitted pdmer estimator
+    estimator : fitted estimator
     X : sequence of songs
     y : sequence of ndarray of shape (n_frames_i, 2)
     episodes : list of Episode
         From :func:`plan_episodes`.
     adapt : bool, default=True
-        False scores the model as it is, on the same query frames (the
-        "not personalized" row of a table).
+        False scores the model without adaptation (the meta-parameters of a
+        pdmer estimator) on the same query frames: the "not personalized"
+        row of a table.
+    steps, lr : int and float, optional
+        Adaptation steps and step size (default: the estimator's
+        ``inner_steps`` and ``inner_lr``); pdmer estimators only.
 
     Returns
     -------
     truth, predictions : list of ndarray
         Labels and predictions of every scored (query row, listener) pair,
-        from each episode's ``query_start`` on.
+        from each episode's ``query_start`` on, episode after episode.
     listeners : list of str
         The listener of each scored pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pdmer.evaluation import plan_episodes, run_episodes
+    >>> class Mean:  # predicts the support song's mean label
+    ...     level = 0.0
+    ...     def personalize(self, X, y):
+    ...         self.level = float(np.mean(y[0]))
+    ...     def predict(self, X):
+    ...         return [np.full((len(x), 2), self.level) for x in X]
+    ...     def reset_personalization(self):
+    ...         self.level = 0.0
+    >>> X = [np.zeros((4, 1))] * 3
+    >>> y = [np.full((4, 2), 0.5)] * 3
+    >>> truth, predictions, listeners = run_episodes(
+    ...     Mean(), X, y, plan_episodes(["a"] * 3))
+    >>> float(predictions[0][0, 0]), listeners
+    (0.5, ['a', 'a'])
     """
+    native = callable(getattr(estimator, "adapt_listener", None))
+    if not native:
+        for method in ("personalize", "predict", "reset_personalization") if adapt else (
+                "predict",):
+            if not callable(getattr(estimator, method, None)):
+                raise TypeError(
+                    f"{type(estimator).__name__} has no {method}() method; personalized "
+                    "scoring needs adapt_listener(X, y) and predict(X, listener=...), or "
+                    "personalize(X, y), predict(X) and reset_personalization().")
+    elif not adapt:
+        estimator = _without_listener(estimator)
     truth, predictions, listeners = [], [], []
-    for episode in episodes:
-        listener = None
-        if adapt:
-            songs = [X[r] for r in episode.support]
-            labels = [y[r] for r in episode.support]
-            if episode.support_frames is not None:
-                songs = [s.crop(0, episode.support_frames) for s in songs]
-                labels = [v[: episode.support_frames] for v in labels]
-            listener = estimator.adapt_listener(songs, labels)
-        predicted = estimator.predict([X[r] for r in episode.query], listener=listener)
-        for r, p in zip(episode.query, predicted):
-            n = len(y[r])
-            truth.append(np.asarray(y[r])[episode.query_start:])
-            predictions.append(np.asarray(p)[episode.query_start:n])
-            listeners.append(episode.listener)
+    try:
+        for episode in episodes:
+            query = [X[r] for r in episode.query]
+            if not adapt:
+                predicted = estimator.predict(query)
+            else:
+                songs = [X[r] for r in episode.support]
+                labels = [y[r] for r in episode.support]
+                if episode.support_frames is not None:
+                    songs = [s.crop(0, episode.support_frames) for s in songs]
+                    labels = [v[: episode.support_frames] for v in labels]
+                if native:
+                    listener = estimator.adapt_listener(songs, labels, steps=steps, lr=lr)
+                    predicted = estimator.predict(query, listener=listener)
+                else:
+                    estimator.personalize(songs, labels)
+                    predicted = estimator.predict(query)
+            for r, p in zip(episode.query, predicted):
+                n = len(y[r])
+                truth.append(np.asarray(y[r])[episode.query_start:])
+                predictions.append(np.asarray(p)[episode.query_start:n])
+                listeners.append(episode.listener)
+    finally:
+        if adapt and not native:
+            estimator.reset_personalization()
     return truth, predictions, listeners
+
+
+def _without_listener(estimator):
+    """The estimator predicting with its meta-parameters, sharing its network.
+
+    ``predict`` uses the current ``listener_`` when no listener is passed;
+    a shallow copy without it scores the meta-parameters and leaves the
+    caller's estimator as it is.
+    """
+    if getattr(estimator, "listener_", None) is None:
+        return estimator
+    view = copy.copy(estimator)
+    view.listener_ = None
+    return view
+
+
+def scored_rows(episodes) -> list[int]:
+    """The query row of every scored pair, in :func:`run_episodes`' order."""
+    return [r for episode in episodes for r in episode.query]
