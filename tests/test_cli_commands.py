@@ -229,8 +229,9 @@ def test_predict_writes_csv_and_plots_for_a_listener(workspace, tmp_path):
     data, table = workspace["data"], workspace["table"]
     listener = tmp_path / "listener.safetensors"
     labels = write_label_csv(tmp_path / "mine.csv", table.y[0])
-    assert run("personalize", workspace["model"], table.X[0], labels, "-o", listener,
-               "--lr", 0.5).exit_code == 0
+    result = run("personalize", workspace["model"], table.X[0], labels, "-o", listener,
+                 "--lr", 0.5)
+    assert result.exit_code == 0, result.output
     songs = [data.audio_path(s) for s in data.song_ids[:2]]
     plain = run("predict", workspace["model"], *songs, "-o", tmp_path / "plain")
     assert plain.exit_code == 0, plain.output
