@@ -30,15 +30,14 @@ def _json_default(value):
 def save_estimator(estimator, path) -> None:
     """Write ``estimator`` to ``path`` atomically (temporary file, then rename)."""
     params = estimator.get_params(deep=False)
-    features = params.pop("features")
-    if features is not None:
-        features_params = features.get_params()
-        if not isinstance(features_params["global_encoder"], str):
-            # Custom encoders are code; store the name and ask for it at load.
-            features_params["global_encoder"] = None
-        params["features"] = features_params
-    else:
-        params["features"] = None
+    # The front end (``features`` before pdmer 0.2) is stored by its parameters.
+    for key in ("features", "front_end"):
+        if params.get(key) is not None:
+            features_params = params[key].get_params()
+            if not isinstance(features_params["global_encoder"], str):
+                # Custom encoders are code; store the name and ask for it at load.
+                features_params["global_encoder"] = None
+            params[key] = features_params
     metadata = {
         "pdmer_format": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
@@ -56,7 +55,7 @@ def load(path, **params):
     ----------
     path : str or os.PathLike
     **params
-        Parameters to override, e.g. ``device="cpu"``, or ``features=`` with an
+        Parameters to override, e.g. ``device="cpu"``, or ``front_end=`` with an
         :class:`~pdmer.features.AudioFeatures` holding a custom global encoder
         (code is never stored in the file).
 
@@ -81,12 +80,14 @@ def load(path, **params):
     if name not in ESTIMATORS:
         raise ValueError(f"{path} holds a {name}, which this pdmer version does not know.")
     stored = json.loads(metadata["params"])
-    if stored["features"] is not None:
-        if stored["features"]["global_encoder"] is None and "features" not in params:
-            raise ValueError(
-                f"{path} was trained with a custom global encoder; pass it again: "
-                "pdmer.load(path, features=AudioFeatures(global_encoder=...)).")
-        stored["features"] = AudioFeatures(**stored["features"])
+    # The front end (``features`` before pdmer 0.2) is rebuilt from its parameters.
+    for key in ("features", "front_end"):
+        if stored.get(key) is not None:
+            if stored[key]["global_encoder"] is None and key not in params:
+                raise ValueError(
+                    f"{path} was trained with a custom global encoder; pass it again: "
+                    f"pdmer.load(path, {key}=AudioFeatures(global_encoder=...)).")
+            stored[key] = AudioFeatures(**stored[key])
     stored.update(params)
     estimator = ESTIMATORS[name](**stored)
     for key, value in json.loads(metadata["fitted"]).items():

@@ -120,7 +120,7 @@ def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
     (["-p", "n_layerz=2"], "has no parameter 'n_layerz'"),
     (["-p", "n_layers"], "not of the form key=value"),
     (["--model", "svm"], "unknown model 'svm'; choose one of"),
-    (["-p", "n_episodes=0"], "n_episodes must be a positive integer"),
+    (["-p", "n_episodes=0"], "'n_episodes' parameter of DSAMLRegressor must be an int"),
 ])
 def test_train_rejects_bad_settings(workspace, tmp_path, args, message):
     out = tmp_path / "m.safetensors"
