@@ -32,7 +32,6 @@ from sklearn.utils.validation import check_is_fitted
 import pdmer
 from pdmer import AudioFeatures, DSAMLRegressor, ListenerAdaptation, SongFeatures
 from pdmer.estimators.base import BaseEmotionRegressor
-from pdmer.meta.callbacks import Checkpoint
 from pdmer.metrics import cross_validate_personalized, get_scorer, personalized_scorer
 
 from conftest import TINY_MODEL, make_annotator_table, make_songs
@@ -891,100 +890,8 @@ def test_predict_errors(fitted):
 
 
 # ---------------------------------------------------------------------------
-# 8. Checkpoints
+# 8. Checkpoints: tests/test_trainer.py
 # ---------------------------------------------------------------------------
-
-
-def test_checkpoint_written(table, tmp_path):
-    X, y, annotators = table
-    path = tmp_path / "run" / "checkpoint.pt"
-    est = tiny(n_episodes=4, checkpoint_path=str(path), checkpoint_interval=2)
-    est.fit(X, y, annotators=annotators)
-    assert path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temp files
-    state = torch.load(path, weights_only=True)
-    assert state["episode"] == 4
-    assert state["history"] == est.history_
-
-
-def test_checkpoint_resume_equals_uninterrupted_run(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    full = tiny(n_episodes=4).fit(X, y, annotators=annotators)
-    tiny(n_episodes=2, checkpoint_path=path, checkpoint_interval=2).fit(
-        X, y, annotators=annotators)
-    resumed = tiny(n_episodes=4, checkpoint_path=path, checkpoint_interval=2)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed.history_["episode"] == [0, 1, 2, 3]
-    assert resumed.history_ == full.history_
-    assert resumed.best_validation_ccc_ == full.best_validation_ccc_
-    assert resumed.model_id_ == full.model_id_
-    assert_predictions_equal(resumed.predict(X), full.predict(X))
-    # A finished run's checkpoint: fitting again changes nothing.
-    again = tiny(n_episodes=4, checkpoint_path=path, checkpoint_interval=2)
-    again.fit(X, y, annotators=annotators)
-    assert again.history_ == full.history_
-    assert again.model_id_ == full.model_id_
-
-
-def test_checkpoint_resume_after_a_crash(table, tmp_path, monkeypatch):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    full = tiny(n_episodes=5).fit(X, y, annotators=annotators)
-    original = Checkpoint.save
-
-    def save_then_die(self, trainer):
-        original(self, trainer)
-        if trainer.episode == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        tiny(n_episodes=5, checkpoint_path=path, checkpoint_interval=2).fit(
-            X, y, annotators=annotators)
-    monkeypatch.setattr(Checkpoint, "save", original)
-    assert torch.load(path, weights_only=True)["history"]["episode"] == [0, 1]
-    resumed = tiny(n_episodes=5, checkpoint_path=path, checkpoint_interval=2)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed.history_ == full.history_
-    assert resumed.best_episode_ == full.best_episode_
-    assert_predictions_equal(resumed.predict(X), full.predict(X))
-
-
-def test_checkpoint_of_another_run_is_refused(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    tiny(n_episodes=2, checkpoint_path=path, checkpoint_interval=2).fit(
-        X, y, annotators=annotators)
-    other_labels = [np.clip(labels + 0.1, -1, 1) for labels in y]
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path).fit(X, other_labels, annotators=annotators)
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path, inner_lr=0.01).fit(
-            X, y, annotators=annotators)
-    # Parameters that do not change training may differ.
-    tiny(n_episodes=3, checkpoint_path=path, checkpoint_interval=1, verbose=0,
-         predict_batch_size=3).fit(X, y, annotators=annotators)
-
-
-def test_checkpoint_of_other_features_is_refused(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    tiny(n_episodes=2, checkpoint_path=path).fit(X, y, annotators=annotators)
-    shuffled = [SongFeatures(x.local_patches[::-1].copy(), x.global_embeddings[::-1].copy(),
-                             source=x.source + "-reversed") for x in X]
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path).fit(shuffled, y, annotators=annotators)
-
-
-def test_checkpoint_resume_without_random_state_keeps_the_seed(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    first = tiny(random_state=None, n_episodes=2, checkpoint_path=path)
-    first.fit(X, y, annotators=annotators)
-    resumed = tiny(random_state=None, n_episodes=4, checkpoint_path=path)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed.seed_ == first.seed_
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ estimator builds one around its network whenever it needs it.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 
 import numpy as np
 import torch
@@ -27,6 +29,26 @@ Meta-SGD (learned per-parameter inner rates) and plain training."""
 ADAPT_MODES = ("eval", "train")
 """Module mode of inner loops and personalization: ``"eval"`` (dropout off,
 BatchNorm running statistics, as at prediction) or ``"train"``."""
+
+
+_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = \
+    weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def forward_lock(network) -> threading.Lock:
+    """The lock that serializes forward passes through ``network``.
+
+    :func:`torch.func.functional_call` runs a module with other parameters by
+    swapping them into the module for the duration of the call, so two
+    threads running one network at once would see each other's parameters.
+    Backward passes need no lock: the graph holds the tensors it needs.
+    """
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(network)
+        if lock is None:
+            lock = _LOCKS[network] = threading.Lock()
+        return lock
 
 
 class MetaLearner:
@@ -52,7 +74,8 @@ class MetaLearner:
     adapt_mode : {"eval", "train"}, default="eval"
         Module mode of every inner loop and adaptation. In ``"eval"`` mode
         adaptation sees the network exactly as prediction does and changes
-        no module state, so several threads may adapt and predict with one
+        no module state; with forward passes serialized by
+        :func:`forward_lock`, several threads may adapt and predict with one
         network at once. ``"train"`` switches the network to training mode
         while it adapts (not thread-safe).
     """
@@ -78,7 +101,7 @@ class MetaLearner:
     def loss(self, state, batch, buffers=None, context=None):
         """``(loss, context)``: the emotion loss (plus any auxiliary loss) of ``batch``."""
         full = state if buffers is None else {**state, **buffers}
-        with self.autocast():
+        with forward_lock(self.network), self.autocast():
             prediction, aux, context = self.forward(self.network, full, batch, context)
         loss = emotion_loss(prediction.float(), batch.y, batch.mask)
         return (loss if aux is None else loss + aux.float()), context
@@ -211,8 +234,9 @@ class MetaLearner:
         rates = self.rates(lr)
         if isinstance(rates, dict):
             rates = {n: r.detach() for n, r in rates.items()}
-        params = {n: p.detach().clone().requires_grad_(n in self.names)
-                  for n, p in self.network.named_parameters()}
+        with forward_lock(self.network):  # not while another thread swapped its own in
+            params = {n: p.detach().clone().requires_grad_(n in self.names)
+                      for n, p in self.network.named_parameters()}
         batch = collate(songs, self.device)
         with torch.enable_grad():
             fast = adapt(self.support_loss(), params, self.names, batch, steps, rates,
@@ -227,7 +251,7 @@ class MetaLearner:
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
             batch = collate([songs[i] for i in idx], self.device, labels=False)
-            with self._mode(False), self.autocast():
+            with self._mode(False), forward_lock(self.network), self.autocast():
                 prediction, _, _ = self.forward(self.network, state, batch, None)
             prediction = prediction.float().cpu().numpy()
             for j, i in enumerate(idx):
