@@ -58,7 +58,7 @@ class PersonalizationMixin:
                              f"steps={steps!r}, lr={lr!r}.")
         support = self._songs(X, y)
         self._check_spec(support)
-        learner = self._learner()
+        learner = self.meta_learner()
         context = self._seeded(-1) if learner.adapt_mode == "train" else contextlib.nullcontext()
         with context:
             params = learner.adapt(self._prepare(support), int(steps), lr, progress)

@@ -61,7 +61,7 @@ class MetaTrainingMixin:
         run's checkpoint), ``prepared`` the same standardised on the device.
         """
         settings = self._settings()
-        learner = self._learner()
+        learner = self.meta_learner()
         window = None if settings["train_window"] == "full" else settings["train_window"]
         seed = self._seed()
 
@@ -95,7 +95,13 @@ class MetaTrainingMixin:
         return Trainer(self.network_, optimizer, step, settings["n_episodes"],
                        max_grad_norm=settings["max_grad_norm"] or None, callbacks=callbacks)
 
-    def _learner(self) -> MetaLearner:
+    def meta_learner(self) -> MetaLearner:
+        """The fitted network's :class:`~pdmer.meta.learner.MetaLearner`.
+
+        Its losses, inner loops, adaptation and prediction on song tensors,
+        with this estimator's settings: for custom training loops and
+        benchmarks of single meta-learning tasks.
+        """
         settings = self._settings()
         return MetaLearner(
             self.network_, self._forward, self._adapted_names(self.network_),
@@ -142,7 +148,7 @@ class MetaTrainingMixin:
     def _check_collapse(self, songs, episodes):
         """Record the prediction / label spread and warn when the model barely moves."""
         with self._seeded(-3):
-            truth, predictions, _ = self._learner().run_episodes(songs, episodes,
+            truth, predictions, _ = self.meta_learner().run_episodes(songs, episodes,
                                                                  self.predict_batch_size)
         label_std = np.concatenate(truth).std(axis=0)
         prediction_std = np.concatenate(predictions).std(axis=0)

@@ -343,7 +343,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         state = None
         if listener is not None:
             state = {n: t.to(self.device_) for n, t in listener.params.items()}
-        return self._learner().predict(self._prepare(songs), state, self.predict_batch_size)
+        return self.meta_learner().predict(self._prepare(songs), state, self.predict_batch_size)
 
     def score(self, X, y, sample_weight=None):
         """Mean CCC of arousal and valence, averaged over songs."""

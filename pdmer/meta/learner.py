@@ -106,7 +106,8 @@ class MetaLearner:
         loss = emotion_loss(prediction.float(), batch.y, batch.mask)
         return (loss if aux is None else loss + aux.float()), context
 
-    def _query_loss(self, state, batch):
+    def query_loss(self, state, batch):
+        """The loss ``(params, batch) -> loss`` of a query set (or of plain training)."""
         return self.loss(state, batch)[0]
 
     def support_loss(self, keep_graph: bool = False):
@@ -197,19 +198,38 @@ class MetaLearner:
                 # memory of one task.
                 rows = np.r_[task.support, task.query]
                 batch = collate([songs[i].window(window, rng) for i in rows], self.device)
-                task_loss = self._query_loss(params, batch) / len(tasks)
+                task_loss = self.query_loss(params, batch) / len(tasks)
                 task_loss.backward()
                 loss += float(task_loss.detach())
                 continue
             support = collate([songs[i].window(window, rng) for i in task.support], self.device)
             query = collate([songs[i].window(window, rng) for i in task.query], self.device)
-            second_order = self.meta_learning == "maml"
-            with self._second_order_context():
-                loss += maml_task_backward(
-                    self.support_loss(keep_graph=second_order), self._query_loss, params,
-                    self.names, support, query, self.inner_steps, self.rates(),
-                    first_order=not second_order, weight=1.0 / len(tasks)) / len(tasks)
+            loss += self.task_backward(support, query, weight=1.0 / len(tasks)) / len(tasks)
         return loss
+
+    def task_backward(self, support, query, steps=None, weight=1.0) -> float:
+        """Accumulate one task's meta-gradient (weighted) into the parameters' ``.grad``.
+
+        Parameters
+        ----------
+        support, query : SongBatch
+        steps : int, optional
+            Inner steps; defaults to ``inner_steps``.
+        weight : float, default=1.0
+            Scale of this task's gradient (1 / tasks per episode).
+
+        Returns
+        -------
+        float
+            The task's query loss.
+        """
+        second_order = self.meta_learning == "maml"
+        with self._second_order_context():
+            return maml_task_backward(
+                self.support_loss(keep_graph=second_order), self.query_loss,
+                dict(self.network.named_parameters()), self.names, support, query,
+                self.inner_steps if steps is None else steps, self.rates(),
+                first_order=not second_order, weight=weight)
 
     # ---------------------------------------------------------- adaptation
     def adapt(self, songs, steps=None, lr=None, progress=None) -> dict:
