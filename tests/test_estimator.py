@@ -99,10 +99,10 @@ def other_songs():
 # check_estimators_pickle, check_n_features_in, check_methods_*_invariance,
 # check_regressors_train, check_supervised_y_2d, ...) cannot apply: X is a
 # sequence of songs and y ragged (n_frames, 2) curves. Their sequence-data
-# equivalents are tested further down. check_param_validation is skipped too:
-# it needs _parameter_constraints, which pdmer replaces by _check_params
-# (tested in section 7).
+# equivalents are tested further down. check_param_validation runs on the
+# parameter constraints (_parameter_constraints; messages tested in section 7).
 DATA_FREE_CHECKS = [
+    "check_param_validation",
     "check_no_attributes_set_in_init",
     "check_parameters_default_constructible",
     "check_get_params_invariance",

@@ -100,6 +100,7 @@ SHARED_PARAMETERS = """\
 include them where they write ``%(shared_parameters)s``."""
 
 PARAMETER_CONSTRAINTS = {
+    "size": [str],  # one of the estimator's presets: checked by resolved_params()
     "meta_learning": [StrOptions(set(META_LEARNING))],
     "tasks": [StrOptions({"auto", "annotator", "song"})],
     "n_episodes": _POSITIVE_OR_PRESET,

@@ -147,7 +147,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         presets = self.presets()
         if self.size not in presets:
             raise InvalidParameterError(
-                f"The 'size' parameter of {type(self).__name__} must be one of "
+                f"The 'size' parameter of {type(self).__name__} must be a str among "
                 f"{sorted(presets)}. Got {self.size!r} instead.")
         settings = presets[self.size]
         for name in settings:
@@ -370,6 +370,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
     # ------------------------------------------------------------ validation
     def _validate_params(self):
         super()._validate_params()
+        self.resolved_params()
         for name, constraints in self._parameter_constraints.items():
             value = getattr(self, name)
             integer = any(isinstance(c, Interval) and c.type is Integral for c in constraints)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators.base import BaseEmotionRegressor
@@ -74,7 +74,33 @@ _ATTRIBUTES = """\
         Training loss per episode and validation CCC."""
 
 
-class CRNNRegressor(_SequenceBaseline):
+class _ConvRecurrentBaseline(_SequenceBaseline):
+    """The parameters CRNN and DNN share: convolution blocks, then a GRU."""
+
+    _parameter_constraints = {
+        **_SequenceBaseline._parameter_constraints,
+        **_sizes_constraints("conv_channels", "n_conv_layers", "rnn_hidden", "rnn_layers"),
+    }
+
+    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
+                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
+                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
+                 train_window=None, validation_fraction=0.1, validation_interval=None,
+                 patience=None, max_grad_norm=None, input_normalization=None,
+                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
+                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 random_state=None, verbose=0, features=None):
+        self.size = size
+        self.conv_channels = conv_channels
+        self.n_conv_layers = n_conv_layers
+        self.rnn_hidden = rnn_hidden
+        self.rnn_layers = rnn_layers
+        self.dropout = dropout
+        super().__init__(**self._shared(locals()))
+
+
+class CRNNRegressor(_ConvRecurrentBaseline):
     """Stacked convolutional and recurrent network (CRNN) on log-mel patches.
 
     Malik, Adavanne, Drossos, Virtanen, Ticha and Jarina, "Stacked
@@ -120,35 +146,13 @@ class CRNNRegressor(_SequenceBaseline):
     """
 
     _architectures = CRNN_SIZES
-    _parameter_constraints = {
-        **_SequenceBaseline._parameter_constraints,
-        "size": [StrOptions(set(CRNN_SIZES))],
-        **_sizes_constraints("conv_channels", "n_conv_layers", "rnn_hidden", "rnn_layers"),
-    }
-
-    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
-                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
-                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
-                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
-                 train_window=None, validation_fraction=0.1, validation_interval=None,
-                 patience=None, max_grad_norm=None, input_normalization=None,
-                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
-                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0, features=None):
-        self.size = size
-        self.conv_channels = conv_channels
-        self.n_conv_layers = n_conv_layers
-        self.rnn_hidden = rnn_hidden
-        self.rnn_layers = rnn_layers
-        self.dropout = dropout
-        super().__init__(**self._shared(locals()))
 
     def _build_network(self, spec):
         return self._assemble(CRNNNet(spec["n_mels"], **self.architecture(),
                                       dropout=self.dropout), spec)
 
 
-class DNNRegressor(_SequenceBaseline):
+class DNNRegressor(_ConvRecurrentBaseline):
     """Convolutional-recurrent network (DNN) on the raw waveform.
 
     Orjesek, Jarina, Chmulik and Kuba, "DNN based music emotion recognition
@@ -183,29 +187,7 @@ class DNNRegressor(_SequenceBaseline):
     """
 
     _architectures = DNN_SIZES
-    _parameter_constraints = {
-        **_SequenceBaseline._parameter_constraints,
-        "size": [StrOptions(set(DNN_SIZES))],
-        **_sizes_constraints("conv_channels", "n_conv_layers", "rnn_hidden", "rnn_layers"),
-    }
     _input = "wave"
-
-    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
-                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
-                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
-                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
-                 train_window=None, validation_fraction=0.1, validation_interval=None,
-                 patience=None, max_grad_norm=None, input_normalization=None,
-                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
-                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0, features=None):
-        self.size = size
-        self.conv_channels = conv_channels
-        self.n_conv_layers = n_conv_layers
-        self.rnn_hidden = rnn_hidden
-        self.rnn_layers = rnn_layers
-        self.dropout = dropout
-        super().__init__(**self._shared(locals()))
 
     def _build_network(self, spec):
         return self._assemble(DNNNet(spec["n_waveform_samples"], **self.architecture(),
@@ -251,7 +233,6 @@ class MCRNNRegressor(_SequenceBaseline):
     _architectures = MCRNN_SIZES
     _parameter_constraints = {
         **_SequenceBaseline._parameter_constraints,
-        "size": [StrOptions(set(MCRNN_SIZES))],
         **_sizes_constraints("conv_channels", "fusion_dim", "rnn_hidden"),
         "view_kernels": [tuple, list, None],
     }
@@ -320,7 +301,6 @@ class DAMFFRegressor(_SequenceBaseline):
     _architectures = DAMFF_SIZES
     _parameter_constraints = {
         **_SequenceBaseline._parameter_constraints,
-        "size": [StrOptions(set(DAMFF_SIZES))],
         **_sizes_constraints("conv_channels", "rnn_hidden"),
         "scales": [tuple, list, None],
     }

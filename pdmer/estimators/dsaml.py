@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators.base import BaseEmotionRegressor
@@ -79,7 +79,6 @@ class DSAMLRegressor(BaseEmotionRegressor):
     _architectures = SIZES
     _parameter_constraints = {
         **BaseEmotionRegressor._parameter_constraints,
-        "size": [StrOptions(set(SIZES))],
         **{name: [Interval(Integral, 1, None, closed="left"), None]
            for name in ("d_model", "n_heads", "n_layers", "d_ff", "lstm_hidden", "head_hidden")},
         "dropout": [Interval(Real, 0, 1, closed="left")],
