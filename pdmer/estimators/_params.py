@@ -99,6 +99,32 @@ SHARED_PARAMETERS = """\
 """The parameters every estimator shares, as numpydoc; estimator docstrings
 include them where they write ``%(shared_parameters)s``."""
 
+TRAINING_ATTRIBUTES = """\
+    history_ : dict of str -> list
+        Per episode ``episode``, ``loss`` and ``grad_norm`` (before
+        clipping); per validation ``validation_episode`` and
+        ``validation_ccc``.
+    resolved_params_ : dict
+        The preset's settings with the parameters applied: what fit used.
+    best_episode_ : int or None
+        The episode whose state was kept (the best validation; the last one
+        without a validation split).
+    best_validation_ccc_ : float or None
+        Its validation CCC (None without a validation split).
+    n_episodes_run_ : int
+        Episodes trained: fewer than ``n_episodes`` when stopped early.
+    stopped_early_ : bool
+    prediction_std_ratio_ : list of float
+        Standard deviation of the predictions over the labels', (arousal,
+        valence), on the validation songs (training songs without a
+        validation split); under 0.5 gives a
+        :class:`~pdmer.estimators.CollapseWarning`.
+    model_id_ : str
+        Fingerprint of the fitted network, carried by listener files.
+    seed_ : int
+        The run's seed."""
+"""Fitted attributes every estimator documents where it writes ``%(training_attributes)s``."""
+
 PARAMETER_CONSTRAINTS = {
     "size": [str],  # one of the estimator's presets: checked by resolved_params()
     "meta_learning": [StrOptions(set(META_LEARNING))],

@@ -25,6 +25,7 @@ from pdmer.estimators._params import (
     DEFAULT_WAVEFORM_RATE,
     PARAMETER_CONSTRAINTS,
     SHARED_PARAMETERS,
+    TRAINING_ATTRIBUTES,
 )
 from pdmer.estimators._personalization import PersonalizationMixin
 from pdmer.estimators._training import MetaTrainingMixin
@@ -70,8 +71,9 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         register(cls)
-        if cls.__doc__ and "%(shared_parameters)s" in cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS) \
+                .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 
     def __init__(self, *, meta_learning="fomaml", tasks="auto", n_episodes=None,
                  tasks_per_step=None, n_support=1, n_query=None, inner_steps=None,

@@ -16,6 +16,7 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
+from pdmer.estimators._params import TRAINING_ATTRIBUTES
 from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
 
@@ -70,8 +71,7 @@ _ATTRIBUTES = """\
         for any input shapes without fitting).
     listener_ : ListenerAdaptation or None
         The current listener's adaptation.
-    history_ : dict
-        Training loss per episode and validation CCC."""
+""" + TRAINING_ATTRIBUTES
 
 
 class _ConvRecurrentBaseline(_SequenceBaseline):

@@ -61,10 +61,9 @@ class DSAMLRegressor(BaseEmotionRegressor):
         The meta-trained network.
     listener_ : ListenerAdaptation or None
         The current listener's adaptation.
-    history_ : dict
-        Training loss per episode and validation CCC.
     encoder_ : str
         Name of the global encoder of the training features.
+%(training_attributes)s
 
     Examples
     --------
