@@ -8,8 +8,6 @@ import numpy as np
 
 from pdmer.features.container import SongFeatures
 from pdmer.labels import DIMENSIONS
-# Song, SongBatch and collate moved to pdmer.meta.batch; kept here for callers not yet moved.
-from pdmer.meta.batch import Song, SongBatch, collate  # noqa: F401
 
 
 def song_key(item):

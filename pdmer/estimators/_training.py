@@ -63,7 +63,7 @@ class MetaTrainingMixin:
         settings = self._settings()
         learner = self.meta_learner()
         window = None if settings["train_window"] == "full" else settings["train_window"]
-        seed = self._seed()
+        seed = self.seed_
 
         def step(episode):
             rng = np.random.default_rng([seed, episode])
@@ -125,9 +125,6 @@ class MetaTrainingMixin:
                                               s.waveforms) if t is not None]
         return fingerprint({k: v for k, v in settings.items() if k not in skip}, tensors)
 
-    def _seed(self) -> int:
-        return self.seed_
-
     def _initial_seed(self) -> int:
         """The run's seed: random_state, or the interrupted run's, or a fresh one."""
         if self.random_state is not None:
@@ -142,7 +139,7 @@ class MetaTrainingMixin:
         """Seed torch for one step, leaving the caller's global RNG untouched."""
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed((self._seed() * 1_000_003 + step) % (2**63))
+            torch.manual_seed((self.seed_ * 1_000_003 + step) % (2**63))
             yield
 
     def _check_collapse(self, songs, episodes):

@@ -166,7 +166,11 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
 
     def _settings(self) -> dict:
         """The fitted settings, or the current parameters' before fit."""
-        return getattr(self, "resolved_params_", None) or self.resolved_params()
+        fitted = getattr(self, "resolved_params_", None)
+        if not fitted:
+            return self.resolved_params()
+        # Lists come back from JSON (model files) where tuples went in.
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in fitted.items()}
 
     def count_parameters(self, feature_spec: dict | None = None) -> int:
         """Trainable parameters of the network for given features.
