@@ -133,7 +133,7 @@ def run_condition(name, seed, variants, root, overrides, log):
         collapsed = any("collapsed" in str(w.message) for w in caught)
         seconds = time.perf_counter() - started
         info = dict(episodes=est.n_episodes_run_, best=est.best_episode_, seconds=seconds,
-                    warned=collapsed)
+                    warned=collapsed, validation=est.history_["validation_ccc"])
         adapt_name = {"plain": "plain+ft"}.get(variant, f"{variant}+pers")
         if variant != "trainmode":
             rows[variant] = (*score(est, X_te, y_te, episodes, adapt=False), info)
