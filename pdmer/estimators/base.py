@@ -19,7 +19,6 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
-from pdmer.estimators import _songs
 from pdmer.estimators._data import check_annotators, check_X, check_y, song_key
 from pdmer.estimators._params import (
     DEFAULT_WAVEFORM_RATE,
@@ -28,6 +27,7 @@ from pdmer.estimators._params import (
     TRAINING_ATTRIBUTES,
 )
 from pdmer.estimators._personalization import PersonalizationMixin
+from pdmer.estimators._songs import distinct, feature_spec, mean_label_rows, to_songs
 from pdmer.estimators._training import MetaTrainingMixin
 from pdmer.estimators.presets import merge_presets
 from pdmer.estimators.registry import model_id, register, resolve_device
@@ -287,11 +287,11 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.device_ = resolve_device(self.device)
         self.seed_ = self._initial_seed()
         songs = self._songs(X, y)
-        spec = _songs.feature_spec(songs)
+        spec = feature_spec(songs)
         self._check_features(spec)
         self.feature_spec_, self.encoder_, self.resolved_params_ = spec, spec["encoder"], settings
         if tasks == "song":
-            songs, annotators = _songs.mean_label_rows(X, songs), None
+            songs, annotators = mean_label_rows(X, songs), None
         self.tasks_ = tasks
         train_groups, validation = split_tasks(
             len(songs), annotators, self.validation_fraction, self.n_support, self.seed_)
@@ -299,7 +299,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         with self._seeded(-2):
             network = self._build_network(spec)
         if settings["input_normalization"]:
-            train_songs = _songs.distinct([songs[i] for g in train_groups.values() for i in g])
+            train_songs = distinct([songs[i] for g in train_groups.values() for i in g])
             network.input_normalization.fit([s.local_patches for s in train_songs],
                                             [s.global_embeddings for s in train_songs])
         self.network_ = network.to(self.device_)
@@ -319,7 +319,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             # Without a validation split: the model as it is on (mean-label)
             # training songs, the best an unadapted model can be judged on.
             if tasks == "annotator":
-                prepared = self._prepare(_songs.mean_label_rows(X, songs))
+                prepared = self._prepare(mean_label_rows(X, songs))
             validation = [Episode("songs", (), None, tuple(range(min(32, len(prepared)))))]
         self._check_collapse(prepared, validation)
         return self
@@ -401,7 +401,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                 "paths with front_end=None).")
 
     def _check_spec(self, songs):
-        spec = _songs.feature_spec(songs)
+        spec = feature_spec(songs)
         if spec != self.feature_spec_:
             raise ValueError(
                 f"These features do not match the ones the model was trained on: "
@@ -431,7 +431,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             extracted = front_end.transform(todo)
         by_key = dict(zip(first, extracted))
         explicit = self.frame_offset is not None or bool(front_end and front_end.frame_offset)
-        return _songs.to_songs([by_key[key] for key in keys], y, explicit_offset=explicit)
+        return to_songs([by_key[key] for key in keys], y, explicit_offset=explicit)
 
     # -------------------------------------------- kept for pdmer.cli (to be moved)
     def _front_end(self):
