@@ -30,6 +30,7 @@ Usage (1 thread, niced; a condition x seed takes a few minutes)::
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import tempfile
@@ -133,7 +134,8 @@ def run_condition(name, seed, variants, root, overrides, log):
         collapsed = any("collapsed" in str(w.message) for w in caught)
         seconds = time.perf_counter() - started
         info = dict(episodes=est.n_episodes_run_, best=est.best_episode_, seconds=seconds,
-                    warned=collapsed, validation=est.history_["validation_ccc"])
+                    warned=collapsed, validation=est.history_["validation_ccc"],
+                    fitted_std_ratio=est.prediction_std_ratio_)
         adapt_name = {"plain": "plain+ft"}.get(variant, f"{variant}+pers")
         if variant != "trainmode":
             rows[variant] = (*score(est, X_te, y_te, episodes, adapt=False), info)
@@ -198,8 +200,8 @@ def main(argv=None):
     for item in args.set:
         key, _, value = item.partition("=")
         try:
-            overrides[key] = float(value) if any(c in value for c in ".e") else int(value)
-        except ValueError:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
             overrides[key] = value
     conditions = args.conditions.split(",")
     root = args.root or tempfile.mkdtemp(prefix="pdmer-bench-training-")
