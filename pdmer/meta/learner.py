@@ -82,6 +82,9 @@ class MetaLearner:
 
     def __init__(self, network, forward, adapted_names, *, meta_learning, inner_steps,
                  inner_lr, device, mixed_precision=True, adapt_mode="eval"):
+        if meta_learning not in META_LEARNING or adapt_mode not in ADAPT_MODES:
+            raise ValueError(f"meta_learning must be one of {META_LEARNING} and adapt_mode one "
+                             f"of {ADAPT_MODES}; got {meta_learning!r} and {adapt_mode!r}.")
         self.network = network
         self.forward = forward
         self.names = list(adapted_names)
