@@ -169,6 +169,23 @@ def table(results, conditions, seeds):
     return "\n".join(lines)
 
 
+PAIRS = (("meta+pers", "plain+ft"), ("meta+pers", "meta"), ("plain+ft", "plain"),
+         ("meta+pers", "nonorm+pers"), ("meta", "nonorm"), ("meta+pers", "trainmode+pers"),
+         ("metasgd+pers", "meta+pers"), ("meta", "song"), ("meta+pers", "song"))
+"""Paired comparisons printed under the table: (row, against)."""
+
+
+def paired(results):
+    """Markdown: mean difference of two rows over the condition x seed runs that have both."""
+    lines = ["| comparison | mean difference | wins | runs |", "|---|---:|---:|---:|"]
+    for a, b in PAIRS:
+        diffs = [rows[a][0] - rows[b][0] for rows in results.values() if a in rows and b in rows]
+        if diffs:
+            lines.append(f"| {a} - {b} | {np.mean(diffs):+.3f} | "
+                         f"{sum(d > 0 for d in diffs)} | {len(diffs)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conditions", default="default,rate16k-45s-offset15,rate44k-60s",
@@ -194,6 +211,8 @@ def main(argv=None):
         conditions = list(dict.fromkeys(c for c, _ in results))
         seeds = sorted({s for _, s in results})
         print(table(results, conditions, seeds))
+        print()
+        print(paired(results))
         return
     torch.set_num_threads(1)
     overrides = {}
@@ -220,6 +239,8 @@ def main(argv=None):
           + "".join(f", {k}={v!r}" for k, v in overrides.items())
           + f"); seeds {args.seeds}; mean CCC ± sd over seeds.\n")
     print(table(results, conditions, args.seeds))
+    print()
+    print(paired(results))
 
 
 if __name__ == "__main__":
