@@ -14,8 +14,9 @@ song-listener pair, averaged over pairs) on the held-out listeners:
   same support song with the same steps and learning rate;
 - ``song``: trained plainly on mean labels (traditional DMER), not adapted;
 - ``nonorm`` / ``nonorm+pers``: ``meta`` without input normalisation;
-- ``trainmode+pers``: ``meta`` with inner loops and personalization in
-  training mode (dropout and BatchNorm batch statistics) instead of eval;
+- ``trainmode`` / ``trainmode+pers``: ``meta`` with inner loops and
+  personalization in training mode (dropout and BatchNorm batch
+  statistics) instead of eval;
 - ``metasgd`` / ``metasgd+pers``: Meta-SGD's learned inner rates.
 
 Each row also reports the prediction / label standard deviation ratio
@@ -137,8 +138,7 @@ def run_condition(name, seed, variants, root, overrides, log):
                     warned=collapsed, validation=est.history_["validation_ccc"],
                     fitted_std_ratio=est.prediction_std_ratio_)
         adapt_name = {"plain": "plain+ft"}.get(variant, f"{variant}+pers")
-        if variant != "trainmode":
-            rows[variant] = (*score(est, X_te, y_te, episodes, adapt=False), info)
+        rows[variant] = (*score(est, X_te, y_te, episodes, adapt=False), info)
         if variant != "song":
             rows[adapt_name] = (*score(est, X_te, y_te, episodes, adapt=True), info)
         log(f"  {variant}: {est.n_episodes_run_} episodes (best {est.best_episode_}) in "
