@@ -38,9 +38,8 @@ def worker(model, size, n_tasks, threads):
 
     from pdmer.benchmark import MODELS as CLASSES
     from pdmer.benchmark import PAPER_FEATURES
-    from pdmer.estimators._data import Song, collate
     from pdmer.features import SongFeatures
-    from pdmer.meta.maml import maml_task_backward
+    from pdmer.meta.batch import Song, collate
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -72,7 +71,7 @@ def worker(model, size, n_tasks, threads):
                          torch.from_numpy(labels(SONG_FRAMES)), f.encoder,
                          torch.from_numpy(f.waveforms)))
     network = est.network_
-    names = est._adapted_names()
+    learner = est.meta_learner()
     network.train()
 
     def batches():
@@ -82,10 +81,8 @@ def worker(model, size, n_tasks, threads):
 
     def task(steps):
         support, query = batches()
-        with est._seeded(0):
-            return maml_task_backward(est._support_loss(), est._loss,
-                                      dict(network.named_parameters()), names, support, query,
-                                      steps, est.inner_lr, first_order=True)
+        torch.manual_seed(0)
+        return learner.task_backward(support, query, steps)
 
     task(1)  # warm-up
     times = []
@@ -95,7 +92,7 @@ def worker(model, size, n_tasks, threads):
         times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     plain = collate([pool[i].window(WINDOW, rng) for i in range(1 + N_QUERY)], "cpu")
-    est._loss(dict(network.named_parameters()), plain).backward()
+    learner.query_loss(dict(network.named_parameters()), plain).backward()
     plain_s = time.perf_counter() - t0
     return {"model": CLASSES[model][0], "size": size,
             "n_parameters": est.n_parameters_, "task_s": float(np.median(times)),

@@ -241,8 +241,7 @@ def worker_meta(cfg):
     import numpy as np
     import torch
 
-    from pdmer.estimators._data import Song, collate
-    from pdmer.meta.maml import maml_task_backward
+    from pdmer.meta.batch import Song, collate
 
     size, order, n_tasks = cfg["size"], cfg["order"], cfg["tasks"]
     est, n_params = _estimator(size, cfg["device"], meta_learning=order)
@@ -256,10 +255,9 @@ def worker_meta(cfg):
                          torch.from_numpy(feats.global_embeddings),
                          torch.from_numpy(_labels(90, rng)), feats.encoder).to(device))
     network = est.network_
-    optimizer = torch.optim.Adam(network.parameters(), lr=est.outer_lr)
+    optimizer = torch.optim.Adam(network.parameters(), lr=est.resolved_params_["outer_lr"])
     _release_memory()
-    names = est._adapted_names()
-    first_order = order == "fomaml"
+    learner = est.meta_learner()
 
     def task(params, steps, weight, episode, n_query=N_QUERY):
         rows = rng.choice(len(pool), N_SUPPORT + n_query, replace=False)
@@ -267,10 +265,8 @@ def worker_meta(cfg):
                           device)
         query = collate([pool[i].window(TRAIN_WINDOW, rng) for i in rows[N_SUPPORT:]],
                         device)
-        with est._seeded(episode), est._inner_context():
-            return maml_task_backward(est._support_loss(), est._loss, params, names, support,
-                                      query, steps, est.inner_lr, first_order=first_order,
-                                      weight=weight)
+        torch.manual_seed(episode)
+        return learner.task_backward(support, query, steps, weight)
 
     probe = MemoryProbe(device)
     network.train()

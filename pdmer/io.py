@@ -10,12 +10,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pdmer._files import atomic_write
+from pdmer.estimators.registry import ESTIMATORS, FITTED_ATTRIBUTES, model_id, resolve_device
 from pdmer.features.frontend import AudioFeatures
 
-FORMAT_VERSION = "1"
-# Fitted attributes that travel in the file's JSON header.
-_FITTED = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_", "best_episode_",
-           "best_validation_ccc_")
+FORMAT_VERSION = "2"
+"""Version 2 (pdmer 0.2): the front end is stored as ``front_end`` and the
+fitted training settings (``resolved_params_``) travel with the weights."""
+# The front end's parameter and its name before pdmer 0.2.
+_FRONT_ENDS = ("front_end", "features")
 
 
 def _json_default(value):
@@ -30,20 +32,19 @@ def _json_default(value):
 def save_estimator(estimator, path) -> None:
     """Write ``estimator`` to ``path`` atomically (temporary file, then rename)."""
     params = estimator.get_params(deep=False)
-    features = params.pop("features")
-    if features is not None:
-        features_params = features.get_params()
-        if not isinstance(features_params["global_encoder"], str):
-            # Custom encoders are code; store the name and ask for it at load.
-            features_params["global_encoder"] = None
-        params["features"] = features_params
-    else:
-        params["features"] = None
+    for key in _FRONT_ENDS:
+        if params.get(key) is not None:
+            front_end = params[key].get_params()
+            if not isinstance(front_end["global_encoder"], str):
+                # Custom encoders are code; store the name and ask for it at load.
+                front_end["global_encoder"] = None
+            params[key] = front_end
     metadata = {
         "pdmer_format": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
         "params": json.dumps(params, default=_json_default),
-        "fitted": json.dumps({k: getattr(estimator, k) for k in _FITTED}, default=_json_default),
+        "fitted": json.dumps({k: getattr(estimator, k) for k in FITTED_ATTRIBUTES},
+                             default=_json_default),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.network_.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
@@ -72,8 +73,8 @@ def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, pat
 
 def _fitted_attributes(metadata: dict, path) -> dict:
     fitted = json.loads(metadata["fitted"])
-    unknown = sorted(set(fitted) - set(_FITTED))
-    missing = sorted(set(_FITTED) - set(fitted))
+    unknown = sorted(set(fitted) - set(FITTED_ATTRIBUTES))
+    missing = sorted(set(FITTED_ATTRIBUTES) - set(fitted))
     if unknown or missing:
         problems = ([f"unknown fitted attributes {', '.join(unknown)}"] if unknown else []) + (
             [f"no {', '.join(missing)}"] if missing else [])
@@ -96,8 +97,8 @@ def load(path, **params):
     path : str or os.PathLike
     **params
         Parameters to override, e.g. ``device="cpu"``; front-end parameters
-        as ``features__<name>``, e.g. ``features__cache_dir="~/features"``;
-        or ``features=`` with an :class:`~pdmer.features.AudioFeatures`
+        as ``front_end__<name>``, e.g. ``front_end__cache_dir="~/features"``;
+        or ``front_end=`` with an :class:`~pdmer.features.AudioFeatures`
         holding a custom global encoder (code is never stored in the file).
 
     Returns
@@ -116,10 +117,8 @@ def load(path, **params):
     --------
     >>> import pdmer
     >>> model = pdmer.load("model.safetensors", device="cpu",
-    ...                    features__cache_dir="features")  # doctest: +SKIP
+    ...                    front_end__cache_dir="features")  # doctest: +SKIP
     """
-    from pdmer.estimators.base import ESTIMATORS, _model_id, _resolve_device
-
     path = os.fspath(path)
     try:
         with safe_open(path, framework="pt") as handle:
@@ -128,42 +127,50 @@ def load(path, **params):
         raise FileNotFoundError(f"Model file not found: {path}") from None
     except Exception as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if metadata.get("pdmer_format") != FORMAT_VERSION:
+    version = metadata.get("pdmer_format")
+    if version == "1":
+        raise ValueError(f"{path} was written by pdmer 0.1, whose model files lack the "
+                         "training settings this version needs; train the model again.")
+    if version != FORMAT_VERSION:
         raise ValueError(f"{path} is not a pdmer model file (format {FORMAT_VERSION}).")
     name = metadata["estimator"]
     if name not in ESTIMATORS:
         raise ValueError(f"{path} holds a {name}, which this pdmer version does not know.")
     cls = ESTIMATORS[name]
-    features_params = {k[len("features__"):]: v for k, v in params.items()
-                       if k.startswith("features__")}
-    params = {k: v for k, v in params.items() if not k.startswith("features__")}
+    # Front-end overrides as front_end__<name> (features__<name> before pdmer 0.2).
+    front_end_params = {k.split("__", 1)[1]: v for k, v in params.items()
+                        if k.split("__", 1)[0] in _FRONT_ENDS and "__" in k}
+    params = {k: v for k, v in params.items() if "__" not in k}
     defaults = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise TypeError(f"pdmer.load got parameters {name} does not have: "
                         f"{', '.join(unknown)}.")
     stored = _checked_params(json.loads(metadata["params"]), defaults, params, name, path)
-    if stored["features"] is not None and "features" not in params:
-        front_end = _checked_params(stored["features"], AudioFeatures().get_params(),
-                                    features_params, "AudioFeatures", path)
+    for key in _FRONT_ENDS:
+        if stored.get(key) is None or key in params:
+            continue
+        front_end = _checked_params(stored[key], AudioFeatures().get_params(),
+                                    front_end_params, "AudioFeatures", path)
         if front_end["global_encoder"] is None:
             raise ValueError(
                 f"{path} was trained with a custom global encoder; pass it again: "
-                "pdmer.load(path, features=AudioFeatures(global_encoder=...)).")
-        stored["features"] = AudioFeatures(**front_end)
+                f"pdmer.load(path, {key}=AudioFeatures(global_encoder=...)).")
+        stored[key] = AudioFeatures(**front_end)
     stored.update(params)
     estimator = cls(**stored)
-    if features_params:
-        if estimator.features is None:
-            raise TypeError(f"{path} stores no front end; pass features=AudioFeatures(...) "
-                            "instead of features__ parameters.")
-        estimator.features.set_params(**features_params)
+    if front_end_params:
+        front_end = estimator.front_end if estimator.front_end is not None else estimator.features
+        if front_end is None:
+            raise TypeError(f"{path} stores no front end; pass front_end=AudioFeatures(...) "
+                            "instead of front_end__ parameters.")
+        front_end.set_params(**front_end_params)
     for key, value in _fitted_attributes(metadata, path).items():
         setattr(estimator, key, value)
-    estimator.device_ = _resolve_device(estimator.device)
+    estimator.device_ = resolve_device(estimator.device)
     network = estimator._build_network(estimator.feature_spec_)
     network.load_state_dict(load_file(path), strict=True)
     estimator.network_ = network.to(estimator.device_).eval()
-    estimator.model_id_ = _model_id(estimator.network_)
+    estimator.model_id_ = model_id(estimator.network_)
     estimator.listener_ = None
     return estimator

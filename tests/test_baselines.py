@@ -91,6 +91,7 @@ def differ(a, b):
     "check_no_attributes_set_in_init", "check_parameters_default_constructible",
     "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
     "check_estimator_repr", "check_mixin_order", "check_estimators_unfitted",
+    "check_param_validation",
 ])
 @pytest.mark.parametrize("cls", CLASSES, ids=IDS)
 def test_sklearn_data_free_checks(cls, check_name):

@@ -58,7 +58,7 @@ def workspace(tmp_path_factory):
             # Relative paths resolve against the data CSV's folder.
             writer.writerow((x, label_file.relative_to(root), who))
     config = root / "tiny.json"
-    config.write_text(json.dumps(dict(TINY_MODEL, features=FEATURES)))
+    config.write_text(json.dumps(dict(TINY_MODEL, front_end=FEATURES)))
     n_threads = torch.get_num_threads()
     try:
         result = run("train", root / "data.csv", "-o", root / "model.safetensors",
@@ -76,7 +76,7 @@ def test_train_from_data_csv_saves_a_model(workspace):
     assert "tasks by annotator" in workspace["train_output"]
     model = load(workspace["model"])
     assert model.d_model == TINY_MODEL["d_model"]
-    assert model.features.n_mels == 16 and model.features.sample_rate == 16000
+    assert model.front_end.n_mels == 16 and model.front_end.sample_rate == 16000
 
 
 def test_train_param_overrides_config_and_mean_labels(workspace, tmp_path):
@@ -87,7 +87,7 @@ def test_train_param_overrides_config_and_mean_labels(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     assert "tasks by song" in result.output
     model = load(out)
-    assert (model.n_episodes, model.dropout, model.features.n_mels) == (2, 0.0, 12)
+    assert (model.n_episodes, model.dropout, model.front_end.n_mels) == (2, 0.0, 12)
     assert len(model.history_["loss"]) == 2
 
 
@@ -129,7 +129,7 @@ def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     model = load(out)
     assert type(model).__name__ == "DNNRegressor"
-    assert model.features.waveform_rate == 4000
+    assert model.front_end.waveform_rate == 4000
     assert model.feature_spec_["n_waveform_samples"] == 2000
 
 
@@ -137,7 +137,7 @@ def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
     (["-p", "n_layerz=2"], "has no parameter 'n_layerz'"),
     (["-p", "n_layers"], "not of the form key=value"),
     (["--model", "svm"], "unknown model 'svm'; choose one of"),
-    (["-p", "n_episodes=0"], "n_episodes must be a positive integer"),
+    (["-p", "n_episodes=0"], "'n_episodes' parameter of DSAMLRegressor must be an int"),
 ])
 def test_train_rejects_bad_settings(workspace, tmp_path, args, message):
     out = tmp_path / "m.safetensors"

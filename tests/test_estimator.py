@@ -38,8 +38,8 @@ from conftest import TINY_MODEL, make_annotator_table, make_songs
 
 
 def tiny(**params):
-    """A DSAMLRegressor with the tiny test architecture."""
-    return DSAMLRegressor(**{**TINY_MODEL, **params})
+    """A DSAMLRegressor with the tiny test architecture, adapting every parameter."""
+    return DSAMLRegressor(**{**TINY_MODEL, "inner_params": "all", **params})
 
 
 def assert_predictions_equal(a, b):
@@ -99,10 +99,10 @@ def other_songs():
 # check_estimators_pickle, check_n_features_in, check_methods_*_invariance,
 # check_regressors_train, check_supervised_y_2d, ...) cannot apply: X is a
 # sequence of songs and y ragged (n_frames, 2) curves. Their sequence-data
-# equivalents are tested further down. check_param_validation is skipped too:
-# it needs _parameter_constraints, which pdmer replaces by _check_params
-# (tested in section 7).
+# equivalents are tested further down. check_param_validation runs on the
+# parameter constraints (_parameter_constraints; messages tested in section 7).
 DATA_FREE_CHECKS = [
+    "check_param_validation",
     "check_no_attributes_set_in_init",
     "check_parameters_default_constructible",
     "check_get_params_invariance",
@@ -119,12 +119,13 @@ DATA_FREE_CHECKS = [
 
 
 @pytest.mark.parametrize("check_name", DATA_FREE_CHECKS)
-@pytest.mark.parametrize("features", [None, AudioFeatures(n_mels=32)], ids=["plain", "features"])
-def test_sklearn_data_free_checks(check_name, features):
+@pytest.mark.parametrize("front_end", [None, AudioFeatures(n_mels=32)],
+                         ids=["plain", "front_end"])
+def test_sklearn_data_free_checks(check_name, front_end):
     check = getattr(estimator_checks, check_name, None)
     if check is None:  # older scikit-learn
         pytest.skip(f"{check_name} is not in scikit-learn {sklearn.__version__}")
-    check("DSAMLRegressor", tiny(features=features))
+    check("DSAMLRegressor", tiny(front_end=front_end))
 
 
 def test_reset_personalization_of_unfitted_model_raises():
@@ -145,7 +146,7 @@ def test_tags():
 
 
 def test_init_stores_parameters_only():
-    est = DSAMLRegressor(n_episodes=7, inner_lr=0.2, features=AudioFeatures())
+    est = DSAMLRegressor(n_episodes=7, inner_lr=0.2, front_end=AudioFeatures())
     assert set(vars(est)) == set(est.get_params(deep=False))
     assert est.n_episodes == 7 and est.inner_lr == 0.2
     # Even invalid values are only stored; fit validates.
@@ -153,20 +154,20 @@ def test_init_stores_parameters_only():
     assert est.n_episodes == 0 and est.meta_learning == "x" and est.device == "tpu"
 
 
-def test_get_set_params_round_trip_with_nested_features():
-    est = DSAMLRegressor(features=AudioFeatures())
+def test_get_set_params_round_trip_with_nested_front_end():
+    est = DSAMLRegressor(front_end=AudioFeatures())
     params = est.get_params()
-    assert params["features__n_mels"] == 128
-    assert "features__sample_rate" in params
-    assert est.set_params(features__n_mels=64, inner_lr=0.01) is est
-    assert est.features.n_mels == 64 and est.inner_lr == 0.01
-    assert est.get_params()["features__n_mels"] == 64
+    assert params["front_end__n_mels"] == 128
+    assert "front_end__sample_rate" in params
+    assert est.set_params(front_end__n_mels=64, inner_lr=0.01) is est
+    assert est.front_end.n_mels == 64 and est.inner_lr == 0.01
+    assert est.get_params()["front_end__n_mels"] == 64
     # Round trip: set_params(**get_params()) changes nothing.
     shallow = est.get_params(deep=False)
     est.set_params(**shallow)
     assert est.get_params(deep=False) == shallow
     other = DSAMLRegressor().set_params(**shallow)
-    assert other.get_params()["features__n_mels"] == 64
+    assert other.get_params()["front_end__n_mels"] == 64
     with pytest.raises(ValueError, match="Invalid parameter"):
         est.set_params(not_a_param=1)
 
@@ -180,22 +181,22 @@ def test_clone_of_fitted_model_is_unfitted(fitted):
     with pytest.raises(NotFittedError):
         check_is_fitted(est)
     # The clone of a model with a front end gets its own front end.
-    with_features = DSAMLRegressor(features=AudioFeatures(n_mels=16))
-    cloned = clone(with_features)
-    assert cloned.features is not with_features.features
-    assert cloned.get_params()["features__n_mels"] == 16
+    with_front_end = DSAMLRegressor(front_end=AudioFeatures(n_mels=16))
+    cloned = clone(with_front_end)
+    assert cloned.front_end is not with_front_end.front_end
+    assert cloned.get_params()["front_end__n_mels"] == 16
 
 
 def test_fit_returns_self_and_does_not_change_parameters(table):
     X, y, annotators = table
-    est = tiny(features=AudioFeatures(n_mels=16))
+    est = tiny(front_end=AudioFeatures(n_mels=16))
     before = est.get_params(deep=False)
-    before_deep = {k: v for k, v in est.get_params().items() if k != "features"}
+    before_deep = {k: v for k, v in est.get_params().items() if k != "front_end"}
     assert est.fit(X, y, annotators=annotators) is est
     after = est.get_params(deep=False)
     # check_dont_overwrite_parameters / check_estimators_overwrite_params.
     assert all(after[k] is before[k] for k in before)
-    assert {k: v for k, v in est.get_params().items() if k != "features"} == before_deep
+    assert {k: v for k, v in est.get_params().items() if k != "front_end"} == before_deep
     check_is_fitted(est)
     assert not [k for k in vars(est) if not k.endswith("_") and not k.startswith("_")
                 and k not in before]
@@ -765,23 +766,33 @@ def test_personalized_scorer_with_metadata_routing(table):
 # ---------------------------------------------------------------------------
 
 
+_INT = r"must be an int in the range \[1, inf\)"
+_POSITIVE = r"must be a float in the range \(0.0, inf\)"
+
+
 @pytest.mark.parametrize("params, match", [
-    (dict(n_episodes=0), "n_episodes must be a positive integer"),
-    (dict(n_episodes=2.0), "n_episodes must be a positive integer"),
-    (dict(inner_steps=True), "inner_steps must be a positive integer"),
-    (dict(inner_lr=0.0), "inner_lr must be a positive number"),
-    (dict(outer_lr="1e-3"), "outer_lr must be a positive number"),
-    (dict(meta_learning="x"), "meta_learning must be one of"),
-    (dict(tasks="listener"), "tasks must be one of"),
-    (dict(inner_params="x"), "inner_params must be one of"),
-    (dict(train_window=0), "train_window must be a positive integer"),
-    (dict(validation_fraction=1.0), r"validation_fraction must be in \[0, 1\)"),
+    (dict(n_episodes=0), "'n_episodes' parameter of DSAMLRegressor " + _INT),
+    (dict(n_episodes=2.0), "'n_episodes' parameter of DSAMLRegressor " + _INT),
+    (dict(inner_steps=True), "'inner_steps' parameter of DSAMLRegressor must be an int"),
+    (dict(inner_lr=0.0), "'inner_lr' parameter of DSAMLRegressor " + _POSITIVE),
+    (dict(inner_lr=float("inf")), "'inner_lr' parameter of DSAMLRegressor " + _POSITIVE),
+    (dict(outer_lr="1e-3"), "'outer_lr' parameter of DSAMLRegressor " + _POSITIVE),
+    (dict(meta_learning="x"), "'meta_learning' parameter of DSAMLRegressor must be a str among"),
+    (dict(tasks="listener"), "'tasks' parameter of DSAMLRegressor must be a str among"),
+    (dict(inner_params="x"), "'inner_params' parameter of DSAMLRegressor must be a str among"),
+    (dict(train_window=0), "'train_window' parameter of DSAMLRegressor " + _INT),
+    (dict(validation_fraction=1.0),
+     r"'validation_fraction' parameter of DSAMLRegressor must be a float in the range "
+     r"\[0.0, 1.0\)"),
     (dict(device="tpu"), "device must be 'auto', 'cpu' or 'cuda"),
-    (dict(random_state="seed"), "random_state must be None or an int"),
-    (dict(size="huge"), "size must be one of"),
-    (dict(predict_batch_size=0), "predict_batch_size must be a positive integer"),
+    (dict(random_state="seed"), "'random_state' parameter of DSAMLRegressor must be an int"),
+    (dict(size="huge"), "'size' parameter of DSAMLRegressor must be a str among"),
+    (dict(predict_batch_size=0), "'predict_batch_size' parameter of DSAMLRegressor " + _INT),
     (dict(checkpoint_interval=0, checkpoint_path="unused.pt"),
-     "checkpoint_interval must be a positive integer"),
+     "'checkpoint_interval' parameter of DSAMLRegressor " + _INT),
+    (dict(patience=-1), "'patience' parameter of DSAMLRegressor must be an int"),
+    (dict(max_grad_norm=float("nan")), "'max_grad_norm' parameter of DSAMLRegressor"),
+    (dict(frame_offset=-1.0), "'frame_offset' parameter of DSAMLRegressor"),
 ])
 def test_invalid_parameters(table, params, match, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -879,100 +890,8 @@ def test_predict_errors(fitted):
 
 
 # ---------------------------------------------------------------------------
-# 8. Checkpoints
+# 8. Checkpoints: tests/test_trainer.py
 # ---------------------------------------------------------------------------
-
-
-def test_checkpoint_written(table, tmp_path):
-    X, y, annotators = table
-    path = tmp_path / "run" / "checkpoint.pt"
-    est = tiny(n_episodes=4, checkpoint_path=str(path), checkpoint_interval=2)
-    est.fit(X, y, annotators=annotators)
-    assert path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temp files
-    state = torch.load(path, weights_only=True)
-    assert state["episode"] == 4
-    assert state["history"] == est.history_
-
-
-def test_checkpoint_resume_equals_uninterrupted_run(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    full = tiny(n_episodes=4).fit(X, y, annotators=annotators)
-    tiny(n_episodes=2, checkpoint_path=path, checkpoint_interval=2).fit(
-        X, y, annotators=annotators)
-    resumed = tiny(n_episodes=4, checkpoint_path=path, checkpoint_interval=2)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed.history_["episode"] == [0, 1, 2, 3]
-    assert resumed.history_ == full.history_
-    assert resumed.best_validation_ccc_ == full.best_validation_ccc_
-    assert resumed.model_id_ == full.model_id_
-    assert_predictions_equal(resumed.predict(X), full.predict(X))
-    # A finished run's checkpoint: fitting again changes nothing.
-    again = tiny(n_episodes=4, checkpoint_path=path, checkpoint_interval=2)
-    again.fit(X, y, annotators=annotators)
-    assert again.history_ == full.history_
-    assert again.model_id_ == full.model_id_
-
-
-def test_checkpoint_resume_after_a_crash(table, tmp_path, monkeypatch):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    full = tiny(n_episodes=5).fit(X, y, annotators=annotators)
-    original = BaseEmotionRegressor._save_checkpoint
-
-    def save_then_die(self, episode, *args):
-        original(self, episode, *args)
-        if episode == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(BaseEmotionRegressor, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        tiny(n_episodes=5, checkpoint_path=path, checkpoint_interval=2).fit(
-            X, y, annotators=annotators)
-    monkeypatch.setattr(BaseEmotionRegressor, "_save_checkpoint", original)
-    assert torch.load(path, weights_only=True)["history"]["episode"] == [0, 1]
-    resumed = tiny(n_episodes=5, checkpoint_path=path, checkpoint_interval=2)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed.history_ == full.history_
-    assert resumed.best_episode_ == full.best_episode_
-    assert_predictions_equal(resumed.predict(X), full.predict(X))
-
-
-def test_checkpoint_of_another_run_is_refused(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    tiny(n_episodes=2, checkpoint_path=path, checkpoint_interval=2).fit(
-        X, y, annotators=annotators)
-    other_labels = [np.clip(labels + 0.1, -1, 1) for labels in y]
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path).fit(X, other_labels, annotators=annotators)
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path, inner_lr=0.01).fit(
-            X, y, annotators=annotators)
-    # Parameters that do not change training may differ.
-    tiny(n_episodes=3, checkpoint_path=path, checkpoint_interval=1, verbose=0,
-         predict_batch_size=3).fit(X, y, annotators=annotators)
-
-
-def test_checkpoint_of_other_features_is_refused(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    tiny(n_episodes=2, checkpoint_path=path).fit(X, y, annotators=annotators)
-    shuffled = [SongFeatures(x.local_patches[::-1].copy(), x.global_embeddings[::-1].copy(),
-                             source=x.source + "-reversed") for x in X]
-    with pytest.raises(ValueError, match="belongs to a run with other parameters or data"):
-        tiny(n_episodes=4, checkpoint_path=path).fit(shuffled, y, annotators=annotators)
-
-
-def test_checkpoint_resume_without_random_state_keeps_the_seed(table, tmp_path):
-    X, y, annotators = table
-    path = str(tmp_path / "checkpoint.pt")
-    first = tiny(random_state=None, n_episodes=2, checkpoint_path=path)
-    first.fit(X, y, annotators=annotators)
-    resumed = tiny(random_state=None, n_episodes=4, checkpoint_path=path)
-    resumed.fit(X, y, annotators=annotators)
-    assert resumed._seed() == first._seed()
 
 
 # ---------------------------------------------------------------------------
@@ -1000,7 +919,7 @@ def test_audio_tuples_end_to_end(monkeypatch, tmp_path):
 
     monkeypatch.setattr(AudioFeatures, "transform", counting)
     features = AudioFeatures(sample_rate=rate, n_mels=16, global_window=4.0)
-    est = tiny(features=features, n_episodes=2)
+    est = tiny(front_end=features, n_episodes=2)
     est.fit(X, y, annotators=np.array(annotators))
     assert calls == [3]  # 6 rows, 3 distinct songs, one extraction each
     assert est.feature_spec_["n_mels"] == 16
@@ -1016,7 +935,7 @@ def test_audio_tuples_end_to_end(monkeypatch, tmp_path):
     # The front end's settings travel with the saved model.
     est.save(tmp_path / "audio.safetensors")
     loaded = pdmer.load(tmp_path / "audio.safetensors")
-    assert loaded.get_params()["features__n_mels"] == 16
+    assert loaded.get_params()["front_end__n_mels"] == 16
     assert_predictions_equal(loaded.predict([waves[0], waves[1], waves[0]]), out)
 
 
@@ -1026,7 +945,7 @@ def test_fitted_model_keeps_its_encoder_when_auto_would_now_pick_another(tmp_pat
     rng = np.random.default_rng(0)
     songs = [(rng.normal(scale=0.1, size=16000 * 4).astype(np.float32), 16000) for _ in range(4)]
     y = [rng.uniform(-1, 1, size=(8, 2)).astype(np.float32) for _ in songs]
-    est = tiny(features=AudioFeatures(n_mels=16, global_encoder="auto",
+    est = tiny(front_end=AudioFeatures(n_mels=16, global_encoder="auto",
                                       cache_dir=tmp_path / "cache"))
     est.fit(songs, y)
     assert est.encoder_ == "logmel-stats"

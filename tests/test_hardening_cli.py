@@ -57,7 +57,7 @@ def ws(tmp_path_factory):
     data_csv.write_text("audio,labels,annotator\n" + "".join(
         f"{x},{lab},{who}\n" for x, lab, who in zip(table.X, labels, table.annotators)))
     front = AudioFeatures(**FEATURES)
-    model = DSAMLRegressor(**dict(TINY_MODEL, n_episodes=1), features=front)
+    model = DSAMLRegressor(**dict(TINY_MODEL, n_episodes=1), front_end=front)
     model.fit(front.transform(table.X), table.y, annotators=table.annotators)
     model.save(root / "model.safetensors")
     return dict(root=root, table=table, labels=labels, data_csv=data_csv,
@@ -90,13 +90,13 @@ def test_personalize_checks_its_output_before_adapting(ws, tmp_path):
 # ----------------------------------------------------------------- model files
 
 
-def edit_model_file(source, target, params=None, features=None, fitted=None):
+def edit_model_file(source, target, params=None, front_end=None, fitted=None):
     """A copy of a model file with its JSON header changed, as a hostile author would."""
     with safe_open(source, framework="pt") as handle:
         metadata = dict(handle.metadata())
     stored = json.loads(metadata["params"])
     stored.update(params or {})
-    stored["features"].update(features or {})
+    stored["front_end"].update(front_end or {})
     metadata["params"] = json.dumps(stored)
     fitted_attrs = json.loads(metadata["fitted"])
     fitted_attrs.update(fitted or {})
@@ -109,22 +109,22 @@ def test_a_model_file_cannot_choose_where_pdmer_writes(ws, tmp_path):
     elsewhere = tmp_path / "chosen_by_the_author"
     path = edit_model_file(ws["model"], tmp_path / "m.safetensors",
                            params={"checkpoint_path": str(elsewhere / "ckpt.pt")},
-                           features={"cache_dir": str(elsewhere)})
+                           front_end={"cache_dir": str(elsewhere)})
     model = load(path)
-    assert model.checkpoint_path is None and model.features.cache_dir is None
+    assert model.checkpoint_path is None and model.front_end.cache_dir is None
     song = (np.random.default_rng(0).normal(size=16000 * 3).astype(np.float32) * 0.1, 16000)
     model.predict([song])  # extracts with the loaded front end
     assert not elsewhere.exists()
     # The caller may still ask for them explicitly.
     mine = tmp_path / "my_cache"
-    again = load(path, features__cache_dir=str(mine), checkpoint_path=str(mine / "c.pt"))
-    assert again.features.cache_dir == str(mine) and again.checkpoint_path == str(mine / "c.pt")
+    again = load(path, front_end__cache_dir=str(mine), checkpoint_path=str(mine / "c.pt"))
+    assert again.front_end.cache_dir == str(mine) and again.checkpoint_path == str(mine / "c.pt")
 
 
 @pytest.mark.parametrize("edit, message", [
     (dict(fitted={"predict": "not a method"}), "unknown fitted attributes predict"),
     (dict(params={"exec_hook": 1}), "parameters this pdmer version does not have: exec_hook"),
-    (dict(features={"cache_dirs": "/tmp"}), "AudioFeatures parameters .* cache_dirs"),
+    (dict(front_end={"cache_dirs": "/tmp"}), "AudioFeatures parameters .* cache_dirs"),
 ])
 def test_unknown_keys_in_a_model_file_are_refused(ws, tmp_path, edit, message):
     path = edit_model_file(ws["model"], tmp_path / "m.safetensors", **edit)
@@ -230,7 +230,7 @@ def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):
 
     table = ws["table"]
     model = load(ws["model"])
-    X = model.features.transform(table.X[:1])
+    X = model.front_end.transform(table.X[:1])
     listener = model.adapt_listener(X, table.y[:1], steps=1)
     listener.save(tmp_path / "ok.safetensors")
     with safe_open(tmp_path / "ok.safetensors", framework="pt") as handle:

@@ -89,7 +89,7 @@ class Service:
         self.data_dir = Path(data_dir).resolve()
         uploads = self.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
-        front_end = clone(model._front_end()).set_params(
+        front_end = clone(model.make_front_end()).set_params(
             cache_dir=str(self.data_dir / "features"), progress=False, n_jobs=None)
         self.frame_offset = float(front_end.frame_offset)
         self.max_upload_bytes = int(max_upload_bytes)

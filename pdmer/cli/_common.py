@@ -12,6 +12,7 @@ import ast
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import click
@@ -71,7 +72,8 @@ def estimator_names() -> dict:
     """Command-line names (``dsaml``, ``crnn``, ...) of every registered estimator."""
     import inspect
 
-    from pdmer.estimators.base import ESTIMATORS, BaseEmotionRegressor
+    from pdmer.estimators import BaseEmotionRegressor
+    from pdmer.estimators.registry import ESTIMATORS
 
     names = {}
     for cls_name, cls in ESTIMATORS.items():
@@ -127,12 +129,13 @@ def read_config(path):
     if not isinstance(config, dict):
         raise click.BadParameter(f"{path} must hold a JSON object of parameters.",
                                  param_hint="--config")
-    features = config.pop("features", None)
-    if isinstance(features, dict):
-        config.update({f"features__{k}": v for k, v in features.items()})
-    elif features is not None:
-        raise click.BadParameter(f"{path}: 'features' must be an object of AudioFeatures "
-                                 "parameters.", param_hint="--config")
+    for key in ("front_end", "features"):  # "features" before pdmer 0.2
+        front_end = config.pop(key, None)
+        if isinstance(front_end, dict):
+            config.update({f"front_end__{k}": v for k, v in front_end.items()})
+        elif front_end is not None:
+            raise click.BadParameter(f"{path}: '{key}' must be an object of AudioFeatures "
+                                     "parameters.", param_hint="--config")
     return config
 
 
@@ -141,11 +144,13 @@ def build_estimator(cls, params, frame_offset):
     from sklearn.base import clone
 
     estimator = cls()
-    front_end = clone(estimator._front_end()).set_params(frame_offset=frame_offset)
-    estimator.set_params(features=front_end)
-    set_params(estimator, params)
+    front_end = clone(estimator.make_front_end()).set_params(frame_offset=frame_offset)
+    estimator.set_params(front_end=front_end)
+    # Front-end parameters were called features__<name> before pdmer 0.2.
+    set_params(estimator, {re.sub(r"^features__", "front_end__", k): v
+                           for k, v in params.items()})
     # Bad values fail now, not after minutes of feature extraction.
-    estimator._check_params()
+    estimator.check_params()
     return estimator
 
 
@@ -156,7 +161,7 @@ def set_params(estimator, params):
             top = sorted(k for k in valid if "__" not in k)
             raise click.BadParameter(
                 f"{type(estimator).__name__} has no parameter {key!r}. Its parameters: "
-                f"{', '.join(top)}; front-end ones as features__<name>.",
+                f"{', '.join(top)}; front-end ones as front_end__<name>.",
                 param_hint="--param")
     try:
         estimator.set_params(**params)
@@ -169,7 +174,7 @@ def front_end(estimator, frame_offset=None):
     """The estimator's feature extractor, at ``frame_offset`` if given."""
     from sklearn.base import clone
 
-    features = clone(estimator._front_end())
+    features = clone(estimator.make_front_end())
     if frame_offset is not None:
         features.set_params(frame_offset=float(frame_offset))
     return features

@@ -56,7 +56,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
         outputs[stem] = path
     check_writable(Path(output) / f"{next(iter(outputs))}.csv", what="the predictions")
     estimator = load(model)
-    offset = estimator._front_end().frame_offset if frame_offset is None else frame_offset
+    offset = estimator.make_front_end().frame_offset if frame_offset is None else frame_offset
     if listener:
         estimator.use_listener(listener)
     failures = []

@@ -32,7 +32,7 @@ from pdmer.cli._common import (
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="An estimator parameter (repeatable; overrides --config). Values are "
                    "JSON or Python literals, e.g. -p size=small -p n_episodes=200 "
-                   "-p features__n_mels=64.")
+                   "-p front_end__n_mels=64.")
 @data_options("train")
 @threads_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")

@@ -8,7 +8,10 @@ from pdmer.estimators.baselines import (
     MCRNNRegressor,
 )
 from pdmer.estimators.dsaml import DSAMLRegressor
+from pdmer.estimators.exceptions import CollapseWarning, FrameOffsetWarning
 from pdmer.estimators.listener import ListenerAdaptation
+from pdmer.estimators.presets import TRAINING_PRESETS
 
-__all__ = ["BaseEmotionRegressor", "CRNNRegressor", "DAMFFRegressor", "DNNRegressor",
-           "DSAMLRegressor", "ListenerAdaptation", "MCRNNRegressor"]
+__all__ = ["BaseEmotionRegressor", "CRNNRegressor", "CollapseWarning", "DAMFFRegressor",
+           "DNNRegressor", "DSAMLRegressor", "FrameOffsetWarning", "ListenerAdaptation",
+           "MCRNNRegressor", "TRAINING_PRESETS"]

@@ -1,84 +1,14 @@
-"""Input validation and batching shared by all estimators."""
+"""Input validation shared by all estimators."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from pdmer.features.container import SongFeatures
 from pdmer.labels import DIMENSIONS
-
-
-@dataclass
-class SongBatch:
-    """Padded tensors of several songs.
-
-    ``local`` (B, T, P, M), ``glob`` (B, T, G), ``y`` (B, T, 2) or None,
-    ``lengths`` (B,), ``mask`` (B, T), True on real frames, and ``wave``
-    (B, T, S) raw audio per frame or None.
-    """
-
-    local: torch.Tensor
-    glob: torch.Tensor
-    y: torch.Tensor | None
-    lengths: torch.Tensor
-    mask: torch.Tensor
-    wave: torch.Tensor | None = None
-
-
-@dataclass
-class Song:
-    """One song's features (and labels) as tensors, ready to crop and batch."""
-
-    local: torch.Tensor
-    glob: torch.Tensor
-    y: torch.Tensor | None = None
-    encoder: str = "unknown"
-    wave: torch.Tensor | None = None
-
-    def to(self, device) -> "Song":
-        return Song(self.local.to(device), self.glob.to(device),
-                    None if self.y is None else self.y.to(device), self.encoder,
-                    None if self.wave is None else self.wave.to(device))
-
-    def crop(self, start: int, stop: int) -> "Song":
-        """Frames ``[start, stop)`` (views)."""
-        return Song(self.local[start:stop], self.glob[start:stop],
-                    None if self.y is None else self.y[start:stop], self.encoder,
-                    None if self.wave is None else self.wave[start:stop])
-
-    @property
-    def n_frames(self) -> int:
-        return self.local.shape[0]
-
-    def window(self, n_frames: int | None, rng: np.random.Generator | None) -> "Song":
-        """A random ``n_frames`` crop (the whole song if shorter or None)."""
-        if n_frames is None or self.n_frames <= n_frames:
-            return self
-        start = int(rng.integers(0, self.n_frames - n_frames + 1)) if rng is not None else 0
-        return self.crop(start, start + n_frames)
-
-
-def collate(songs: list[Song], device, labels: bool = True) -> SongBatch:
-    """Pad songs to the longest one and move them to ``device``."""
-    lengths = torch.tensor([s.n_frames for s in songs], dtype=torch.long)
-    longest = int(lengths.max())
-
-    def pad(tensors):
-        out = tensors[0].new_zeros((len(tensors), longest) + tuple(tensors[0].shape[1:]))
-        for i, t in enumerate(tensors):
-            out[i, : t.shape[0]] = t
-        return out.to(device, non_blocking=True)
-
-    mask = torch.arange(longest)[None, :] < lengths[:, None]
-    y = pad([s.y for s in songs]) if labels and songs[0].y is not None else None
-    wave = pad([s.wave for s in songs]) if songs[0].wave is not None else None
-    return SongBatch(pad([s.local for s in songs]), pad([s.glob for s in songs]), y,
-                     lengths.to(device), mask.to(device), wave)
 
 
 def song_key(item):

@@ -11,8 +11,12 @@ docstring lists what is pdmer's interpretation.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
+from pdmer.estimators._params import TRAINING_ATTRIBUTES
 from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
 
@@ -34,6 +38,10 @@ DAMFF_SIZES = {
 }
 
 
+def _sizes_constraints(*names):
+    return {name: [Interval(Integral, 1, None, closed="left"), None] for name in names}
+
+
 class _SequenceBaseline(BaseEmotionRegressor):
     """Plumbing of the baselines: their forward pass and their head.
 
@@ -43,9 +51,11 @@ class _SequenceBaseline(BaseEmotionRegressor):
     """
 
     _head_prefixes = ("rnn.", "head.")
+    _parameter_constraints = {**BaseEmotionRegressor._parameter_constraints,
+                              "dropout": [Interval(Real, 0, 1, closed="left")]}
 
     def _forward(self, network, state, batch, context=None):
-        frames = batch.wave if self._input == "wave" else batch.local
+        frames = batch.waveforms if self._input == "wave" else batch.local_patches
         args = (frames, batch.lengths, context)
         out = network(*args) if state is None else functional_call(network, state, args)
         return out.prediction, None, out.context
@@ -61,11 +71,36 @@ _ATTRIBUTES = """\
         for any input shapes without fitting).
     listener_ : ListenerAdaptation or None
         The current listener's adaptation.
-    history_ : dict
-        Training loss per episode and validation CCC."""
+""" + TRAINING_ATTRIBUTES
 
 
-class CRNNRegressor(_SequenceBaseline):
+class _ConvRecurrentBaseline(_SequenceBaseline):
+    """The parameters CRNN and DNN share: convolution blocks, then a GRU."""
+
+    _parameter_constraints = {
+        **_SequenceBaseline._parameter_constraints,
+        **_sizes_constraints("conv_channels", "n_conv_layers", "rnn_hidden", "rnn_layers"),
+    }
+
+    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
+                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
+                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
+                 train_window=None, validation_fraction=0.1, validation_interval=None,
+                 patience=None, max_grad_norm=None, input_normalization=None,
+                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
+                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 random_state=None, verbose=0, features=None):
+        self.size = size
+        self.conv_channels = conv_channels
+        self.n_conv_layers = n_conv_layers
+        self.rnn_hidden = rnn_hidden
+        self.rnn_layers = rnn_layers
+        self.dropout = dropout
+        super().__init__(**self._shared(locals()))
+
+
+class CRNNRegressor(_ConvRecurrentBaseline):
     """Stacked convolutional and recurrent network (CRNN) on log-mel patches.
 
     Malik, Adavanne, Drossos, Virtanen, Ticha and Jarina, "Stacked
@@ -92,8 +127,9 @@ class CRNNRegressor(_SequenceBaseline):
     Parameters
     ----------
     size : {"paper", "small"}, default="paper"
-        Architecture preset (:data:`CRNN_SIZES`); the size parameters below
-        override it when not None.
+        Preset of the architecture (:data:`CRNN_SIZES`; the size parameters
+        below override it when not None) and of every training setting left
+        at None (:meth:`presets`).
     conv_channels, n_conv_layers, rnn_hidden, rnn_layers : int, optional
         Channels of every convolution, number of convolution blocks, GRU size
         per direction, GRU layers.
@@ -109,36 +145,14 @@ class CRNNRegressor(_SequenceBaseline):
     >>> model.fit(X, y)                                  # doctest: +SKIP
     """
 
-    _sizes = CRNN_SIZES
-
-    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
-                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
-                 n_episodes=2000, tasks_per_step=16, n_support=1, n_query=15, inner_steps=16,
-                 inner_lr=5e-3, outer_lr=5e-5, inner_params="all", train_window=60,
-                 validation_fraction=0.1, validation_interval=50, checkpoint_path=None,
-                 checkpoint_interval=100, predict_batch_size=8, features=None, device="auto",
-                 mixed_precision=True, random_state=None, verbose=0):
-        self.size = size
-        self.conv_channels = conv_channels
-        self.n_conv_layers = n_conv_layers
-        self.rnn_hidden = rnn_hidden
-        self.rnn_layers = rnn_layers
-        self.dropout = dropout
-        super().__init__(
-            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
-            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
-            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
-            inner_params=inner_params, train_window=train_window,
-            validation_fraction=validation_fraction, validation_interval=validation_interval,
-            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-            predict_batch_size=predict_batch_size, features=features, device=device,
-            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
+    _architectures = CRNN_SIZES
 
     def _build_network(self, spec):
-        return CRNNNet(spec["n_mels"], **self.architecture(), dropout=self.dropout)
+        return self._assemble(CRNNNet(spec["n_mels"], **self.architecture(),
+                                      dropout=self.dropout), spec)
 
 
-class DNNRegressor(_SequenceBaseline):
+class DNNRegressor(_ConvRecurrentBaseline):
     """Convolutional-recurrent network (DNN) on the raw waveform.
 
     Orjesek, Jarina, Chmulik and Kuba, "DNN based music emotion recognition
@@ -163,7 +177,8 @@ class DNNRegressor(_SequenceBaseline):
     Parameters
     ----------
     size : {"paper", "small"}, default="paper"
-        Architecture preset (:data:`DNN_SIZES`).
+        Preset of the architecture (:data:`DNN_SIZES`) and of every training
+        setting left at None (:meth:`presets`).
     conv_channels, n_conv_layers, rnn_hidden, rnn_layers : int, optional
     dropout : float, default=0.1
 %(shared_parameters)s
@@ -171,34 +186,12 @@ class DNNRegressor(_SequenceBaseline):
     %(attributes)s
     """
 
-    _sizes = DNN_SIZES
+    _architectures = DNN_SIZES
     _input = "wave"
 
-    def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
-                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
-                 n_episodes=2000, tasks_per_step=16, n_support=1, n_query=15, inner_steps=16,
-                 inner_lr=5e-3, outer_lr=5e-5, inner_params="all", train_window=60,
-                 validation_fraction=0.1, validation_interval=50, checkpoint_path=None,
-                 checkpoint_interval=100, predict_batch_size=8, features=None, device="auto",
-                 mixed_precision=True, random_state=None, verbose=0):
-        self.size = size
-        self.conv_channels = conv_channels
-        self.n_conv_layers = n_conv_layers
-        self.rnn_hidden = rnn_hidden
-        self.rnn_layers = rnn_layers
-        self.dropout = dropout
-        super().__init__(
-            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
-            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
-            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
-            inner_params=inner_params, train_window=train_window,
-            validation_fraction=validation_fraction, validation_interval=validation_interval,
-            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-            predict_batch_size=predict_batch_size, features=features, device=device,
-            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
-
     def _build_network(self, spec):
-        return DNNNet(spec["n_waveform_samples"], **self.architecture(), dropout=self.dropout)
+        return self._assemble(DNNNet(spec["n_waveform_samples"], **self.architecture(),
+                                     dropout=self.dropout), spec)
 
 
 class MCRNNRegressor(_SequenceBaseline):
@@ -226,7 +219,8 @@ class MCRNNRegressor(_SequenceBaseline):
     Parameters
     ----------
     size : {"paper", "small"}, default="paper"
-        Architecture preset (:data:`MCRNN_SIZES`).
+        Preset of the architecture (:data:`MCRNN_SIZES`) and of every training
+        setting left at None (:meth:`presets`).
     view_kernels : tuple of int, optional
         First-layer kernel of each view, in samples.
     conv_channels, fusion_dim, rnn_hidden : int, optional
@@ -236,34 +230,34 @@ class MCRNNRegressor(_SequenceBaseline):
     %(attributes)s
     """
 
-    _sizes = MCRNN_SIZES
+    _architectures = MCRNN_SIZES
+    _parameter_constraints = {
+        **_SequenceBaseline._parameter_constraints,
+        **_sizes_constraints("conv_channels", "fusion_dim", "rnn_hidden"),
+        "view_kernels": [tuple, list, None],
+    }
     _input = "wave"
 
     def __init__(self, size="paper", view_kernels=None, conv_channels=None, fusion_dim=None,
                  rnn_hidden=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
-                 n_episodes=2000, tasks_per_step=16, n_support=1, n_query=15, inner_steps=16,
-                 inner_lr=5e-3, outer_lr=5e-5, inner_params="all", train_window=60,
-                 validation_fraction=0.1, validation_interval=50, checkpoint_path=None,
-                 checkpoint_interval=100, predict_batch_size=8, features=None, device="auto",
-                 mixed_precision=True, random_state=None, verbose=0):
+                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
+                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
+                 train_window=None, validation_fraction=0.1, validation_interval=None,
+                 patience=None, max_grad_norm=None, input_normalization=None,
+                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
+                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 random_state=None, verbose=0, features=None):
         self.size = size
         self.view_kernels = view_kernels
         self.conv_channels = conv_channels
         self.fusion_dim = fusion_dim
         self.rnn_hidden = rnn_hidden
         self.dropout = dropout
-        super().__init__(
-            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
-            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
-            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
-            inner_params=inner_params, train_window=train_window,
-            validation_fraction=validation_fraction, validation_interval=validation_interval,
-            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-            predict_batch_size=predict_batch_size, features=features, device=device,
-            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
+        super().__init__(**self._shared(locals()))
 
     def _build_network(self, spec):
-        return MCRNNNet(spec["n_waveform_samples"], **self.architecture(), dropout=self.dropout)
+        return self._assemble(MCRNNNet(spec["n_waveform_samples"], **self.architecture(),
+                                       dropout=self.dropout), spec)
 
 
 class DAMFFRegressor(_SequenceBaseline):
@@ -292,7 +286,8 @@ class DAMFFRegressor(_SequenceBaseline):
     Parameters
     ----------
     size : {"paper", "small"}, default="paper"
-        Architecture preset (:data:`DAMFF_SIZES`).
+        Preset of the architecture (:data:`DAMFF_SIZES`) and of every training
+        setting left at None (:meth:`presets`).
     conv_channels : int, optional
     scales : tuple of int, optional
         Odd kernel sizes of the parallel multi-scale branches.
@@ -303,32 +298,31 @@ class DAMFFRegressor(_SequenceBaseline):
     %(attributes)s
     """
 
-    _sizes = DAMFF_SIZES
+    _architectures = DAMFF_SIZES
+    _parameter_constraints = {
+        **_SequenceBaseline._parameter_constraints,
+        **_sizes_constraints("conv_channels", "rnn_hidden"),
+        "scales": [tuple, list, None],
+    }
 
     def __init__(self, size="paper", conv_channels=None, scales=None, rnn_hidden=None,
-                 dropout=0.1, meta_learning="fomaml", tasks="auto", n_episodes=2000,
-                 tasks_per_step=16, n_support=1, n_query=15, inner_steps=16, inner_lr=5e-3,
-                 outer_lr=5e-5, inner_params="all", train_window=60, validation_fraction=0.1,
-                 validation_interval=50, checkpoint_path=None, checkpoint_interval=100,
-                 predict_batch_size=8, features=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0):
+                 dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
+                 inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
+                 train_window=None, validation_fraction=0.1, validation_interval=None,
+                 patience=None, max_grad_norm=None, input_normalization=None,
+                 checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
+                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 random_state=None, verbose=0, features=None):
         self.size = size
         self.conv_channels = conv_channels
         self.scales = scales
         self.rnn_hidden = rnn_hidden
         self.dropout = dropout
-        super().__init__(
-            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
-            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
-            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
-            inner_params=inner_params, train_window=train_window,
-            validation_fraction=validation_fraction, validation_interval=validation_interval,
-            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-            predict_batch_size=predict_batch_size, features=features, device=device,
-            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
+        super().__init__(**self._shared(locals()))
 
     def _build_network(self, spec):
-        return DAMFFNet(**self.architecture(), dropout=self.dropout)
+        return self._assemble(DAMFFNet(**self.architecture(), dropout=self.dropout), spec)
 
 
 for _cls in (CRNNRegressor, DNNRegressor, MCRNNRegressor, DAMFFRegressor):

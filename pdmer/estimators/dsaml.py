@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators.base import BaseEmotionRegressor
@@ -16,7 +20,8 @@ SIZES = {
     "small": dict(d_model=128, n_heads=4, n_layers=2, d_ff=256, lstm_hidden=64,
                   head_hidden=64),
 }
-"""Architecture presets selected by ``DSAMLRegressor(size=...)``."""
+"""Architectures of the presets selected by ``DSAMLRegressor(size=...)``
+(the training settings are in :data:`pdmer.estimators.presets.TRAINING_PRESETS`)."""
 
 
 class DSAMLRegressor(BaseEmotionRegressor):
@@ -31,8 +36,9 @@ class DSAMLRegressor(BaseEmotionRegressor):
     Parameters
     ----------
     size : {"paper", "small"}, default="paper"
-        Architecture preset (see :data:`SIZES`); the size parameters below
-        override it when not None.
+        Preset of the architecture (:data:`SIZES`) and of every
+        training setting left at None (:meth:`presets`). "paper" is the
+        paper's model and training; "small" fits a CPU.
     d_model, n_heads, n_layers, d_ff, lstm_hidden, head_hidden : int, optional
         Transformer width, heads, layers and feed-forward size; BiLSTM size
         per direction; size of the head's hidden layer.
@@ -55,10 +61,9 @@ class DSAMLRegressor(BaseEmotionRegressor):
         The meta-trained network.
     listener_ : ListenerAdaptation or None
         The current listener's adaptation.
-    history_ : dict
-        Training loss per episode and validation CCC.
     encoder_ : str
         Name of the global encoder of the training features.
+%(training_attributes)s
 
     Examples
     --------
@@ -70,18 +75,33 @@ class DSAMLRegressor(BaseEmotionRegressor):
     """
 
     _head_prefixes = ("lstm.", "head.")
-    _sizes = SIZES
+    _architectures = SIZES
+    _parameter_constraints = {
+        **BaseEmotionRegressor._parameter_constraints,
+        **{name: [Interval(Integral, 1, None, closed="left"), None]
+           for name in ("d_model", "n_heads", "n_layers", "d_ff", "lstm_hidden", "head_hidden")},
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "local_context": [Interval(Integral, 0, None, closed="left")],
+        "global_context": [Interval(Integral, 0, None, closed="left")],
+        "local_attention": ["boolean"],
+        "global_attention": ["boolean"],
+        "attention_loss_weight": [Interval(Real, 0, np.inf, closed="left")],
+        "local_target": [Interval(Real, 0, 1, closed="both")],
+        "global_target": [Interval(Real, 0, 1, closed="both")],
+        "adapter": ["boolean"],
+    }
 
     def __init__(self, size="paper", d_model=None, n_heads=None, n_layers=None, d_ff=None,
                  lstm_hidden=None, head_hidden=None, dropout=0.1, local_context=5,
                  global_context=30, local_attention=True, global_attention=True,
                  attention_loss_weight=1.0, local_target=0.9, global_target=0.1, adapter=True,
-                 meta_learning="fomaml", tasks="auto", n_episodes=2000, tasks_per_step=16,
-                 n_support=1, n_query=15, inner_steps=16, inner_lr=5e-3, outer_lr=5e-5,
-                 inner_params="all", train_window=60, validation_fraction=0.1,
-                 validation_interval=50, checkpoint_path=None, checkpoint_interval=100,
-                 predict_batch_size=8, features=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0):
+                 meta_learning="fomaml", tasks="auto", n_episodes=None, tasks_per_step=None,
+                 n_support=1, n_query=None, inner_steps=None, inner_lr=None, outer_lr=None,
+                 inner_params=None, train_window=None, validation_fraction=0.1,
+                 validation_interval=None, patience=None, max_grad_norm=None,
+                 input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
+                 predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
+                 mixed_precision=True, random_state=None, verbose=0, features=None):
         self.size = size
         self.d_model = d_model
         self.n_heads = n_heads
@@ -98,25 +118,17 @@ class DSAMLRegressor(BaseEmotionRegressor):
         self.local_target = local_target
         self.global_target = global_target
         self.adapter = adapter
-        super().__init__(
-            meta_learning=meta_learning, tasks=tasks, n_episodes=n_episodes,
-            tasks_per_step=tasks_per_step, n_support=n_support, n_query=n_query,
-            inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr,
-            inner_params=inner_params, train_window=train_window,
-            validation_fraction=validation_fraction, validation_interval=validation_interval,
-            checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-            predict_batch_size=predict_batch_size, features=features, device=device,
-            mixed_precision=mixed_precision, random_state=random_state, verbose=verbose)
+        super().__init__(**self._shared(locals()))
 
     def _build_network(self, spec):
-        return DSAMLNet(
+        return self._assemble(DSAMLNet(
             spec["n_patch_times"], spec["n_mels"], spec["global_dim"], **self.architecture(),
             dropout=self.dropout, local_context=self.local_context,
             global_context=self.global_context, local_attention=self.local_attention,
-            global_attention=self.global_attention, adapter=self.adapter)
+            global_attention=self.global_attention, adapter=self.adapter), spec)
 
     def _forward(self, network, state, batch, context=None):
-        args = (batch.local, batch.glob, batch.lengths, context)
+        args = (batch.local_patches, batch.global_embeddings, batch.lengths, context)
         out = network(*args) if state is None else functional_call(network, state, args)
         aux = None
         if self.attention_loss_weight and network.training and context is None:

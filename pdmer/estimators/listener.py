@@ -77,9 +77,12 @@ class ListenerAdaptation:
             raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
         if metadata.get("pdmer_listener") != "1":
             raise ValueError(f"{path} is not a pdmer listener file (pdmer.personalize writes them).")
-        params = load_file(path)
+        # Copies: safetensors' tensors sit at unaligned offsets of the file's
+        # buffer, and BLAS kernels round differently there than on the aligned
+        # memory of the adaptation that was saved (last-bit differences).
+        params = {name: tensor.clone() for name, tensor in load_file(path).items()}
         _check_finite(params, f"{path} is not a usable listener file")
-        return cls(params=dict(params), model_id=metadata["model_id"],
+        return cls(params=params, model_id=metadata["model_id"],
                    estimator=metadata["estimator"], info=json.loads(metadata.get("info", "{}")))
 
     def __repr__(self) -> str:

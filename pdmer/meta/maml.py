@@ -16,7 +16,7 @@ LossFn = Callable[[dict, object], torch.Tensor]
 
 
 def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int,
-          lr: float, create_graph: bool = False, progress=None) -> dict:
+          lr, create_graph: bool = False, progress=None) -> dict:
     """Plain SGD on ``batch`` for the parameters in ``names``.
 
     Parameters
@@ -30,7 +30,9 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
     batch : object
         Passed to ``loss_fn``.
     steps : int
-    lr : float
+    lr : float or dict of str -> Tensor
+        Step size, or one tensor of step sizes per adapted parameter
+        (Meta-SGD's learned rates; gradients reach them through the update).
     create_graph : bool, default=False
         Keep the graph of the updates (second-order MAML).
     progress : callable, optional
@@ -49,20 +51,24 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
                                     create_graph=create_graph, allow_unused=True)
         for name, grad in zip(names, grads):
             if grad is not None:
-                fast[name] = fast[name] - lr * grad
+                fast[name] = fast[name] - (lr[name] if isinstance(lr, dict) else lr) * grad
         if progress is not None:
             progress(step + 1, steps)
     return fast
 
 
 def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
-                       names: list, support, query, steps: int, lr: float,
+                       names: list, support, query, steps: int, lr,
                        first_order: bool, weight: float = 1.0) -> float:
     """Accumulate one task's meta-gradient into ``params[*].grad``.
 
     Second-order MAML differentiates through the inner updates. First-order
     MAML starts the inner loop from detached copies, so the query gradient at
-    the adapted weights is applied to the meta-parameters as it is.
+    the adapted weights is applied to the meta-parameters as it is. With
+    learned rates (``lr`` a dict of tensors that require grad, Meta-SGD) the
+    query loss also reaches the rates through the updates; first-order, the
+    inner gradients are constants there, so each rate gets
+    ``-sum_k grad_k * grad_query``.
 
     Returns the task's query loss.
     """

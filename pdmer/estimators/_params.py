@@ -1,0 +1,158 @@
+"""The parameters every estimator shares: their documentation and constraints."""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+from pdmer.meta.learner import META_LEARNING
+
+DEFAULT_WAVEFORM_RATE = 16000
+"""Sample rate of the raw audio that waveform models get from their default front end."""
+
+COLLAPSE_STD_RATIO = 0.5
+"""A fitted model whose predictions vary less than this share of the labels'
+standard deviation (in either dimension) gets a :class:`CollapseWarning`."""
+
+COLLAPSE_CCC = 0.05
+"""... as does one whose best validation CCC stays below this."""
+
+_POSITIVE = [Interval(Integral, 1, None, closed="left")]
+_POSITIVE_OR_PRESET = [Interval(Integral, 1, None, closed="left"), None]
+_RATE_OR_PRESET = [Interval(Real, 0, np.inf, closed="neither"), None]
+
+SHARED_PARAMETERS = """\
+    meta_learning : {"fomaml", "maml", "metasgd", "none"}, default="fomaml"
+        First-order MAML (the reference), second-order MAML, first-order
+        Meta-SGD (learned per-parameter inner learning rates, saved with the
+        model and used by :meth:`personalize`), or plain supervised training
+        on the same batches (then :meth:`personalize` fine-tunes).
+    tasks : {"auto", "annotator", "song"}, default="auto"
+        Task construction: one task per annotator (the paper's personalized
+        construction; needs ``annotators``), or songs with labels averaged
+        over annotators (traditional). "auto" picks "annotator" when
+        annotator ids are given.
+    n_episodes : int, optional
+        Outer steps (at most: early stopping may end training sooner).
+        This and every other training parameter given as "optional" below
+        default to None, the ``size`` preset's value (:meth:`presets`); the
+        values a fit used are in ``resolved_params_``.
+    tasks_per_step : int, optional
+    n_support : int, default=1
+        Songs per support set of a task.
+    n_query : int, optional
+        Songs per query set of a task.
+    inner_steps : int, optional
+        SGD steps of the inner loop, and of :meth:`personalize` by default.
+    inner_lr : float, optional
+        Step size of the inner loop (Meta-SGD: the rates' starting value).
+    outer_lr : float, optional
+        Adam learning rate of the outer loop.
+    inner_params : {"all", "head"}, optional
+        Parameters adapted in the inner loop and stored per listener: all
+        (the reference) or only the recurrent layers and the head (ANIL:
+        smaller listener files, faster inner loops).
+    train_window : int or "full", optional
+        Training songs are cut to a random window of this many frames (60 =
+        30 s); "full" trains on whole songs.
+    validation_fraction : float, default=0.1
+        Share of annotators (or songs) of the training data held out to pick
+        the best episode and stop early; 0 keeps the last episode.
+    validation_interval : int, optional
+        Episodes between validations.
+    patience : int, optional
+        Stop after this many validations in a row without improvement; 0
+        never stops early.
+    max_grad_norm : float, optional
+        Clip the outer gradient's L2 norm to this; 0 does not clip.
+    input_normalization : bool, optional
+        Standardise local patches (per mel band) and global embeddings (per
+        dimension) with statistics of the training songs, stored in the
+        model.
+    checkpoint_path : str, optional
+        Save training state here every ``checkpoint_interval`` episodes; a
+        later fit with the same parameters and data resumes from it (or
+        continues it up to a larger ``n_episodes``).
+    checkpoint_interval : int, default=100
+    predict_batch_size : int, default=8
+    front_end : AudioFeatures, optional
+        Feature extractor used when ``X`` holds audio instead of
+        SongFeatures; None uses the model's default (``AudioFeatures()``,
+        with ``waveform_rate`` set for the raw-audio models).
+    frame_offset : float, optional
+        Audio time in seconds of label frame 0 when ``X`` holds audio (15
+        for DEAM and PMEmo); None uses the front end's. SongFeatures carry
+        their own.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    mixed_precision : bool, default=True
+        bfloat16 autocast on CUDA (ignored on the CPU).
+    random_state : int, optional
+        Seed for initialisation, task sampling and dropout; runs repeat
+        exactly on the CPU.
+    verbose : int, default=0
+        Show a progress bar of episodes with the running loss.
+    features : AudioFeatures, optional
+        Deprecated alias of ``front_end``."""
+"""The parameters every estimator shares, as numpydoc; estimator docstrings
+include them where they write ``%(shared_parameters)s``."""
+
+TRAINING_ATTRIBUTES = """\
+    history_ : dict of str -> list
+        Per episode ``episode``, ``loss`` and ``grad_norm`` (before
+        clipping); per validation ``validation_episode`` and
+        ``validation_ccc``.
+    resolved_params_ : dict
+        The preset's settings with the parameters applied: what fit used.
+    best_episode_ : int or None
+        The episode whose state was kept (the best validation; the last one
+        without a validation split).
+    best_validation_ccc_ : float or None
+        Its validation CCC (None without a validation split).
+    n_episodes_run_ : int
+        Episodes trained: fewer than ``n_episodes`` when stopped early.
+    stopped_early_ : bool
+    prediction_std_ratio_ : list of float
+        Standard deviation of the predictions over the labels', (arousal,
+        valence), on the validation songs (training songs without a
+        validation split); under 0.5 gives a
+        :class:`~pdmer.estimators.CollapseWarning`.
+    model_id_ : str
+        Fingerprint of the fitted network, carried by listener files.
+    seed_ : int
+        The run's seed."""
+"""Fitted attributes every estimator documents where it writes ``%(training_attributes)s``."""
+
+PARAMETER_CONSTRAINTS = {
+    "size": [str],  # one of the estimator's presets: checked by resolved_params()
+    "meta_learning": [StrOptions(set(META_LEARNING))],
+    "tasks": [StrOptions({"auto", "annotator", "song"})],
+    "n_episodes": _POSITIVE_OR_PRESET,
+    "tasks_per_step": _POSITIVE_OR_PRESET,
+    "n_support": _POSITIVE,
+    "n_query": _POSITIVE_OR_PRESET,
+    "inner_steps": _POSITIVE_OR_PRESET,
+    "inner_lr": _RATE_OR_PRESET,
+    "outer_lr": _RATE_OR_PRESET,
+    "inner_params": [StrOptions({"all", "head"}), None],
+    "train_window": [Interval(Integral, 1, None, closed="left"), StrOptions({"full"}),
+                     None],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "validation_interval": _POSITIVE_OR_PRESET,
+    "patience": [Interval(Integral, 0, None, closed="left"), None],
+    "max_grad_norm": [Interval(Real, 0, np.inf, closed="left"), None],
+    "input_normalization": ["boolean", None],
+    "checkpoint_path": [str, os.PathLike, None],
+    "checkpoint_interval": _POSITIVE,
+    "predict_batch_size": _POSITIVE,
+    "front_end": [HasMethods(["transform"]), None],
+    "frame_offset": [Interval(Real, 0, np.inf, closed="left"), None],
+    "device": [str],
+    "mixed_precision": ["boolean"],
+    "random_state": [Interval(Integral, 0, None, closed="left"), None],
+    "verbose": ["verbose"],
+    "features": [HasMethods(["transform"]), None],
+}
+"""Constraints of the shared parameters (scikit-learn's ``_parameter_constraints``)."""

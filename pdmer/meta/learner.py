@@ -1,0 +1,316 @@
+"""A network's losses, inner loops and predictions on song tensors.
+
+:class:`MetaLearner` is what the estimators and the trainer share: one
+meta-training episode's gradient (:meth:`~MetaLearner.episode_backward`),
+adaptation to one listener from the meta-parameters
+(:meth:`~MetaLearner.adapt`), prediction (:meth:`~MetaLearner.predict`) and
+the personalized episodes of the evaluation protocol run on tensors
+(:meth:`~MetaLearner.run_episodes`). It holds no training state: the
+estimator builds one around its network whenever it needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+
+import numpy as np
+import torch
+
+from pdmer.meta.batch import collate
+from pdmer.meta.maml import adapt, maml_task_backward
+from pdmer.nn.losses import emotion_loss
+
+META_LEARNING = ("fomaml", "maml", "metasgd", "none")
+"""Meta-learning modes: first-order MAML, second-order MAML, first-order
+Meta-SGD (learned per-parameter inner rates) and plain training."""
+
+ADAPT_MODES = ("eval", "train")
+"""Module mode of inner loops and personalization: ``"eval"`` (dropout off,
+BatchNorm running statistics, as at prediction) or ``"train"``."""
+
+
+_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = \
+    weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def forward_lock(network) -> threading.Lock:
+    """The lock that serializes forward passes through ``network``.
+
+    :func:`torch.func.functional_call` runs a module with other parameters by
+    swapping them into the module for the duration of the call, so two
+    threads running one network at once would see each other's parameters.
+    Backward passes need no lock: the graph holds the tensors it needs.
+    """
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(network)
+        if lock is None:
+            lock = _LOCKS[network] = threading.Lock()
+        return lock
+
+
+class MetaLearner:
+    """Losses, inner loops and predictions of one network.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        The network; a :class:`~pdmer.meta.metasgd.LearnedInnerRates`
+        submodule named ``inner_rates`` holds Meta-SGD's rates.
+    forward : callable
+        ``forward(network, state, batch, context)`` returns ``(prediction
+        (B, T, 2), auxiliary loss or None, context or None)``; ``state`` is
+        None (the module's own parameters) or a dict of parameters.
+    adapted_names : list of str
+        Parameters the inner loop and personalization change.
+    meta_learning : {"fomaml", "maml", "metasgd", "none"}
+    inner_steps : int
+    inner_lr : float
+    device : torch.device
+    mixed_precision : bool, default=True
+        bfloat16 autocast on CUDA.
+    adapt_mode : {"eval", "train"}, default="eval"
+        Module mode of every inner loop and adaptation. In ``"eval"`` mode
+        adaptation sees the network exactly as prediction does and changes
+        no module state; with forward passes serialized by
+        :func:`forward_lock`, several threads may adapt and predict with one
+        network at once. ``"train"`` switches the network to training mode
+        while it adapts (not thread-safe).
+    """
+
+    def __init__(self, network, forward, adapted_names, *, meta_learning, inner_steps,
+                 inner_lr, device, mixed_precision=True, adapt_mode="eval"):
+        if meta_learning not in META_LEARNING or adapt_mode not in ADAPT_MODES:
+            raise ValueError(f"meta_learning must be one of {META_LEARNING} and adapt_mode one "
+                             f"of {ADAPT_MODES}; got {meta_learning!r} and {adapt_mode!r}.")
+        self.network = network
+        self.forward = forward
+        self.names = list(adapted_names)
+        self.meta_learning = meta_learning
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.adapt_mode = adapt_mode
+
+    # ---------------------------------------------------------------- losses
+    def autocast(self):
+        enabled = self.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=enabled)
+
+    def loss(self, state, batch, buffers=None, context=None):
+        """``(loss, context)``: the emotion loss (plus any auxiliary loss) of ``batch``."""
+        full = state if buffers is None else {**state, **buffers}
+        with forward_lock(self.network), self.autocast():
+            prediction, aux, context = self.forward(self.network, full, batch, context)
+        loss = emotion_loss(prediction.float(), batch.y, batch.mask)
+        return (loss if aux is None else loss + aux.float()), context
+
+    def query_loss(self, state, batch):
+        """The loss ``(params, batch) -> loss`` of a query set (or of plain training)."""
+        return self.loss(state, batch)[0]
+
+    def support_loss(self, keep_graph: bool = False):
+        """The inner-loop loss ``(params, batch) -> loss``, run in the adaptation mode.
+
+        Parameters
+        ----------
+        keep_graph : bool, default=False
+            Keep the graph of the frozen part's output (second-order MAML).
+        """
+        training = self.adapt_mode == "train"
+        # In training mode, inner loops run on copies of the BatchNorm
+        # statistics: adapting to one song must not drift the population
+        # statistics used at test time. Eval mode never updates them.
+        buffers = ({n: b.clone() for n, b in self.network.named_buffers()} if training
+                   else None)
+        adapted = set(self.names)
+        head_only = any(n not in adapted and not n.startswith("inner_rates.")
+                        for n, _ in self.network.named_parameters())
+        # With only the head adapting, the rest of the network gives the same
+        # context at every step: compute it once.
+        cache = {}
+
+        def loss(state, batch):
+            with self._mode(training):
+                value, context = self.loss(state, batch, buffers, cache.get("context"))
+            if head_only and "context" not in cache and context is not None:
+                cache["context"] = context if keep_graph else context.detach()
+            return value
+
+        return loss
+
+    def rates(self, lr=None):
+        """The inner step size: ``lr``, Meta-SGD's learned rates, or ``inner_lr``."""
+        if lr is not None:
+            return lr
+        learned = getattr(self.network, "inner_rates", None)
+        return self.inner_lr if learned is None else learned.as_dict()
+
+    def _second_order_context(self):
+        # cuDNN's LSTM has no double backward.
+        second_order = self.meta_learning == "maml" and self.device.type == "cuda"
+        return (torch.backends.cudnn.flags(enabled=False) if second_order
+                else contextlib.nullcontext())
+
+    @contextlib.contextmanager
+    def _mode(self, training: bool):
+        """Run in training or eval mode, then restore.
+
+        Nothing is written when the network is already in that mode (eval
+        adaptation and prediction of a fitted model), so concurrent callers
+        never race on it.
+        """
+        was = self.network.training
+        if was != training:
+            self.network.train(training)
+        try:
+            yield
+        finally:
+            if self.network.training != was:
+                self.network.train(was)
+
+    # -------------------------------------------------------------- training
+    def episode_backward(self, tasks, songs, window, rng) -> float:
+        """Accumulate one episode's (meta-)gradient into the parameters' ``.grad``.
+
+        Parameters
+        ----------
+        tasks : list of Task
+        songs : list of Song
+            Rows the tasks index, on ``device``.
+        window : int or None
+            Frames of the random crop of every song (None: whole songs).
+        rng : numpy.random.Generator
+            Draws the crops.
+
+        Returns
+        -------
+        float
+            The mean query loss of the tasks.
+        """
+        params = dict(self.network.named_parameters())
+        loss = 0.0
+        for task in tasks:
+            if self.meta_learning == "none":
+                # The songs of a meta-learning episode, one task per batch with
+                # accumulated gradients: the mean loss over all of them at the
+                # memory of one task.
+                rows = np.r_[task.support, task.query]
+                batch = collate([songs[i].window(window, rng) for i in rows], self.device)
+                task_loss = self.query_loss(params, batch) / len(tasks)
+                task_loss.backward()
+                loss += float(task_loss.detach())
+                continue
+            support = collate([songs[i].window(window, rng) for i in task.support], self.device)
+            query = collate([songs[i].window(window, rng) for i in task.query], self.device)
+            loss += self.task_backward(support, query, weight=1.0 / len(tasks)) / len(tasks)
+        return loss
+
+    def task_backward(self, support, query, steps=None, weight=1.0) -> float:
+        """Accumulate one task's meta-gradient (weighted) into the parameters' ``.grad``.
+
+        Parameters
+        ----------
+        support, query : SongBatch
+        steps : int, optional
+            Inner steps; defaults to ``inner_steps``.
+        weight : float, default=1.0
+            Scale of this task's gradient (1 / tasks per episode).
+
+        Returns
+        -------
+        float
+            The task's query loss.
+        """
+        second_order = self.meta_learning == "maml"
+        with self._second_order_context():
+            return maml_task_backward(
+                self.support_loss(keep_graph=second_order), self.query_loss,
+                dict(self.network.named_parameters()), self.names, support, query,
+                self.inner_steps if steps is None else steps, self.rates(),
+                first_order=not second_order, weight=weight)
+
+    # ---------------------------------------------------------- adaptation
+    def adapt(self, songs, steps=None, lr=None, progress=None) -> dict:
+        """Parameters adapted to support songs, starting from the meta-parameters.
+
+        Parameters
+        ----------
+        songs : list of Song
+        steps : int, optional
+            Defaults to ``inner_steps``.
+        lr : float, optional
+            Defaults to Meta-SGD's learned rates, or ``inner_lr``.
+        progress : callable, optional
+            ``progress(step, steps)`` after every step.
+
+        Returns
+        -------
+        dict of str -> Tensor
+            The adapted parameters (detached), by name.
+        """
+        steps = self.inner_steps if steps is None else steps
+        rates = self.rates(lr)
+        if isinstance(rates, dict):
+            rates = {n: r.detach() for n, r in rates.items()}
+        with forward_lock(self.network):  # not while another thread swapped its own in
+            params = {n: p.detach().clone().requires_grad_(n in self.names)
+                      for n, p in self.network.named_parameters()}
+        batch = collate(songs, self.device)
+        with torch.enable_grad():
+            fast = adapt(self.support_loss(), params, self.names, batch, steps, rates,
+                         progress=progress)
+        return {n: fast[n].detach() for n in self.names}
+
+    @torch.no_grad()
+    def predict(self, songs, state=None, batch_size=8) -> list:
+        """Predictions ``(n_frames_i, 2)`` per song; ``state`` overrides parameters."""
+        order = np.argsort([s.n_frames for s in songs], kind="stable")
+        out = [None] * len(songs)
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            batch = collate([songs[i] for i in idx], self.device, labels=False)
+            with self._mode(False), forward_lock(self.network), self.autocast():
+                prediction, _, _ = self.forward(self.network, state, batch, None)
+            prediction = prediction.float().cpu().numpy()
+            for j, i in enumerate(idx):
+                out[i] = prediction[j, : songs[i].n_frames]
+        return out
+
+    def run_episodes(self, songs, episodes, batch_size=8):
+        """Adapt per episode and predict its query rows (see :mod:`pdmer.evaluation`).
+
+        Parameters
+        ----------
+        songs : list of Song
+            Labelled rows the episodes index.
+        episodes : list of Episode
+            From :func:`pdmer.evaluation.plan_episodes`; an episode without
+            support rows scores the model as it is.
+        batch_size : int, default=8
+
+        Returns
+        -------
+        truth, predictions : list of ndarray
+            Labels and predictions of every scored row, from each episode's
+            ``query_start`` on.
+        listeners : list of str
+        """
+        truth, predictions, listeners = [], [], []
+        for episode in episodes:
+            state = None
+            if episode.support:
+                support = [songs[r] for r in episode.support]
+                if episode.support_frames is not None:
+                    support = [s.crop(0, episode.support_frames) for s in support]
+                state = self.adapt(support)
+            query = [songs[r] for r in episode.query]
+            for song, predicted in zip(query, self.predict(query, state, batch_size)):
+                truth.append(song.y[episode.query_start:].cpu().numpy())
+                predictions.append(predicted[episode.query_start:])
+                listeners.append(episode.listener)
+        return truth, predictions, listeners
