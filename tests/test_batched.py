@@ -17,7 +17,7 @@ def make_net():
     torch.manual_seed(0)
     # dropout 0: the batched and the sequential loop draw different masks.
     return DSAMLNet(7, 8, 6, d_model=8, n_heads=2, n_layers=2, d_ff=16, dropout=0.0,
-                    local_context=1, global_context=4, lstm_hidden=4, head_hidden=4)
+                    local_context=1, global_context=4, lstm_hidden=8, head_hidden=8)
 
 
 def song(n_frames, seed):
@@ -105,6 +105,9 @@ def assert_same(results):
     torch.testing.assert_close(torch.tensor(b_losses), torch.tensor(losses), atol=1e-5,
                                rtol=1e-5)
     assert b_grads.keys() == grads.keys() and grads
+    # Every parameter gets a gradient (a test network with constant outputs
+    # would leave most of them at zero and prove little).
+    assert all(g.abs().sum() > 0 for g in grads.values())
     for name in grads:
         torch.testing.assert_close(b_grads[name], grads[name], atol=1e-5, rtol=1e-3,
                                    msg=lambda m, name=name: f"{name}: {m}")
@@ -163,7 +166,7 @@ def test_bad_input():
 def test_dropout_draws_per_task_masks():
     torch.manual_seed(0)
     net = DSAMLNet(7, 8, 6, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.5,
-                   local_context=1, global_context=4, lstm_hidden=4, head_hidden=4).train()
+                   local_context=1, global_context=4, lstm_hidden=8, head_hidden=8).train()
     names = [n for n, _ in net.named_parameters()]
     # Two identical tasks: only their dropout masks can tell them apart.
     task = make_tasks([(6, 6)])[0]
