@@ -120,7 +120,14 @@ class LocalSpectrogramAdapter(nn.Module):
 
     def _train_forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
         conv1, norm1, _, pool1, conv2, norm2, _, pool2, conv3 = self.features
-        x = pool1(_batch_norm(norm1, conv1(x), valid)).relu()
+        x = conv1(x)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # Under bfloat16 the channels-last layout makes the CPU max-pooling
+            # 2.5x faster (adapter -17%). Not in float32: PyTorch's CPU
+            # channels-last BatchNorm sums its statistics with errors of
+            # ~1e-3, far above float32 rounding but below bfloat16's.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = pool1(_batch_norm(norm1, x, valid)).relu()
         x = pool2(_batch_norm(norm2, conv2(x), valid)).relu()
         return conv3(x)
 

@@ -125,6 +125,12 @@ def bidirectional_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None = None) 
     Tensor of shape (batch, n_frames, 2 * hidden_size)
         Outputs at padding steps are zero (fused) or meaningless (unrolled).
     """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        # oneDNN's bfloat16 LSTM backward is 3x slower than float32 on CPUs
+        # (measured on AVX512-BF16, benchmarks/scale.md); the LSTM is a few
+        # percent of the work, so it stays in float32.
+        with torch.autocast("cpu", enabled=False):
+            return bidirectional_lstm(lstm, x.float(), lengths)
     if is_vmappable():
         return unrolled_lstm(lstm, x, lengths)
     if lengths is None:
