@@ -174,3 +174,26 @@ def test_dropout_draws_per_task_masks():
                                     STEPS, LR)
     assert losses[0] != losses[1]
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("runner", ["sequential", "batched"])
+def test_first_order_updates_leave_the_meta_parameters_alone(runner):
+    # Both loops update their inner-loop copies in place.
+    net = make_net().train()
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    names = list(before)
+    tasks = make_tasks(EQUAL)
+    if runner == "sequential":
+        sequential(net, tasks, "fomaml", names, False)
+    else:
+        batched_tasks_backward(loss_and_context(net), net, names, tasks, "fomaml", STEPS, LR)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), before[name], rtol=0, atol=0)
+
+
+def test_in_place_adaptation_refuses_second_order():
+    from pdmer.meta.maml import adapt
+
+    with pytest.raises(ValueError, match="in_place"):
+        adapt(lambda s, b: s["w"].sum(), {"w": torch.ones(2, requires_grad=True)}, ["w"],
+              None, 1, 0.1, create_graph=True, in_place=True)

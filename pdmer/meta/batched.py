@@ -160,8 +160,13 @@ def _group_backward(loss_fn, network, names, group, mode, steps, lr, weight, reu
         grads = torch.autograd.grad(task_losses.sum(), [fast[n] for n in names],
                                     create_graph=second_order, allow_unused=True)
         for name, grad in zip(names, grads):
-            if grad is not None:
-                fast[name] = fast[name] - lr * grad
+            if grad is None:
+                continue
+            if second_order:
+                fast[name] = torch.add(fast[name], grad, alpha=-lr)
+            else:  # the start copies are ours: no new memory per step
+                with torch.no_grad():
+                    fast[name].add_(grad, alpha=-lr)
         if reuse_context and context is None and new_context is not None:
             context = new_context if second_order else new_context.detach()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pdmer.nn.recurrent import is_vmappable
+
 # Frames per chunk when the adapter runs without gradients: bounds the
 # memory of the first convolution's output (8 x (P + 2) x (M + 2) floats per
 # frame) for songs of any length.
@@ -121,7 +123,8 @@ class LocalSpectrogramAdapter(nn.Module):
     def _train_forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
         conv1, norm1, _, pool1, conv2, norm2, _, pool2, conv3 = self.features
         x = conv1(x)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and not is_vmappable()):  # vmap cannot batch memory formats
             # Under bfloat16 the channels-last layout makes the CPU max-pooling
             # 2.5x faster (adapter -17%). Not in float32: PyTorch's CPU
             # channels-last BatchNorm sums its statistics with errors of
