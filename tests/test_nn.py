@@ -440,3 +440,16 @@ def test_second_order_gradients_through_functional_call():
     assert all(g.abs().sum() > 0 for g in second)
     # The second-order terms are really there.
     assert any(not torch.allclose(s, f) for s, f in zip(second, first))
+
+
+def test_lstm_stays_float32_under_cpu_autocast():
+    # oneDNN's bfloat16 LSTM backward is slower than float32 on CPUs.
+    from pdmer.nn.recurrent import bidirectional_lstm
+
+    lstm = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = bidirectional_lstm(lstm, x.bfloat16(), torch.tensor([5, 3]))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, bidirectional_lstm(lstm, x.bfloat16().float(),
+                                                       torch.tensor([5, 3])))

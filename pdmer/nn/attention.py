@@ -232,7 +232,7 @@ class RelativeSelfAttention(nn.Module):
         # Relative-key term: each query scores the 2 L + 1 clipped distances,
         # then every pair picks its own; i - j = a - c + front in every block.
         limit = self.max_relative_position
-        relative = q_blocks @ self.distance_embedding.weight.T.to(q.dtype)
+        relative = q_blocks @ self.distance_embedding.weight.T
         a = torch.arange(block, device=q.device)[:, None]
         c = torch.arange(window, device=q.device)[None, :]
         distance = a - c + front
