@@ -101,6 +101,32 @@ def test_adapter_long_input_without_gradients_is_chunked_exactly(monkeypatch):
     torch.testing.assert_close(chunked, whole)
 
 
+def test_adapter_without_gradients_never_holds_a_whole_song(monkeypatch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import pdmer.nn.adapter as adapter_module
+
+    class LargestTensor(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.largest = max(self.largest, t.numel())
+            return out
+
+    monkeypatch.setattr(adapter_module, "_CHUNK_FRAMES", 4)
+    adapter = LocalSpectrogramAdapter(11, 16).eval()
+    patches = torch.randn(1, 40, 11, 16)
+    with torch.no_grad(), LargestTensor() as mode:
+        out = adapter(patches)
+    # The first feature map is 8 x 13 x 18 per frame; a whole song's would
+    # be 40 frames of it.
+    assert mode.largest <= 4 * 8 * 13 * 18 + patches.numel()
+    assert out.shape == (1, 40, adapter.out_dim)
+
+
 def test_adapter_padding_stays_out_of_batch_statistics():
     torch.manual_seed(0)
     adapter = LocalSpectrogramAdapter(11, 16).train()
