@@ -185,17 +185,20 @@ def test_query_without_allowed_keys_gets_zero_weights():
     torch.testing.assert_close(weights[0, :, :3].sum(-1), torch.ones(N_HEADS, 3))
 
 
+class LargestTensor(TorchDispatchMode):
+    """Records the number of elements of the largest tensor any operation returns."""
+
+    largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
 def test_attention_memory_is_linear_in_length():
-    class LargestTensor(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(t, torch.Tensor):
-                    self.largest = max(self.largest, t.numel())
-            return out
-
     attention = make_attention()
     n_frames = 3000
     x = torch.randn(1, n_frames, D_MODEL)

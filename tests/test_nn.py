@@ -102,19 +102,8 @@ def test_adapter_long_input_without_gradients_is_chunked_exactly(monkeypatch):
 
 
 def test_adapter_without_gradients_never_holds_a_whole_song(monkeypatch):
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     import pdmer.nn.adapter as adapter_module
-
-    class LargestTensor(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(t, torch.Tensor):
-                    self.largest = max(self.largest, t.numel())
-            return out
+    from test_attention import LargestTensor
 
     monkeypatch.setattr(adapter_module, "_CHUNK_FRAMES", 4)
     adapter = LocalSpectrogramAdapter(11, 16).eval()
