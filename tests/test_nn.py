@@ -14,6 +14,7 @@ from pdmer.nn import (
     RelativeSelfAttention,
     TransformerEncoder,
     band_mask,
+    band_to_dense,
     diagonal_attention_loss,
     emotion_loss,
     sequence_metrics,
@@ -65,6 +66,71 @@ def test_adapter_rejects_wrong_patch_shape():
         LocalSpectrogramAdapter(11, 16)(torch.randn(1, 2, 16, 11))
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_adapter_equals_its_layers_in_declared_order(mode):
+    # features holds conv, BN, ReLU, pool, ...: the adapter pools before its
+    # ReLUs and folds BN in eval mode; values and gradients must not change.
+    torch.manual_seed(0)
+    adapter = LocalSpectrogramAdapter(11, 16)
+    with torch.no_grad():  # non-trivial running statistics and affine terms
+        for norm in (adapter.features[1], adapter.features[5]):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.uniform_(-2, 2)
+            norm.bias.uniform_(-1, 1)
+    adapter.train(mode == "train")
+    patches = torch.randn(2, 5, 11, 16)
+    out = adapter(patches)
+    expected = adapter.features(patches.reshape(10, 1, 11, 16)).reshape(2, 5, -1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    grads = torch.autograd.grad(out.square().sum(), list(adapter.parameters()))
+    expected_grads = torch.autograd.grad(expected.square().sum(), list(adapter.parameters()))
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, atol=1e-4, rtol=1e-3)
+
+
+def test_adapter_long_input_without_gradients_is_chunked_exactly(monkeypatch):
+    import pdmer.nn.adapter as adapter_module
+
+    adapter = LocalSpectrogramAdapter(11, 16).eval()
+    patches = torch.randn(1, 23, 11, 16)
+    with torch.no_grad():
+        whole = adapter(patches)
+        monkeypatch.setattr(adapter_module, "_CHUNK_FRAMES", 5)
+        chunked = adapter(patches)
+    torch.testing.assert_close(chunked, whole)
+
+
+def test_adapter_without_gradients_never_holds_a_whole_song(monkeypatch):
+    import pdmer.nn.adapter as adapter_module
+    from test_attention import LargestTensor
+
+    monkeypatch.setattr(adapter_module, "_CHUNK_FRAMES", 4)
+    adapter = LocalSpectrogramAdapter(11, 16).eval()
+    patches = torch.randn(1, 40, 11, 16)
+    with torch.no_grad(), LargestTensor() as mode:
+        out = adapter(patches)
+    # The first feature map is 8 x 13 x 18 per frame; a whole song's would
+    # be 40 frames of it.
+    assert mode.largest <= 4 * 8 * 13 * 18 + patches.numel()
+    assert out.shape == (1, 40, adapter.out_dim)
+
+
+def test_adapter_padding_stays_out_of_batch_statistics():
+    torch.manual_seed(0)
+    adapter = LocalSpectrogramAdapter(11, 16).train()
+    reference = LocalSpectrogramAdapter(11, 16).train()
+    reference.load_state_dict(adapter.state_dict())
+    patches = torch.randn(2, 6, 11, 16)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    patches[1, 4:] = 1e4  # padding content must not matter
+    out = adapter(patches, valid)
+    expected = reference(patches[valid][None])[0]
+    torch.testing.assert_close(out[valid], expected, atol=1e-5, rtol=1e-4)
+    for name, buffer in adapter.named_buffers():
+        torch.testing.assert_close(buffer, dict(reference.named_buffers())[name])
+
+
 # --- attention ---------------------------------------------------------------
 
 
@@ -87,21 +153,23 @@ def test_attention_weights_are_distributions_that_respect_masks():
     allowed = band_mask(n_frames, 2)
     padding = torch.zeros(2, n_frames, dtype=torch.bool)
     padding[1, 6:] = True
-    out, weights = attention(torch.randn(2, n_frames, D_MODEL), allowed, padding)
+    out, weights = attention(torch.randn(2, n_frames, D_MODEL), 2, padding, need_weights=True)
+    assert weights.shape == (2, N_HEADS, n_frames, 5)  # band layout
+    weights = band_to_dense(weights)
 
     assert out.shape == (2, n_frames, D_MODEL)
     assert weights.shape == (2, N_HEADS, n_frames, n_frames)
     assert torch.isfinite(weights).all() and torch.isfinite(out).all()
-    torch.testing.assert_close(weights.sum(-1), torch.ones(2, N_HEADS, n_frames))
+    torch.testing.assert_close(weights[0].sum(-1), torch.ones(N_HEADS, n_frames))
+    torch.testing.assert_close(weights[1, :, :8].sum(-1), torch.ones(N_HEADS, 8))
     # Row 8 of the padded sequence is fully blocked (checked below).
     assert (weights[0][:, ~allowed] < 1e-12).all()
     assert (weights[1, :, :8][:, ~allowed[:8]] < 1e-12).all()
     # Valid queries of the padded sequence never look at padding...
     assert (weights[1, :, :6, 6:] < 1e-12).all()
-    # ...and a query whose whole band is padding gets finite uniform weights.
-    torch.testing.assert_close(
-        weights[1, :, 8], torch.full((N_HEADS, n_frames), 1 / n_frames)
-    )
+    # ...and a query whose whole band is padding gets finite zero weights
+    # (it attends to nothing; padding rows are meaningless downstream).
+    torch.testing.assert_close(weights[1, :, 8], torch.zeros(N_HEADS, n_frames))
 
 
 @pytest.mark.parametrize("n_frames", [4, 12])
@@ -113,7 +181,8 @@ def test_relative_scores_match_bert_relative_key(n_frames):
         D_MODEL, N_HEADS, dropout=0.0, max_relative_position=limit
     )
     x = torch.randn(2, n_frames, D_MODEL)
-    _, weights = attention(x)
+    _, weights = attention(x, need_weights=True)
+    weights = band_to_dense(weights)
 
     head_dim = D_MODEL // N_HEADS
     q = attention.query(x).view(2, n_frames, N_HEADS, head_dim).transpose(1, 2)
@@ -131,12 +200,11 @@ def test_attention_rejects_heads_not_dividing_d_model():
         RelativeSelfAttention(10, 3)
 
 
-def test_encoder_returns_one_map_per_layer():
+def test_encoder_returns_one_output_and_last_map_per_band():
     encoder = TransformerEncoder(3, D_MODEL, N_HEADS, 32, 0.1, 4)
-    out, weights = encoder(torch.randn(2, 7, D_MODEL), band_mask(7, 1))
-    assert out.shape == (2, 7, D_MODEL)
-    assert len(weights) == 3
-    assert all(w.shape == (2, N_HEADS, 7, 7) for w in weights)
+    outs, weights = encoder(torch.randn(2, 7, D_MODEL), [1, 4], need_weights=True)
+    assert [o.shape for o in outs] == [(2, 7, D_MODEL)] * 2
+    assert [w.shape for w in weights] == [(2, N_HEADS, 7, 3), (2, N_HEADS, 7, 9)]
 
 
 # --- network -----------------------------------------------------------------
@@ -144,14 +212,16 @@ def test_encoder_returns_one_map_per_layer():
 
 def test_forward_shapes():
     net = make_net()
-    output = net(*make_inputs(3, 10))
+    output = net(*make_inputs(3, 10), return_attention=True)
     assert isinstance(output, DSAMLOutput)
     prediction, local_map, global_map, context = output
     assert prediction.shape == (3, 10, 2)
-    assert local_map.shape == global_map.shape == (3, N_HEADS, 10, 10)
+    # Band layout: 2 * local_context + 1 and 2 * global_context + 1 columns.
+    assert local_map.shape == (3, N_HEADS, 10, 5)
+    assert global_map.shape == (3, N_HEADS, 10, 13)
     assert context.shape == (3, 10, D_MODEL)
     # The local pass attends within its narrower band only.
-    assert (local_map[:, :, ~band_mask(10, 2)] < 1e-12).all()
+    assert (band_to_dense(local_map)[:, :, ~band_mask(10, 2)] < 1e-12).all()
 
 
 def test_context_runs_only_the_head():
@@ -177,14 +247,14 @@ def test_prediction_does_not_depend_on_padding():
     net = make_net().eval()
     local, global_ = make_inputs(2, 12)
     with torch.no_grad():
-        alone = net(local[:1, :7], global_[:1, :7])
-        batched = net(local, global_, torch.tensor([7, 12]))
+        alone = net(local[:1, :7], global_[:1, :7], return_attention=True)
+        batched = net(local, global_, torch.tensor([7, 12]), return_attention=True)
     torch.testing.assert_close(
         batched.prediction[0, :7], alone.prediction[0], atol=1e-5, rtol=1e-4
     )
     torch.testing.assert_close(
-        batched.global_attention[0, :, :7, :7],
-        alone.global_attention[0],
+        band_to_dense(batched.global_attention)[0, :, :7, :7],
+        band_to_dense(alone.global_attention)[0],
         atol=1e-6,
         rtol=1e-5,
     )
@@ -232,17 +302,34 @@ def test_single_attention_pass(switch, disabled):
     net = make_net(**{switch: False})
     calls = []
     net.encoder.register_forward_hook(lambda *args: calls.append(1))
-    output = net(*make_inputs(2, 9))
+    output = net(*make_inputs(2, 9), return_attention=True)
     assert len(calls) == 1
     assert getattr(output, f"{disabled}_attention") is None
     kept = output.global_attention if disabled == "local" else output.local_attention
-    assert kept.shape == (2, N_HEADS, 9, 9)
+    assert band_to_dense(kept).shape == (2, N_HEADS, 9, 9)
     assert output.prediction.shape == (2, 9, 2)
 
 
 def test_both_passes_disabled_raises():
     with pytest.raises(ValueError, match="local_attention and global_attention"):
         make_net(local_attention=False, global_attention=False)
+
+
+@pytest.mark.parametrize("lengths", [None, [7, 7, 7], [7, 3, 1]])
+def test_unrolled_lstm_equals_packed_lstm(lengths):
+    from pdmer.nn.recurrent import bidirectional_lstm, unrolled_lstm, vmappable
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 4, batch_first=True, bidirectional=True)
+    x = torch.randn(3, 7, 5)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    expected = bidirectional_lstm(lstm, x, lengths)
+    with vmappable():
+        out = bidirectional_lstm(lstm, x, lengths)
+    torch.testing.assert_close(out, unrolled_lstm(lstm, x, lengths))
+    valid = [7, 7, 7] if lengths is None else lengths.tolist()
+    for b, n in enumerate(valid):
+        torch.testing.assert_close(out[b, :n], expected[b, :n], atol=1e-6, rtol=1e-5)
 
 
 # --- losses ------------------------------------------------------------------
@@ -336,10 +423,11 @@ def test_second_order_gradients_through_functional_call():
     params = dict(net.named_parameters())
 
     def loss_fn(parameters):
-        output = functional_call(net, parameters, (local, global_, lengths))
+        output = functional_call(net, parameters, (local, global_, lengths),
+                                 {"return_attention": True})
         task = emotion_loss(output.prediction, target, mask)
         return task + diagonal_attention_loss(
-            output.local_attention, output.global_attention, lengths
+            output.local_attention, output.global_attention, lengths, layout="band"
         )
 
     # functional_call must really swap the LSTM weights (RNNs cache them).
@@ -367,3 +455,16 @@ def test_second_order_gradients_through_functional_call():
     assert all(g.abs().sum() > 0 for g in second)
     # The second-order terms are really there.
     assert any(not torch.allclose(s, f) for s, f in zip(second, first))
+
+
+def test_lstm_stays_float32_under_cpu_autocast():
+    # oneDNN's bfloat16 LSTM backward is slower than float32 on CPUs.
+    from pdmer.nn.recurrent import bidirectional_lstm
+
+    lstm = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = bidirectional_lstm(lstm, x.bfloat16(), torch.tensor([5, 3]))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, bidirectional_lstm(lstm, x.bfloat16().float(),
+                                                       torch.tensor([5, 3])))

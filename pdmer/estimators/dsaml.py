@@ -128,11 +128,15 @@ class DSAMLRegressor(BaseEmotionRegressor):
             global_attention=self.global_attention, adapter=self.adapter), spec)
 
     def _forward(self, network, state, batch, context=None):
-        args = (batch.local_patches, batch.global_embeddings, batch.lengths, context)
+        # Attention maps only where the diagonal loss needs them.
+        attention_loss = bool(self.attention_loss_weight) and network.training and context is None
+        args = (batch.local_patches, batch.global_embeddings, batch.lengths, context,
+                attention_loss)
         out = network(*args) if state is None else functional_call(network, state, args)
         aux = None
-        if self.attention_loss_weight and network.training and context is None:
+        if attention_loss:
             aux = self.attention_loss_weight * diagonal_attention_loss(
                 out.local_attention, out.global_attention, batch.lengths,
-                local_target=self.local_target, global_target=self.global_target)
+                local_target=self.local_target, global_target=self.global_target,
+                layout="band")
         return out.prediction, aux, out.context

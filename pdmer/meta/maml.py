@@ -16,7 +16,7 @@ LossFn = Callable[[dict, object], torch.Tensor]
 
 
 def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int,
-          lr, create_graph: bool = False, progress=None) -> dict:
+          lr, create_graph: bool = False, progress=None, in_place: bool = False) -> dict:
     """Plain SGD on ``batch`` for the parameters in ``names``.
 
     Parameters
@@ -37,12 +37,21 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
         Keep the graph of the updates (second-order MAML).
     progress : callable, optional
         Called as ``progress(step, steps)`` after each step.
+    in_place : bool, default=False
+        Update the tensors of ``params`` in ``names`` in place instead of
+        creating new ones each step (they must be leaf tensors the caller
+        owns; without ``create_graph`` only; learned rates are never applied
+        in place, since they need the update's graph). Saves allocating and
+        writing a full parameter set per step, most of an update's cost.
 
     Returns
     -------
     dict of str -> Tensor
         The adapted parameters (fixed ones are the same tensors as in ``params``).
     """
+    if in_place and create_graph:
+        raise ValueError("in_place updates cannot keep the graph of the updates; "
+                         "use create_graph=False.")
     names = list(names)
     fast = dict(params)
     for step in range(steps):
@@ -50,8 +59,17 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
         grads = torch.autograd.grad(loss, [fast[n] for n in names],
                                     create_graph=create_graph, allow_unused=True)
         for name, grad in zip(names, grads):
-            if grad is not None:
-                fast[name] = fast[name] - (lr[name] if isinstance(lr, dict) else lr) * grad
+            if grad is None:
+                continue
+            if isinstance(lr, dict):
+                # Learned rates get their gradient through the update itself.
+                fast[name] = fast[name] - lr[name] * grad
+            elif in_place:
+                with torch.no_grad():
+                    fast[name].add_(grad, alpha=-lr)
+            else:
+                # One fused operation: p - lr * g would allocate two tensors.
+                fast[name] = torch.add(fast[name], grad, alpha=-lr)
         if progress is not None:
             progress(step + 1, steps)
     return fast
@@ -73,11 +91,14 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
     Returns the task's query loss.
     """
     if first_order:
-        start = {n: (p.detach().requires_grad_(True) if n in names else p)
+        start = {n: (p.detach().clone().requires_grad_(True) if n in names else p)
                  for n, p in params.items()}
     else:
         start = params
-    fast = adapt(support_loss, start, names, support, steps, lr, create_graph=not first_order)
+    # First order: the detached copies are this task's own, so they are
+    # updated in place.
+    fast = adapt(support_loss, start, names, support, steps, lr, create_graph=not first_order,
+                 in_place=first_order and not isinstance(lr, dict))
     loss = query_loss(fast, query)
     (loss * weight).backward()
     if first_order:

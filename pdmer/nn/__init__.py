@@ -6,6 +6,7 @@ from pdmer.nn.attention import (
     TransformerEncoder,
     TransformerEncoderLayer,
     band_mask,
+    band_to_dense,
 )
 from pdmer.nn.dsaml import DSAMLNet, DSAMLOutput
 from pdmer.nn.losses import diagonal_attention_loss, emotion_loss, sequence_metrics
@@ -18,6 +19,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "band_mask",
+    "band_to_dense",
     "diagonal_attention_loss",
     "emotion_loss",
     "sequence_metrics",

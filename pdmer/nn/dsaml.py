@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pdmer.nn.adapter import LocalSpectrogramAdapter
-from pdmer.nn.attention import TransformerEncoder, band_mask
+from pdmer.nn.attention import TransformerEncoder
+from pdmer.nn.recurrent import bidirectional_lstm, is_vmappable
 
 
 class DSAMLOutput(NamedTuple):
@@ -19,12 +19,13 @@ class DSAMLOutput(NamedTuple):
     ----------
     prediction : Tensor of shape (batch, n_frames, 2)
         Predicted (arousal, valence) per frame.
-    local_attention : Tensor of shape (batch, n_heads, n_frames, n_frames) or None
-        Last-layer attention weights of the local (narrow band) pass; None
-        when that pass is disabled.
-    global_attention : Tensor of shape (batch, n_heads, n_frames, n_frames) or None
-        Last-layer attention weights of the global (wide band) pass; None
-        when that pass is disabled.
+    local_attention : Tensor of shape (batch, n_heads, n_frames, 2 * local_context + 1) or None
+        Last-layer attention weights of the local (narrow band) pass in band
+        layout (:func:`pdmer.nn.attention.band_to_dense` expands them to
+        ``(n_frames, n_frames)``); None unless requested with
+        ``return_attention=True`` and the pass is enabled.
+    global_attention : Tensor of shape (batch, n_heads, n_frames, 2 * global_context + 1) or None
+        The same for the global (wide band) pass.
     context : Tensor of shape (batch, n_frames, d_model)
         The dual-scale attention output that enters the BiLSTM head; pass it
         back as ``context=`` to run only the head.
@@ -101,6 +102,11 @@ class DSAMLNet(nn.Module):
     * Padded batches are supported: padding frames are excluded from the
       adapter's BatchNorm statistics, from attention and from the BiLSTM, so
       they never change the predictions of valid frames.
+
+    Only the attention band is computed (memory and time linear in the
+    song length), attention maps are kept only when asked for, and both
+    passes run through the encoder together (see
+    :meth:`TransformerEncoder.forward`).
     """
 
     def __init__(
@@ -164,23 +170,13 @@ class DSAMLNet(nn.Module):
             nn.Linear(head_hidden, 2),
         )
 
-    def _local_features(self, patches: Tensor, padding: Tensor | None) -> Tensor:
-        if padding is None:
-            return self.adapter(patches)
-        valid = ~padding
-        # Only valid frames enter the adapter, so padding never reaches the
-        # BatchNorm batch statistics; padded rows are zero-filled.
-        features = self.adapter(patches[valid].unsqueeze(0)).squeeze(0)
-        batch, n_frames = padding.shape
-        empty = features.new_zeros(batch, n_frames, features.shape[-1])
-        return empty.index_put((valid,), features)
-
     def forward(
         self,
         local_patches: Tensor | None,
         global_embeddings: Tensor | None,
         lengths: Tensor | None = None,
         context: Tensor | None = None,
+        return_attention: bool = False,
     ) -> DSAMLOutput:
         """Predict arousal and valence for every frame.
 
@@ -198,12 +194,16 @@ class DSAMLNet(nn.Module):
             A previous output's ``context``: skips everything before the
             BiLSTM head. Adapting only the head (ANIL-style) reuses it for
             every inner step, since the frozen part's output cannot change.
+        return_attention : bool, default=False
+            Also return the last-layer attention weights of each pass (for
+            the diagonal attention loss). Other layers' weights are never
+            kept.
 
         Returns
         -------
         DSAMLOutput
-            Per-frame predictions and the last-layer attention maps of each
-            pass. Predictions at padding frames are meaningless.
+            Per-frame predictions, the attention weights if requested and
+            the context. Predictions at padding frames are meaningless.
         """
         source = global_embeddings if context is None else context
         batch, n_frames, _ = source.shape
@@ -212,17 +212,19 @@ class DSAMLNet(nn.Module):
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=device)
             padding = torch.arange(n_frames, device=device) >= lengths[:, None]
+            # Without padding the masks and the LSTM packing are pure cost.
+            # (Under vmap the test would read a batched value: keep the masks.)
+            if not is_vmappable() and not bool(padding.any()):
+                lengths = padding = None
+        local_map = global_map = None
         if context is None:
             context, local_map, global_map = self._attend(
-                local_patches, global_embeddings, padding)
-        else:
-            local_map = global_map = None
-        return DSAMLOutput(self._decode(context, lengths), local_map, global_map, context)
+                local_patches, global_embeddings, padding, return_attention)
+        prediction = self.head(bidirectional_lstm(self.lstm, context, lengths))
+        return DSAMLOutput(prediction, local_map, global_map, context)
 
-    def _attend(self, local_patches, global_embeddings, padding):
+    def _attend(self, local_patches, global_embeddings, padding, return_attention):
         """Fusion and dual-scale attention: (context, local map, global map)."""
-        n_frames, device = global_embeddings.shape[1], global_embeddings.device
-
         fused = self.global_proj(global_embeddings)
         if self.adapter is not None:
             if local_patches is None:
@@ -230,37 +232,16 @@ class DSAMLNet(nn.Module):
                     "local_patches is required unless the network was built "
                     "with adapter=False."
                 )
-            fused = fused + self.spec_proj(self._local_features(local_patches, padding))
+            valid = None if padding is None else ~padding
+            fused = fused + self.spec_proj(self.adapter(local_patches, valid))
         hidden = self.fuse_proj(torch.sigmoid(fused))
 
-        passes = []
-        local_map = global_map = None
+        bands = []
         if self.local_attention:
-            local_out, local_maps = self.encoder(
-                hidden, band_mask(n_frames, self.local_context, device), padding
-            )
-            passes.append(local_out)
-            local_map = local_maps[-1]
+            bands.append(self.local_context)
         if self.global_attention:
-            global_out, global_maps = self.encoder(
-                hidden, band_mask(n_frames, self.global_context, device), padding
-            )
-            passes.append(global_out)
-            global_map = global_maps[-1]
-        return torch.sigmoid(sum(passes)), local_map, global_map
-
-    def _decode(self, attended, lengths):
-        """BiLSTM and linear head: (batch, n_frames, 2)."""
-        n_frames = attended.shape[1]
-        if lengths is None:
-            sequence, _ = self.lstm(attended)
-        else:
-            # Packing keeps padding out of both LSTM directions; the backward
-            # direction would otherwise start from the padded end.
-            packed = pack_padded_sequence(
-                attended, lengths.cpu(), batch_first=True, enforce_sorted=False
-            )
-            sequence, _ = pad_packed_sequence(
-                self.lstm(packed)[0], batch_first=True, total_length=n_frames
-            )
-        return self.head(sequence)
+            bands.append(self.global_context)
+        outputs, maps = self.encoder(hidden, bands, padding, return_attention)
+        local_map = maps[0] if self.local_attention else None
+        global_map = maps[-1] if self.global_attention else None
+        return torch.sigmoid(sum(outputs)), local_map, global_map

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -84,20 +83,26 @@ def emotion_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Te
     return 1 - score.mean()
 
 
-def _mean_diagonal(attention: Tensor, lengths: Tensor | None) -> Tensor:
-    """Diagonal of the head- and batch-averaged map at each position."""
-    diagonal = attention.diagonal(dim1=-2, dim2=-1).mean(dim=1)
-    if lengths is None:
-        return diagonal.mean(dim=0)
+def _mean_diagonal(attention: Tensor, lengths: Tensor | None, layout: str) -> tuple[Tensor, Tensor]:
+    """Diagonal of the head- and batch-averaged map, and which positions have one.
+
+    Each position is averaged over the sequences long enough to have it;
+    positions no sequence reaches are marked absent. Masks, not indexing,
+    so this runs under :func:`torch.func.vmap`.
+    """
+    if layout == "band":
+        diagonal = attention[..., attention.shape[-1] // 2].mean(dim=1)
+    else:
+        diagonal = attention.diagonal(dim1=-2, dim2=-1).mean(dim=1)
     n_frames = diagonal.shape[1]
+    if lengths is None:
+        return diagonal.mean(dim=0), torch.ones(n_frames, dtype=torch.bool,
+                                                device=diagonal.device)
     lengths = torch.as_tensor(lengths, device=diagonal.device)
     valid = torch.arange(n_frames, device=diagonal.device) < lengths[:, None]
     count = valid.sum(dim=0)
     total = torch.where(valid, diagonal, diagonal.new_zeros(())).sum(dim=0)
-    # Each position is averaged over the sequences long enough to have it;
-    # positions no sequence reaches are dropped.
-    present = count > 0
-    return total[present] / count[present]
+    return total / count.clamp_min(1), count > 0
 
 
 def diagonal_attention_loss(
@@ -106,6 +111,7 @@ def diagonal_attention_loss(
     lengths: Tensor | None = None,
     local_target: float = 0.9,
     global_target: float = 0.1,
+    layout: str = "dense",
 ) -> Tensor:
     """Diagonal attention map loss pushing the two passes to different scales.
 
@@ -118,10 +124,12 @@ def diagonal_attention_loss(
 
     Parameters
     ----------
-    local_attention : Tensor of shape (batch, n_heads, n_frames, n_frames) or None
-        Attention weights of the local pass; None contributes nothing.
-    global_attention : Tensor of shape (batch, n_heads, n_frames, n_frames) or None
-        Attention weights of the global pass; None contributes nothing.
+    local_attention : Tensor or None
+        Attention weights of the local pass, of shape
+        (batch, n_heads, n_frames, n_frames) or, with ``layout="band"``,
+        (batch, n_heads, n_frames, 2 * band + 1); None contributes nothing.
+    global_attention : Tensor or None
+        Attention weights of the global pass, in the same layout.
     lengths : LongTensor of shape (batch,), default=None
         Valid frames per sequence; only the diagonal entries of valid frames
         count. None means every frame is valid.
@@ -129,20 +137,26 @@ def diagonal_attention_loss(
         Target diagonal value of the local map.
     global_target : float, default=0.1
         Target diagonal value of the global map.
+    layout : {"dense", "band"}, default="dense"
+        ``"band"`` for maps in the band layout of
+        :class:`pdmer.nn.DSAMLNet` (the diagonal is the middle column).
 
     Returns
     -------
     Tensor of shape ()
         The loss; 0 when both maps are None.
     """
+    if layout not in ("dense", "band"):
+        raise ValueError(f"layout must be 'dense' or 'band'; got {layout!r}.")
     terms = []
     for attention, target in (
         (local_attention, local_target),
         (global_attention, global_target),
     ):
         if attention is not None:
-            diagonal = _mean_diagonal(attention, lengths)
-            terms.append(F.mse_loss(diagonal, torch.full_like(diagonal, target)))
+            diagonal, present = _mean_diagonal(attention, lengths, layout)
+            error = torch.where(present, (diagonal - target).square(), 0.0)
+            terms.append(error.sum() / present.sum())
     if not terms:
         return torch.zeros(())
     return torch.stack(terms).sum()

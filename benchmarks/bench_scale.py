@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Scale benchmark of DSAML: pdmer's training step against a reference-style loop,
+personalization, whole-song prediction memory, bf16 accuracy, and the GPU path.
+
+Each measurement runs in its own subprocess (fresh allocator, its own memory
+peak). Timed comparisons are interleaved: round after round, every variant
+runs once, so load from other processes on a shared machine spreads over all
+variants; tables give the minimum and the median over the rounds, in wall
+seconds and in CPU seconds of the process (less sensitive to other load).
+
+Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
+
+``task``
+    One paper-size meta-training task: FOMAML, 1 support + 15 query songs of
+    60 frames, 16 inner SGD steps at lr 5e-3, task loss + diagonal attention
+    loss, query backward. Variants: the reference-style loop of
+    ``bench_reference.py`` (learn2learn's clone/adapt, float32), pdmer's
+    sequential loop (:func:`pdmer.meta.maml.maml_task_backward`) in float32
+    and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), pdmer's
+    batched tasks (:func:`pdmer.meta.batched.batched_tasks_backward`, s per
+    task), optionally ``torch.compile``; ``--inner-params head`` adds the
+    head-only (ANIL-style) rows.
+``personalize``
+    16 SGD steps on one 60-frame song at paper size: the public
+    ``DSAMLRegressor.personalize`` as the estimator runs it, and the same
+    steps with bf16 autocast; ``--profile`` says where the time goes.
+``predict``
+    The public ``DSAMLRegressor.predict`` on one song of ``--minutes``
+    (default 60) at paper size: peak memory increase and seconds per minute.
+``accuracy``
+    bf16 against float32 on a short training run: the demo's synthetic
+    listeners, a small DSAML meta-trained with all parameters adapted, mean
+    CCC of held-out listeners after personalization, for several seeds.
+``gpu``
+    With ``--device cuda``: episode time (16 tasks, sequential and batched),
+    GPU memory, prediction frames/s, and the estimated time of a full DEAM
+    PDMER run (2000 episodes x 16 tasks at paper size).
+
+Usage::
+
+    python benchmarks/bench_scale.py task --threads 1 --rounds 3
+    python benchmarks/bench_scale.py task --threads 2 --inner-params head
+    python benchmarks/bench_scale.py personalize --profile
+    python benchmarks/bench_scale.py predict --minutes 60
+    python benchmarks/bench_scale.py accuracy --seeds 0 1 2
+    python benchmarks/bench_scale.py gpu --device cuda
+
+Results and their discussion: ``benchmarks/scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_dsaml import cpu_model, load_average, other_load, table  # noqa: E402
+from bench_reference import SIZES  # noqa: E402
+from scale_workers import MARK  # noqa: E402
+
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale_workers.py")
+IDLE_CORES = 0.25
+
+
+def spawn(cfg, wait_idle=0.0) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(cfg["threads"])
+    if wait_idle:
+        _wait_idle(wait_idle)
+    cmd = [sys.executable, WORKERS, json.dumps(cfg)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f"worker {cfg} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+# ------------------------------------------------------------------ front end
+def _wait_idle(limit_s):
+    """Wait up to ``limit_s`` seconds until other processes use < IDLE_CORES cores."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        load = other_load(3.0)
+        if load is None or load < IDLE_CORES:
+            return
+    print(f"(still busy after {limit_s:.0f} s; measuring anyway)", file=sys.stderr)
+
+
+def _stats(values) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f}"
+
+
+def run_task(args, log):
+    variants = ["reference", "pdmer-fp32", "pdmer-bf16"]
+    if args.batched:
+        variants.append("pdmer-batched")
+    if args.compile:
+        variants.append("pdmer-bf16-compiled")
+    if args.reference_pdmer:
+        variants.insert(0, "reference-start")
+    results = {v: [] for v in variants}
+    for round_ in range(args.rounds):
+        for variant in variants:
+            cfg = dict(kind="task", variant=variant, size=args.size, threads=args.threads,
+                       device=args.device, inner_params=args.inner_params,
+                       tasks=args.batched if variant == "pdmer-batched" else 1,
+                       compile=variant.endswith("compiled"))
+            if variant == "reference-start":
+                cfg.update(variant="reference", pdmer_path=args.reference_pdmer)
+            r = spawn(cfg, args.wait_idle)
+            results[variant].append(r)
+            log(f"round {round_ + 1} {variant}: {r['wall_s']:.2f} s wall, "
+                f"{r['cpu_s']:.2f} s CPU, other load {r['other_cores'] or 0:.1f} cores")
+    base = statistics.median(r["wall_s"] for r in results["reference"])
+    base_cpu = statistics.median(r["cpu_s"] for r in results["reference"])
+    rows = []
+    for variant, rs in results.items():
+        wall, cpu = [r["wall_s"] for r in rs], [r["cpu_s"] for r in rs]
+        rows.append([variant, _stats(wall), _stats(cpu),
+                     f"{base / statistics.median(wall):.2f}x",
+                     f"{base_cpu / statistics.median(cpu):.2f}x",
+                     f"{statistics.median(r['rss_delta_mib'] for r in rs):.0f}",
+                     f"{statistics.median(r['other_cores'] or 0 for r in rs):.1f}",
+                     f"{rs[0]['loss']:.4f}"])
+    return table(["variant", "s / task wall (min / median)", "s / task CPU (min / median)",
+                  "speed-up wall (median)", "speed-up CPU (median)", "peak RSS +MiB",
+                  "other load (cores)", "query loss"], rows)
+
+
+def run_personalize(args, log):
+    variants = ["public", "bf16"]
+    results = {v: [] for v in variants}
+    for round_ in range(args.rounds):
+        for variant in variants:
+            r = spawn(dict(kind="personalize", variant=variant, size=args.size,
+                           threads=args.threads, device=args.device,
+                           profile=args.profile and round_ == 0), args.wait_idle)
+            results[variant].append(r)
+            log(f"round {round_ + 1} {variant}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU")
+    rows = [[v, _stats([r["wall_s"] for r in rs]), _stats([r["cpu_s"] for r in rs]),
+             f"{statistics.median(r['rss_delta_mib'] for r in rs):.0f}"]
+            for v, rs in results.items()]
+    text = table(["personalize (16 steps, 60 frames)", "s wall (min / median)",
+                  "s CPU (min / median)", "peak RSS +MiB"], rows)
+    for variant, rs in results.items():
+        if "profile" in rs[0]:
+            text += f"\n\nWhere the time goes ({variant}, share of self CPU time):\n\n"
+            text += table(["category", "share"], [[k, f"{v:.1%}"] for k, v in
+                                                   rs[0]["profile"].items()])
+    return text
+
+
+def run_predict(args, log):
+    rs = []
+    for round_ in range(args.rounds):
+        r = spawn(dict(kind="predict", size=args.size, threads=args.threads,
+                       device=args.device, minutes=args.minutes), args.wait_idle)
+        rs.append(r)
+        log(f"round {round_ + 1}: {r['wall_s']:.2f} s, +{r['rss_delta_mib']:.0f} MiB")
+    return table(["song", "frames", "s wall (min / median)", "s per minute of audio (median)",
+                  "peak RSS (MiB)", "peak RSS increase (MiB)"],
+                 [[f"{args.minutes:g} min", rs[0]["frames"], _stats([r["wall_s"] for r in rs]),
+                   f"{statistics.median(r['s_per_minute'] for r in rs):.3f}",
+                   f"{max(r['rss_peak_mib'] for r in rs):.0f}",
+                   f"{max(r['rss_delta_mib'] for r in rs):.0f}"]])
+
+
+def run_accuracy(args, log):
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for variant in ("fp32", "bf16"):
+                r = spawn(dict(kind="accuracy", variant=variant, seed=seed, threads=args.threads,
+                               episodes=args.episodes, data_dir=os.path.join(tmp, "data")),
+                          args.wait_idle)
+                log(f"seed {seed} {variant}: CCC {r['ccc_mean']:.3f}")
+                rows.append([seed, variant, f"{r['ccc_mean']:.3f}", f"{r['ccc_arousal']:.3f}",
+                             f"{r['ccc_valence']:.3f}", f"{r['final_loss']:.4f}",
+                             f"{r['fit_cpu_s']:.0f}"])
+    return table(["seed", "precision", "CCC mean", "CCC arousal", "CCC valence",
+                  "last training loss", "fit CPU s"], rows)
+
+
+def run_gpu(args, log):
+    r = spawn(dict(kind="gpu", size=args.size, threads=args.threads, device=args.device,
+                   inner_params=args.inner_params, order=args.order, repeats=args.rounds,
+                   group=args.group, minutes=args.minutes), args.wait_idle)
+    rows = [[mode, f"{r[mode]['episode_s']:.2f}", f"{r[mode]['gpu_peak_gib']:.1f}",
+             f"{r[mode]['train_frames_per_s']:.0f}", f"{r[mode]['full_run_h']:.1f}"]
+            for mode in ("sequential", "batched")]
+    text = f"GPU: {r['gpu']}\n\n" + table(
+        [f"{args.order} episode (16 tasks, {args.size})", "s / episode (median)",
+         "GPU peak GiB", "training frames / s", "est. hours for 2000 episodes"], rows)
+    p = r["predict"]
+    text += (f"\n\nPrediction: {p['frames']} frames in one pass, {p['frames_per_s']:.0f} "
+             f"frames/s, GPU peak {p['gpu_peak_gib']:.2f} GiB")
+    return text
+
+
+RUNNERS = {"task": run_task, "personalize": run_personalize, "predict": run_predict,
+           "accuracy": run_accuracy, "gpu": run_gpu}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("measurement", choices=RUNNERS)
+    parser.add_argument("--size", choices=SIZES, default="paper")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds (timed runs per variant)")
+    parser.add_argument("--inner-params", choices=("all", "head"), default="all")
+    parser.add_argument("--batched", type=int, default=0, metavar="N",
+                        help="task: also time N tasks run together (s per task)")
+    parser.add_argument("--compile", action="store_true",
+                        help="task: also time the bf16 loop with torch.compile")
+    parser.add_argument("--reference-pdmer", metavar="DIR",
+                        help="task: also time the reference loop on the pdmer in DIR")
+    parser.add_argument("--profile", action="store_true",
+                        help="personalize: group the time by kind of operation")
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=120)
+    parser.add_argument("--order", choices=("fomaml", "maml"), default="fomaml")
+    parser.add_argument("--group", type=int, default=None,
+                        help="gpu: tasks per batched call (default all 16)")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                        help="before each run wait up to S s until the machine is idle")
+    parser.add_argument("--output", help="also append the table to this Markdown file")
+    args = parser.parse_args(argv)
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    import torch
+
+    header = (f"{args.measurement}: {cpu_model()}, {os.cpu_count()} logical cores, torch "
+              f"{torch.__version__}, {args.threads} thread(s), device {args.device}, "
+              f"load average before {load_average()}, "
+              f"{time.strftime('%Y-%m-%d %H:%M')}")
+    log(header)
+    text = header + "\n\n" + RUNNERS[args.measurement](args, log)
+    print(text)
+    if args.output:
+        with open(args.output, "a") as f:
+            f.write(text + "\n\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The tasks of an episode run together: MAML, first-order MAML and plain training.
+
+:func:`pdmer.meta.maml.maml_task_backward` runs one task at a time. Here the
+tasks are stacked and :func:`torch.func.vmap` maps the model's loss over
+per-task copies of the adapted parameters, so every inner step is one pass
+over all tasks' support songs with batched matrix products. On a GPU, where
+one 60-frame song leaves most of the device idle, that is the main speed-up;
+on a few CPU cores a task already costs about what it costs in a batch (see
+``benchmarks/scale.md``).
+
+The gradients equal those of the sequential loop for the same tasks (to
+float rounding; dropout masks differ, since they are drawn per task in one
+call). BatchNorm running statistics are updated as if the tasks had run one
+after another.
+
+The loss must be written with operations ``vmap`` can batch; pdmer's
+networks are, inside :func:`pdmer.nn.recurrent.vmappable`, which this module
+enters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import vmap
+
+from pdmer.nn.recurrent import vmappable
+
+BatchedLossFn = Callable[[dict, object, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
+"""``loss_fn(state, batch, context) -> (loss, context)`` for one task.
+
+``state`` holds parameters and buffers by name (as for
+:func:`torch.func.functional_call`); ``context`` is None or a previous
+call's returned context (the output of the part of the network that is not
+adapted, reused across inner steps when only the head adapts).
+"""
+
+MODES = ("fomaml", "maml", "none")
+
+
+def batched_tasks_backward(
+    loss_fn: BatchedLossFn,
+    network: nn.Module,
+    names: Sequence[str],
+    tasks: Sequence,
+    mode: str,
+    steps: int = 0,
+    lr: float = 0.0,
+    weight: float = 1.0,
+    reuse_context: bool = False,
+    tasks_per_call: int | None = None,
+) -> list[float]:
+    """Accumulate the meta-gradient of several tasks into ``network``'s ``.grad``.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(state, batch, context) -> (loss, context)``, see
+        :data:`BatchedLossFn`; must be batchable by :func:`torch.func.vmap`.
+    network : torch.nn.Module
+        Holds the meta-parameters (their ``.grad`` receives the result) and
+        the buffers (BatchNorm running statistics, updated in place).
+    names : sequence of str
+        Parameters adapted in the inner loop; the others are shared by all
+        tasks and trained by the query loss only.
+    tasks : sequence
+        ``(support, query)`` pairs of batches for ``"fomaml"`` and
+        ``"maml"``; single batches for ``"none"``. A batch is a dataclass
+        (e.g. :class:`pdmer.meta.batch.SongBatch`) whose tensor fields
+        are (batch,) or (batch, n_frames, ...); every task's batches hold
+        the same number of songs. Tasks of different lengths are padded to
+        the longest (a ``lengths`` and a ``mask`` field are then required).
+    mode : {"fomaml", "maml", "none"}
+        First-order MAML, second-order MAML, or plain training on each
+        task's batch.
+    steps : int, default=0
+        Inner SGD steps on the support batch.
+    lr : float, default=0.0
+        Inner learning rate.
+    weight : float, default=1.0
+        Each task's loss is multiplied by this in the backward pass (e.g.
+        ``1 / n_tasks`` for the episode mean).
+    reuse_context : bool, default=False
+        Compute the context of the support batch once and pass it back for
+        the later inner steps (valid when ``names`` excludes every parameter
+        before the context).
+    tasks_per_call : int, optional
+        Run the tasks in groups of at most this many to bound memory; None
+        runs all together.
+
+    Returns
+    -------
+    list of float
+        Each task's unweighted loss: the query loss after adaptation, or the
+        batch loss for ``"none"``.
+
+    Examples
+    --------
+    >>> from pdmer.meta.batched import batched_tasks_backward
+    >>> def loss_fn(state, batch, context):                 # doctest: +SKIP
+    ...     return estimator._loss_and_context(state, batch, None, context)
+    >>> losses = batched_tasks_backward(                     # doctest: +SKIP
+    ...     loss_fn, network, names, [(support, query), ...], "fomaml",
+    ...     steps=16, lr=5e-3, weight=1 / 16)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+    if mode != "none" and (steps < 1 or not lr > 0):
+        raise ValueError(f"{mode} needs steps >= 1 and lr > 0; got steps={steps}, lr={lr}.")
+    if not tasks:
+        raise ValueError("tasks is empty: give at least one task.")
+    size = len(tasks) if tasks_per_call is None else int(tasks_per_call)
+    if size < 1:
+        raise ValueError(f"tasks_per_call must be a positive integer; got {tasks_per_call!r}.")
+    momenta = _running_stat_momenta(network)
+    losses = []
+    with vmappable():
+        for start in range(0, len(tasks), size):
+            group = list(tasks[start: start + size])
+            losses += _group_backward(loss_fn, network, list(names), group, mode, steps, lr,
+                                      weight, reuse_context, momenta)
+    return losses
+
+
+def _group_backward(loss_fn, network, names, group, mode, steps, lr, weight, reuse_context,
+                    momenta):
+    n_tasks = len(group)
+    params = dict(network.named_parameters())
+    buffers = dict(network.named_buffers())
+    map_loss = _mapped(loss_fn, params, names if mode != "none" else [], buffers)
+
+    if mode == "none":
+        batches = stack_batches(group)
+        state = {**params, **_copies(buffers, n_tasks)}
+        task_losses = map_loss(state, batches, None)[0]
+        (task_losses * weight).sum().backward()
+        _merge_buffers(buffers, state, momenta)
+        return task_losses.detach().tolist()
+
+    supports = stack_batches([support for support, _ in group])
+    queries = stack_batches([query for _, query in group])
+    second_order = mode == "maml"
+    if second_order:
+        start = {n: params[n].unsqueeze(0).expand(n_tasks, *params[n].shape) for n in names}
+    else:
+        start = {n: params[n].detach().unsqueeze(0).expand(n_tasks, *params[n].shape)
+                 .clone().requires_grad_(True) for n in names}
+    # Inner loops run on copies of the buffers, as in the sequential loop:
+    # adapting to one song must not move the population statistics.
+    support_buffers = _copies(buffers, n_tasks)
+    fast = dict(start)
+    context = None
+    for _ in range(steps):
+        task_losses, new_context = map_loss({**params, **fast, **support_buffers}, supports,
+                                            context)
+        grads = torch.autograd.grad(task_losses.sum(), [fast[n] for n in names],
+                                    create_graph=second_order, allow_unused=True)
+        for name, grad in zip(names, grads):
+            if grad is None:
+                continue
+            if second_order:
+                fast[name] = torch.add(fast[name], grad, alpha=-lr)
+            else:  # the start copies are ours: no new memory per step
+                with torch.no_grad():
+                    fast[name].add_(grad, alpha=-lr)
+        if reuse_context and context is None and new_context is not None:
+            context = new_context if second_order else new_context.detach()
+
+    query_state = {**params, **fast, **_copies(buffers, n_tasks)}
+    task_losses = map_loss(query_state, queries, None)[0]
+    (task_losses * weight).sum().backward()
+    if not second_order:
+        for name in names:
+            grad = start[name].grad
+            if grad is None:
+                continue
+            grad = grad.sum(0)
+            param = params[name]
+            param.grad = grad if param.grad is None else param.grad + grad
+    _merge_buffers(buffers, query_state, momenta)
+    return task_losses.detach().tolist()
+
+
+def _mapped(loss_fn, params, batched_names, buffers):
+    """``vmap`` of ``loss_fn`` over tasks: per-task adapted parameters and buffers."""
+    batched = set(batched_names) | set(buffers)
+    state_dims = {n: (0 if n in batched else None) for n in [*params, *buffers]}
+
+    def call(state, stacked, context):
+        template, tensors = stacked
+
+        def one_task(state, tensors, context):
+            return loss_fn(state, dataclasses.replace(template, **tensors), context)
+
+        in_dims = (state_dims, 0, None if context is None else 0)
+        return vmap(one_task, in_dims=in_dims, randomness="different")(state, tensors, context)
+
+    return call
+
+
+def _copies(buffers: dict, n_tasks: int) -> dict:
+    return {n: b.unsqueeze(0).expand(n_tasks, *b.shape).clone() for n, b in buffers.items()}
+
+
+def stack_batches(batches: Sequence) -> tuple:
+    """Stack one batch per task into ``(template, {field: (n_tasks, ...) tensor})``.
+
+    Tensor fields of shape (batch, n_frames, ...) are padded along the frame
+    axis to the longest task (zeros; False for masks). When no task has
+    padding, ``lengths`` and ``mask`` become None, so the network skips its
+    padding masks.
+    """
+    template = batches[0]
+    fields = [f.name for f in dataclasses.fields(template)
+              if isinstance(getattr(template, f.name), Tensor)]
+    sizes = {getattr(b, fields[0]).shape[0] for b in batches}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"Every task's batch must hold the same number of songs to run together; got "
+            f"{sorted(sizes)}. Give each task the same n_support and n_query.")
+    n_frames = max(getattr(b, name).shape[1] for b in batches for name in fields
+                   if getattr(b, name).dim() >= 2)
+    tensors = {}
+    for name in fields:
+        values = []
+        for batch in batches:
+            value = getattr(batch, name)
+            if value.dim() >= 2 and value.shape[1] < n_frames:
+                pad = [0, 0] * (value.dim() - 2) + [0, n_frames - value.shape[1]]
+                value = F.pad(value, pad)
+            values.append(value)
+        tensors[name] = torch.stack(values)
+    lengths = tensors.get("lengths")
+    if lengths is not None and bool((lengths == n_frames).all()):
+        # No padding anywhere: the network may skip its masks.
+        template = dataclasses.replace(template, lengths=None, **(
+            {"mask": None} if "mask" in tensors else {}))
+        tensors.pop("lengths")
+        tensors.pop("mask", None)
+    elif lengths is None and any(getattr(b, name).dim() >= 2 and getattr(b, name).shape[1]
+                                 != n_frames for b in batches for name in fields):
+        raise ValueError("Tasks of different lengths need a lengths field to be padded.")
+    return template, tensors
+
+
+def _running_stat_momenta(network: nn.Module) -> dict:
+    """Momentum of every running-statistics buffer, by buffer name."""
+    momenta = {}
+    for prefix, module in network.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            if module.momentum is None:
+                raise NotImplementedError(
+                    f"{prefix}: BatchNorm with momentum=None (cumulative average) cannot be "
+                    "trained with batched tasks; use the sequential loop.")
+            base = f"{prefix}." if prefix else ""
+            momenta[base + "running_mean"] = module.momentum
+            momenta[base + "running_var"] = module.momentum
+            momenta[base + "num_batches_tracked"] = None  # a counter
+    return momenta
+
+
+@torch.no_grad()
+def _merge_buffers(buffers: dict, state: dict, momenta: dict) -> None:
+    """Fold per-task buffer updates into ``buffers`` as sequential updates would."""
+    for name, buffer in buffers.items():
+        after = state[name]  # (n_tasks, ...): each task's update of the same start
+        if torch.equal(after, buffer.unsqueeze(0).expand_as(after)):
+            continue
+        if name not in momenta:
+            raise NotImplementedError(
+                f"Buffer {name!r} changed in the tasks and is not a BatchNorm statistic; "
+                "batched tasks cannot tell how to combine its updates. Use the sequential loop.")
+        momentum = momenta[name]
+        if momentum is None:
+            buffer.add_((after - buffer).sum(0))
+            continue
+        # Each task did b_t = (1 - m) r + m s_t from the same r; one after
+        # another they give (1 - m)^n r + sum_t (1 - m)^(n - t) m s_t.
+        n_tasks = after.shape[0]
+        keep = 1 - momentum
+        update = after - keep * buffer  # m s_t
+        decay = keep ** torch.arange(n_tasks - 1, -1, -1, dtype=update.dtype,
+                                     device=update.device)
+        merged = keep ** n_tasks * buffer + (decay.reshape(-1, *[1] * buffer.dim()) * update).sum(0)
+        buffer.copy_(merged)
