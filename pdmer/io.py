@@ -9,7 +9,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 from pdmer.estimators.registry import ESTIMATORS, FITTED_ATTRIBUTES, model_id, resolve_device
 from pdmer.features.frontend import AudioFeatures
 

@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_SECONDS, VALENCE
 
 __all__ = ["QUADRANTS", "plot_curves", "plot_song", "plot_trajectory"]

@@ -8,14 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from pdmer_datasets._io import (
-    ChecksumError,
-    atomic_write,
-    download_file,
-    safe_extract,
-    sha256_file,
-    verify_file,
-)
+from pdmer.downloads import ChecksumError, download_file, safe_extract, sha256_file, verify_file
+from pdmer.files import atomic_write
 from pdmer_datasets.registry import Remote
 
 # Folder (inside data_home) where completed extractions are recorded, so that

@@ -19,7 +19,7 @@ from mirdata import core, validate as mir_validate
 
 from pdmer.labels import FRAME_SECONDS
 from pdmer_datasets._install import STATE_DIR, fetch_parts
-from pdmer_datasets._io import atomic_write
+from pdmer.files import atomic_write
 from pdmer_datasets.registry import DATASETS
 
 INDEXES_DIR = Path(__file__).resolve().parent / "indexes"

@@ -28,7 +28,7 @@ import numpy as np
 
 from pdmer.labels import DIMENSIONS, FRAME_SECONDS
 from pdmer_datasets._csv import read_text
-from pdmer_datasets._io import atomic_write
+from pdmer.files import atomic_write
 from pdmer_datasets.table import AnnotationTable
 
 __all__ = ["read_data_csv", "read_labels", "write_data_csv", "write_labels"]

@@ -37,7 +37,7 @@ class Remote:
         file belongs to.
     extracted_size : int or None, default=None
         Most bytes the extracted archive should hold (an upper bound);
-        extraction refuses more. None: :func:`pdmer._download.extract_limit`.
+        extraction refuses more. None: :func:`pdmer.downloads.extract_limit`.
     """
 
     filename: str

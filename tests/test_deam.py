@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import deam_fixture as fx
 import pdmer_datasets
 from http_fixture import serve
-from pdmer._download import ChecksumError, UnsafeArchiveError, sha256_file
+from pdmer.downloads import ChecksumError, UnsafeArchiveError, sha256_file
 from pdmer.cli import main
 from pdmer_datasets import deam
 from pdmer_datasets import Remote

@@ -1,4 +1,4 @@
-"""pdmer._download against a local HTTP server: resume, verification, safe extraction."""
+"""pdmer.downloads against a local HTTP server: resume, verification, safe extraction."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from http_fixture import serve_files
-from pdmer._download import (ChecksumError, UnsafeArchiveError, download_file,
+from pdmer.downloads import (ChecksumError, UnsafeArchiveError, download_file,
                              safe_extract, sha256_file)
 
 PAYLOAD = bytes(range(256)) * 400  # 100 kB

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from http_fixture import serve_files
-from pdmer._download import (MIN_EXTRACT_LIMIT, ChecksumError, UnsafeArchiveError,
+from pdmer.downloads import (MIN_EXTRACT_LIMIT, ChecksumError, UnsafeArchiveError,
                              download_file, safe_extract, sha256_file)
 from test_download import PAYLOAD, sha
 

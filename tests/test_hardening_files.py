@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 
 from conftest import TINY_MODEL, make_annotator_table
 from pdmer import DSAMLRegressor, ListenerAdaptation
-from pdmer._files import atomic_write, check_writable, remove_stale_temp_files
-from pdmer.estimators._data import check_annotators, check_y
+from pdmer.files import atomic_write, check_writable, remove_stale_temp_files
+from pdmer.estimators.validation import check_annotators, check_y
 
 TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{8}\.tmp(?P<suffix>\..*)?")
 
@@ -63,11 +63,11 @@ def test_temporary_files_are_named_after_their_target(tmp_path, suffix, ending):
 def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
     target = tmp_path / "checkpoint.pt"
     # A writer killed by SIGKILL in the middle of atomic_write.
-    # (_files.py alone, without importing torch through the pdmer package).
-    import pdmer._files
+    # (files.py alone, without importing torch through the pdmer package).
+    import pdmer.files
 
     script = (f"import importlib.util, os, signal\n"
-              f"spec = importlib.util.spec_from_file_location('f', {pdmer._files.__file__!r})\n"
+              f"spec = importlib.util.spec_from_file_location('f', {pdmer.files.__file__!r})\n"
               f"files = importlib.util.module_from_spec(spec); spec.loader.exec_module(files)\n"
               f"def write(tmp):\n    open(tmp, 'w').write('half')\n"
               f"    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -115,7 +115,7 @@ def test_check_writable_refuses(tmp_path, make, error, message):
 
 def test_check_writable_refuses_an_unwritable_folder(tmp_path, monkeypatch):
     # Root ignores permission bits, so the refusal of the system is simulated.
-    import pdmer._files as files
+    import pdmer.files as files
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

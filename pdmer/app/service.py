@@ -42,7 +42,7 @@ from pdmer.app.storage import (
 )
 from pdmer.app.worker import BACKGROUND, IDLE, INTERACTIVE, ModelWorker
 from pdmer.estimators import ListenerAdaptation
-from pdmer.estimators._data import check_y
+from pdmer.estimators.validation import check_y
 from pdmer.features.audio import AudioError
 from pdmer.labels import FRAME_SECONDS
 from pdmer_datasets.csvfiles import read_labels

@@ -32,7 +32,7 @@ def personalize(model, audio, labels, output, steps, lr, frame_offset):
     frame, arousal, valence; one row per 0.5 s frame). Writes a small listener
     file that `pdmer predict --listener` uses; the model file is not changed.
     """
-    from pdmer._files import check_writable
+    from pdmer.files import check_writable
     from pdmer.io import load
 
     check_writable(output, what="the listener file")

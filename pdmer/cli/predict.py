@@ -43,7 +43,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
     line each on stderr) and the others are still written; the exit status
     is then 1.
     """
-    from pdmer._files import check_writable
+    from pdmer.files import check_writable
     from pdmer.io import load
 
     outputs = {}

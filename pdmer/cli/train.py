@@ -50,7 +50,7 @@ def train(data, output, model_name, config, params, data_home, split, labels, jo
     Example:
       pdmer train songs.csv -o model.safetensors -p size=small -p n_episodes=500
     """
-    from pdmer._files import check_writable
+    from pdmer.files import check_writable
 
     # Before hours of training, not after.
     check_writable(output, what="the model")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from pdmer.estimators._data import check_X, check_y
+from pdmer.estimators.validation import check_X, check_y
 from pdmer.estimators.listener import ListenerAdaptation
 
 

@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from pdmer.estimators._data import song_key
+from pdmer.estimators.validation import song_key
 from pdmer.estimators.exceptions import FrameOffsetWarning
 from pdmer.meta.batch import Song
 

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
-from pdmer.estimators._data import check_annotators, check_X, check_y, song_key
+from pdmer.estimators.validation import check_annotators, check_X, check_y, song_key
 from pdmer.estimators._params import (
     DEFAULT_WAVEFORM_RATE,
     PARAMETER_CONSTRAINTS,

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 from pdmer.evaluation import COLLAPSE_RATIO
 from pdmer.experiments.tables import DMER_NOTE, TITLES
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 from pdmer.features.container import SongFeatures
 
 #: Bumped whenever extraction changes in a way the settings do not capture.

@@ -339,7 +339,7 @@ def extract_audio_weights(checkpoint, output) -> dict:
     """
     from safetensors.torch import save_file
 
-    from pdmer._files import atomic_write
+    from pdmer.files import atomic_write
     from pdmer.features.cache import state_dict_digest
 
     state = read_checkpoint(checkpoint)
@@ -427,8 +427,8 @@ def _download_checkpoint(url, target, *, force, progress):
     """Download ``url`` to ``target``; a download from another URL is never reused."""
     from pathlib import Path
 
-    from pdmer._download import download_file
-    from pdmer._files import atomic_write
+    from pdmer.downloads import download_file
+    from pdmer.files import atomic_write
 
     source = _source_note(target)
     fetched_from = source.read_text().strip() if source.is_file() else None

@@ -19,7 +19,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pdmer._files import atomic_write
+from pdmer.files import atomic_write
 
 
 class Callback:
@@ -213,7 +213,7 @@ class Checkpoint(Callback):
     def _remove_orphans(self):
         """Delete temporary files of interrupted checkpoint writes beside ``path``.
 
-        Only names that :func:`pdmer._files.atomic_write` gives its temporary
+        Only names that :func:`pdmer.files.atomic_write` gives its temporary
         files are touched: ``.<checkpoint name>.*.tmp`` (this checkpoint's
         own) older than this run, and ``tmp*.tmp`` (the generic pattern,
         which another program's file could match) older than this run by

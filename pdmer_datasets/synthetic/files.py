@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pdmer.labels import DIMENSIONS, FRAME_SECONDS
-from pdmer_datasets._io import atomic_write
+from pdmer.files import atomic_write
 from pdmer_datasets.synthetic.dataset import AUDIO_DIR, SyntheticDataset
 from pdmer_datasets.synthetic.listeners import Listener
 

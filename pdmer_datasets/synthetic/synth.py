@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pdmer.labels import FRAME_SECONDS
-from pdmer_datasets._io import atomic_write
+from pdmer.files import atomic_write
 from pdmer_datasets.synthetic._seeds import AUDIO, stream
 
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)

@@ -1,4 +1,9 @@
-"""Input validation shared by all estimators."""
+"""Checks of the songs, labels and annotator ids every estimator is given.
+
+The estimators call them at the edge (``fit``, ``personalize``, ``predict``);
+applications that take labels from users (the listener app, the CLI) call
+them too, so that a bad upload gets the same message as a bad ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import numpy as np
 
 from pdmer.features.container import SongFeatures
 from pdmer.labels import DIMENSIONS
+
+__all__ = ["check_X", "check_annotators", "check_y", "song_key"]
 
 
 def song_key(item):

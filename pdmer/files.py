@@ -79,7 +79,7 @@ def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> No
     Examples
     --------
     >>> from pathlib import Path
-    >>> from pdmer._files import atomic_write
+    >>> from pdmer.files import atomic_write
     >>> atomic_write("notes.txt", lambda tmp: Path(tmp).write_text("hello"))  # doctest: +SKIP
     """
     path = os.fspath(path)

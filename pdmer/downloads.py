@@ -120,7 +120,7 @@ def download_file(url: str, path, *, size: int | None = None, sha256: str | None
 
     Examples
     --------
-    >>> from pdmer._download import download_file
+    >>> from pdmer.downloads import download_file
     >>> download_file("https://example.org/a.zip", "a.zip",
     ...               sha256="...")  # doctest: +SKIP
     """
