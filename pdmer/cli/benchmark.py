@@ -6,7 +6,7 @@ import os
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 from pdmer.experiments.presets import MODELS
 
 _MODELS = tuple(MODELS)

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
-from pdmer.cli import download, main
+from pdmer.cli._group import download, main
 from pdmer_datasets import DATASETS
 
 DOWNLOADABLE = tuple(name for name, info in DATASETS.items() if info.downloadable)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 
 
 @main.command()

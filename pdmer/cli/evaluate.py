@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 from pdmer.cli._common import data_options, extract, load_data, threads_option
 
 COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence", "pcc_mean",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pdmer.cli import download, main
+from pdmer.cli._group import download, main
 from pdmer.cli._common import FiniteFloatRange, jobs_option, report_failures, transform_each
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au")

@@ -7,7 +7,7 @@ import platform
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 
 
 @main.command()

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 from pdmer.cli._common import FiniteFloatRange, extract, threads_option
 from pdmer_datasets import read_labels
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 from pdmer.cli._common import (
     FiniteFloatRange,
     extract,

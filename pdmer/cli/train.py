@@ -6,7 +6,7 @@ import time
 
 import click
 
-from pdmer.cli import main
+from pdmer.cli._group import main
 from pdmer.cli._common import (
     build_estimator,
     data_options,
