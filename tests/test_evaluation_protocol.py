@@ -170,15 +170,10 @@ PREDICT = {"predict", "_predict_songs"}
 RANDOM = {"choice", "permutation", "shuffle", "integers"}
 # Random draws in pdmer outside pdmer/evaluation, and why they are not support songs.
 RANDOM_ALLOWED = {
-    ("estimators/_data.py", "window"): "training crops",
-    ("estimators/base.py", "_split"): "validation listeners taken from training data",
+    ("meta/batch.py", "window"): "training crops",
+    ("meta/tasks.py", "split_tasks"): "validation listeners taken from training data",
     ("meta/tasks.py", "sample"): "meta-training tasks",
     ("experiments/splits.py", "load_split"): "held-out songs of the DMER split",
-}
-# Functions outside pdmer/evaluation that still adapt and predict in one loop.
-LOOPS_PENDING = {
-    # Validation during training: the core branch moves it onto plan_episodes.
-    ("estimators/base.py", "_validate"),
 }
 
 
@@ -199,7 +194,7 @@ def protocol_violations(source, where):
             continue
         called = _called(node)
         key = (where, node.name)
-        if called & ADAPT and called & PREDICT and key not in LOOPS_PENDING:
+        if called & ADAPT and called & PREDICT:
             found.append(f"{where}::{node.name} adapts and predicts")
         if called & RANDOM and key not in RANDOM_ALLOWED:
             found.append(f"{where}::{node.name} draws at random ({sorted(called & RANDOM)})")
