@@ -281,13 +281,11 @@ def worker_predict(cfg):
 
 def worker_accuracy(cfg):
     """A short meta-training run on synthetic listeners; CCC after personalization."""
-    import numpy as np
-
     from pdmer import DSAMLRegressor
     from pdmer.demo import DATA, FEATURES, MODEL
     from pdmer.features import AudioFeatures
+    from pdmer.evaluation import plan_episodes, run_episodes
     from pdmer.metrics import evaluate
-    from pdmer.nn.precision import autocast
     from pdmer_datasets import synthetic
 
     data = synthetic.generate(cfg["data_dir"], random_state=0, n_jobs=1, **DATA)
@@ -300,23 +298,13 @@ def worker_accuracy(cfg):
     test.X = [features[s] for s in test.song_ids]
     params = dict(MODEL, inner_params="all", random_state=cfg["seed"],
                   n_episodes=cfg["episodes"], validation_fraction=0.0)
-    est = DSAMLRegressor(**params)
-    if not hasattr(est, "_autocast"):
-        raise RuntimeError("This pdmer has no DSAMLRegressor._autocast to switch precision; "
-                           "update the accuracy benchmark to the trainer's hook.")
-    bf16 = cfg["variant"] == "bf16"
-    # The estimator's own switch is CUDA-only until the trainer adopts
-    # pdmer.nn.precision.autocast; here the instance gets it directly.
-    est._autocast = lambda: autocast("cpu", enabled=bf16)
+    # "bf16" autocasts on CPUs with native bfloat16; False is float32.
+    est = DSAMLRegressor(**params, mixed_precision="bf16" if cfg["variant"] == "bf16" else False)
     t0 = time.process_time()
     est.fit(*train)
     fit_cpu = time.process_time() - t0
-    truth, predictions = [], []
-    for listener in np.unique(test.annotators):
-        rows = np.flatnonzero(test.annotators == listener)
-        est.personalize([test.X[rows[0]]], [test.y[rows[0]]])
-        predictions += est.predict([test.X[i] for i in rows[1:]])
-        truth += [test.y[i] for i in rows[1:]]
+    episodes = plan_episodes(test.annotators, n_support=1, random_state=0)
+    truth, predictions, _ = run_episodes(est, test.X, test.y, episodes)
     scores = evaluate(truth, predictions)
     return {"ccc_mean": scores["ccc_mean"], "ccc_arousal": scores["ccc_arousal"],
             "ccc_valence": scores["ccc_valence"], "final_loss": est.history_["loss"][-1],

@@ -421,3 +421,61 @@ def test_song_fields_use_the_song_features_names():
     batch = collate([song, song.crop(0, 5)], "cpu")
     assert batch.local_patches.shape[:2] == batch.global_embeddings.shape[:2] == (2, 12)
     assert batch.waveforms is None and batch.lengths.tolist() == [12, 5]
+
+
+# --------------------------------------------------------------- task batching
+def test_batched_tasks_train_what_sequential_tasks_train(table):
+    # Without dropout the two ways of running an episode's tasks differ by
+    # float rounding only, which Adam lifts to ~1e-4 where gradients are ~0
+    # (the bias of a convolution before BatchNorm).
+    X, y, annotators = table
+    fits = {mode: tiny(task_batching=mode, dropout=0.0, n_episodes=2).fit(
+        X, y, annotators=annotators) for mode in ("sequential", "vmap")}
+    for (name, a), b in zip(fits["sequential"].network_.state_dict().items(),
+                            fits["vmap"].network_.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-3, rtol=0, msg=lambda m: f"{name}: {m}")
+    assert tiny(task_batching=2, n_episodes=1).fit(X, y, annotators=annotators).network_
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(estimator=CRNNRegressor, task_batching="vmap"), "cannot batch tasks"),
+    (dict(meta_learning="metasgd", task_batching="vmap"), "Meta-SGD"),
+    (dict(task_batching="together"), "task_batching"),
+])
+def test_batched_tasks_are_refused_where_they_cannot_run(table, params, match):
+    X, y, annotators = table
+    params = dict(params)
+    cls = params.pop("estimator", DSAMLRegressor)
+    small = {k: v for k, v in TINY_MODEL.items() if k in cls().get_params()}
+    with pytest.raises(ValueError, match=match):
+        cls(**{**small, **params}).fit(X, y, annotators=annotators)
+
+
+def test_auto_batches_tasks_on_cuda_only(table):
+    X, y, annotators = table
+    model = tiny(n_episodes=1).fit(X, y, annotators=annotators)
+    assert model.meta_learner().task_batching == "sequential"  # the CPU: 2x slower batched
+
+
+# ------------------------------------------------------------------- bfloat16
+def test_bf16_on_the_cpu_runs_where_native_and_warns_elsewhere(table, monkeypatch):
+    from pdmer.nn import precision
+
+    X, y, annotators = table
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="runs float32"):
+        plain = tiny(mixed_precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
+    reference = tiny(mixed_precision=False, n_episodes=1).fit(X, y, annotators=annotators)
+    for a, b in zip(plain.predict(X[:2]), reference.predict(X[:2])):
+        np.testing.assert_array_equal(a, b)  # float32 both: bit-identical
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*runs float32")
+        fast = tiny(mixed_precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
+    predictions = fast.predict(X[:2])
+    assert all(np.isfinite(p).all() for p in predictions)
+    # bfloat16 keeps ~3 significant digits: close to float32, not equal.
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(predictions,
+                                                                  reference.predict(X[:2])))
+    assert 0 < difference < 0.05

@@ -6,7 +6,7 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 
 from pdmer.meta.learner import META_LEARNING
 
@@ -87,8 +87,31 @@ SHARED_PARAMETERS = """\
         for DEAM and PMEmo); None uses the front end's. SongFeatures carry
         their own.
     device : {"auto", "cpu", "cuda"}, default="auto"
-    mixed_precision : bool, default=True
-        bfloat16 autocast on CUDA (ignored on the CPU).
+    mixed_precision : {True, False, "bf16"}, default=True
+        bfloat16 autocast of training, personalization and prediction.
+        True: on CUDA GPUs with bfloat16, float32 on the CPU (CPU results
+        then repeat exactly, and are the same on every CPU). "bf16": also
+        on CPUs that compute bfloat16 natively (AVX512-BF16 or AMX), about
+        twice as fast at the paper's size with accuracy within the
+        seed-to-seed spread (``benchmarks/scale.md``); results then depend
+        on the CPU, and other CPUs run float32 with a warning. False:
+        float32 everywhere.
+    task_batching : {"auto", "sequential", "vmap"} or int, default="auto"
+        How the tasks of an episode run: one after another, or together in
+        one :func:`torch.func.vmap` (:mod:`pdmer.meta.batched`; an int runs
+        at most that many together, to bound memory). Both give the same
+        gradients; dropout masks are drawn differently. "auto" batches on
+        CUDA and runs sequentially on the CPU (where batching measured 2x
+        slower). Models whose network cannot run under vmap (the
+        baselines) and Meta-SGD run sequentially; asking them for "vmap"
+        is an error.
+    distributed : {"auto", False}, default="auto"
+        "auto": when the process is one of several started by ``torchrun``
+        (or a :mod:`torch.distributed` process group is initialized), the
+        tasks of every episode are split among the processes and their
+        gradients summed, giving the model one process would train (to
+        float rounding); see the performance guide. False: this process
+        trains alone.
     random_state : int, optional
         Seed for initialisation, task sampling and dropout; runs repeat
         exactly on the CPU.
@@ -150,7 +173,10 @@ PARAMETER_CONSTRAINTS = {
     "front_end": [HasMethods(["transform"]), None],
     "frame_offset": [Interval(Real, 0, np.inf, closed="left"), None],
     "device": [str],
-    "mixed_precision": ["boolean"],
+    "mixed_precision": ["boolean", StrOptions({"bf16"})],
+    "task_batching": [StrOptions({"auto", "sequential", "vmap"}),
+                      Interval(Integral, 1, None, closed="left")],
+    "distributed": [StrOptions({"auto"}), Options(bool, {False})],
     "random_state": [Interval(Integral, 0, None, closed="left"), None],
     "verbose": ["verbose"],
     "features": [HasMethods(["transform"]), None],

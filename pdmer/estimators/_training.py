@@ -10,12 +10,15 @@ import torch
 
 from pdmer.estimators._params import COLLAPSE_CCC, COLLAPSE_STD_RATIO
 from pdmer.estimators.exceptions import CollapseWarning
+from pdmer.estimators.registry import resolve_device
+from pdmer.meta import distributed
 from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, fingerprint
-from pdmer.meta.learner import MetaLearner
+from pdmer.meta.learner import MetaLearner, bf16_requested
 from pdmer.meta.metasgd import LearnedInnerRates
 from pdmer.meta.trainer import Trainer
 from pdmer.metrics import ccc
 from pdmer.nn.normalization import InputNormalization
+from pdmer.nn.precision import bf16_supported
 
 
 class MetaTrainingMixin:
@@ -23,9 +26,13 @@ class MetaTrainingMixin:
 
     It attaches the estimator's additions to a network (input statistics,
     Meta-SGD's rates), builds the :class:`~pdmer.meta.learner.MetaLearner`
-    and the :class:`~pdmer.meta.trainer.Trainer` with its callbacks, seeds
-    each step, and checks the fitted model for collapse.
+    and the :class:`~pdmer.meta.trainer.Trainer` with its callbacks, joins
+    the other training processes (:mod:`pdmer.meta.distributed`), and
+    checks the fitted model for collapse.
     """
+
+    # Whether the network can run under torch.func.vmap (task_batching="vmap").
+    _batchable_tasks: bool = False
 
     def _assemble(self, network: torch.nn.Module, spec: dict) -> torch.nn.Module:
         """Attach what the estimator adds to a network: input statistics, learned rates.
@@ -61,39 +68,58 @@ class MetaTrainingMixin:
         run's checkpoint), ``prepared`` the same standardised on the device.
         """
         settings = self._settings()
+        self._check_task_batching()
+        if (self.mixed_precision == "bf16" and not bf16_supported(self.device_)
+                and self._is_main()):
+            warnings.warn(
+                f"mixed_precision='bf16' runs float32 on {self.device_}: it does not compute "
+                "bfloat16 natively (CPUs need AVX512-BF16 or AMX).", UserWarning, stacklevel=4)
+        processes = self._processes()
+        digest = self._fingerprint(songs)
+        if processes is not None:
+            processes.check_same(digest, "data or parameters")
         learner = self.meta_learner()
         window = None if settings["train_window"] == "full" else settings["train_window"]
         seed = self.seed_
+        n_tasks = settings["tasks_per_step"]
+        shard = None if processes is None else processes.shard(n_tasks)
 
         def step(episode):
             rng = np.random.default_rng([seed, episode])
-            tasks = sampler.sample(settings["tasks_per_step"], rng)
-            with self._seeded(episode):
-                return learner.episode_backward(tasks, prepared, window, rng)
+            tasks = sampler.sample(n_tasks, rng)
+            return learner.episode_backward(tasks, prepared, window, rng, shard=shard)
 
         def score():
+            # Mean CCC over the held-out listeners; processes split them.
+            names = sorted({e.listener for e in validation})
+            mine = set(names if processes is None else
+                       names[processes.rank::processes.world_size])
             with self._seeded(-3):
                 truth, predictions, listeners = learner.run_episodes(
-                    prepared, validation, self.predict_batch_size)
+                    prepared, [e for e in validation if e.listener in mine],
+                    self.predict_batch_size)
             listeners = np.asarray(listeners)
-            return float(np.mean([
-                ccc([t for t, k in zip(truth, listeners) if k == who],
-                    [p for p, k in zip(predictions, listeners) if k == who])
-                for who in np.unique(listeners)]))
+            scores = [ccc([t for t, k in zip(truth, listeners) if k == who],
+                          [p for p, k in zip(predictions, listeners) if k == who])
+                      for who in np.unique(listeners)]
+            if processes is None:
+                return float(np.mean(scores))
+            return processes.sum(float(np.sum(scores))) / len(names)
 
         callbacks = []
         if validation:
             callbacks.append(Validation(score, settings["validation_interval"],
                                         settings["patience"]))
         if self.checkpoint_path:
-            callbacks.append(Checkpoint(self.checkpoint_path, self.checkpoint_interval,
-                                        self._fingerprint(songs), extra={"seed": self.seed_},
+            callbacks.append(Checkpoint(self.checkpoint_path, self.checkpoint_interval, digest,
+                                        extra={"seed": self.seed_},
                                         verbose=bool(self.verbose)))
         callbacks.append(ProgressBar(f"{type(self).__name__} ({self.meta_learning})",
                                      enabled=bool(self.verbose)))
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=settings["outer_lr"])
         return Trainer(self.network_, optimizer, step, settings["n_episodes"],
-                       max_grad_norm=settings["max_grad_norm"] or None, callbacks=callbacks)
+                       max_grad_norm=settings["max_grad_norm"] or None, callbacks=callbacks,
+                       distributed=processes)
 
     def meta_learner(self) -> MetaLearner:
         """The fitted network's :class:`~pdmer.meta.learner.MetaLearner`.
@@ -103,11 +129,48 @@ class MetaTrainingMixin:
         benchmarks of single meta-learning tasks.
         """
         settings = self._settings()
+        task_batching, tasks_per_call = self._task_batching()
         return MetaLearner(
             self.network_, self._forward, self._adapted_names(self.network_),
             meta_learning=self.meta_learning, inner_steps=settings["inner_steps"],
             inner_lr=settings["inner_lr"], device=self.device_,
-            mixed_precision=self.mixed_precision, adapt_mode=self._adapt_mode)
+            mixed_precision=self.mixed_precision, adapt_mode=self._adapt_mode,
+            task_batching=task_batching, tasks_per_call=tasks_per_call)
+
+    def _task_batching(self) -> tuple:
+        """``(task_batching, tasks_per_call)`` of the learner: "auto" resolved."""
+        choice = self.task_batching
+        batchable = self._batchable_tasks and self.meta_learning != "metasgd"
+        if choice == "sequential" or not batchable:
+            return "sequential", None
+        if choice == "auto":
+            on_gpu = self.device_.type == "cuda"
+            return ("vmap" if on_gpu else "sequential"), None
+        return "vmap", (None if choice == "vmap" else int(choice))
+
+    def _check_task_batching(self) -> None:
+        if self.task_batching in ("auto", "sequential"):
+            return
+        if not self._batchable_tasks:
+            raise ValueError(
+                f"{type(self).__name__} cannot batch tasks with vmap (its network packs "
+                f"padded sequences); use task_batching='sequential' or 'auto', not "
+                f"{self.task_batching!r}.")
+        if self.meta_learning == "metasgd":
+            raise ValueError(
+                "Batched tasks do not support Meta-SGD's learned inner rates; use "
+                f"task_batching='sequential' or 'auto' with meta_learning='metasgd', not "
+                f"{self.task_batching!r}.")
+
+    def _processes(self):
+        """The other training processes (:class:`~pdmer.meta.distributed.Distributed`) or None."""
+        if self.distributed is False:
+            return None
+        return distributed.join(self.device_)
+
+    def _is_main(self) -> bool:
+        processes = self._processes()
+        return processes is None or processes.is_main
 
     def _adapted_names(self, network) -> list:
         names = [n for n, _ in network.named_parameters() if not n.startswith("inner_rates.")]
@@ -117,22 +180,38 @@ class MetaTrainingMixin:
 
     def _fingerprint(self, songs) -> str:
         """Identity of a run's settings and data: the checkpoint of another run is refused."""
+        # Settings that change how a run is computed, not what it computes
+        # (batched tasks differ only in dropout draws, processes in rounding).
         skip = {"verbose", "checkpoint_path", "checkpoint_interval", "device", "n_episodes",
-                "predict_batch_size", "features", "front_end", "frame_offset"}
+                "predict_batch_size", "features", "front_end", "frame_offset", "task_batching",
+                "distributed"}
         settings = {**self.get_params(deep=False), **self._settings(),
                     "feature_spec": self.feature_spec_}
         tensors = [t for s in songs for t in (s.local_patches, s.global_embeddings, s.y,
                                               s.waveforms) if t is not None]
         return fingerprint({k: v for k, v in settings.items() if k not in skip}, tensors)
 
-    def _initial_seed(self) -> int:
-        """The run's seed: random_state, or the interrupted run's, or a fresh one."""
+    def _device_and_seed(self) -> tuple:
+        """The run's device and seed, agreed with the other training processes.
+
+        Under ``torchrun`` this joins the other processes; each takes its
+        own GPU when ``device`` names none, and all take the first
+        process's seed (random_state, the interrupted run's, or a fresh one).
+        """
+        device = resolve_device(self.device)
+        processes = None
+        if self.distributed is not False:
+            processes = distributed.join(device)
+            if processes is not None:
+                device = distributed.process_device(device)
         if self.random_state is not None:
-            return int(self.random_state)
+            return device, int(self.random_state)
         state = Checkpoint.read(self.checkpoint_path)
-        if state is not None:
-            return int(state["seed"])
-        return int(np.random.SeedSequence().entropy % (2**31))
+        seed = (int(state["seed"]) if state is not None else
+                int(np.random.SeedSequence().entropy % (2**31)))
+        if processes is not None:
+            seed = int(processes.broadcast(seed))  # < 2**31: exact as a float
+        return device, seed
 
     @contextlib.contextmanager
     def _seeded(self, step: int):
@@ -154,7 +233,7 @@ class MetaTrainingMixin:
         flat = [f"{d} {r:.2f}" for d, r in zip(("arousal", "valence"), ratio)
                 if r < COLLAPSE_STD_RATIO]
         low = self.best_validation_ccc_ is not None and self.best_validation_ccc_ < COLLAPSE_CCC
-        if flat or low:
+        if (flat or low) and self._is_main():
             where = "training" if self.best_validation_ccc_ is None else "validation"
             problems = ([f"its predictions vary {', '.join(flat)} times as much as the labels "
                          f"on the {where} songs"] if flat else []) + (

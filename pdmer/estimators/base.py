@@ -76,8 +76,8 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                  validation_fraction=0.1, validation_interval=None, patience=None,
                  max_grad_norm=None, input_normalization=None, checkpoint_path=None,
                  checkpoint_interval=100, predict_batch_size=8, front_end=None,
-                 frame_offset=None, device="auto", mixed_precision=True, random_state=None,
-                 verbose=0, features=None):
+                 frame_offset=None, device="auto", mixed_precision=True, task_batching="auto",
+                 distributed="auto", random_state=None, verbose=0, features=None):
         self.meta_learning = meta_learning
         self.tasks = tasks
         self.n_episodes = n_episodes
@@ -101,6 +101,8 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.frame_offset = frame_offset
         self.device = device
         self.mixed_precision = mixed_precision
+        self.task_batching = task_batching
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
         self.features = features
@@ -279,8 +281,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         if tasks == "annotator" and annotators is None:
             raise ValueError("tasks='annotator' needs annotator ids: pass annotators=... to fit.")
         settings = self.resolved_params()
-        self.device_ = resolve_device(self.device)
-        self.seed_ = self._initial_seed()
+        self.device_, self.seed_ = self._device_and_seed()
         songs = self._songs(X, y)
         spec = feature_spec(songs)
         self._check_features(spec)

@@ -90,7 +90,8 @@ class _ConvRecurrentBaseline(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0, features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
+                 features=None):
         self.size = size
         self.conv_channels = conv_channels
         self.n_conv_layers = n_conv_layers
@@ -246,7 +247,8 @@ class MCRNNRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0, features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
+                 features=None):
         self.size = size
         self.view_kernels = view_kernels
         self.conv_channels = conv_channels
@@ -313,7 +315,8 @@ class DAMFFRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 random_state=None, verbose=0, features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
+                 features=None):
         self.size = size
         self.conv_channels = conv_channels
         self.scales = scales

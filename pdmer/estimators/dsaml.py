@@ -76,6 +76,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
 
     _head_prefixes = ("lstm.", "head.")
     _architectures = SIZES
+    _batchable_tasks = True  # the network runs under torch.func.vmap (pdmer.nn.recurrent)
     _parameter_constraints = {
         **BaseEmotionRegressor._parameter_constraints,
         **{name: [Interval(Integral, 1, None, closed="left"), None]
@@ -101,7 +102,8 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  validation_interval=None, patience=None, max_grad_norm=None,
                  input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
                  predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
-                 mixed_precision=True, random_state=None, verbose=0, features=None):
+                 mixed_precision=True, task_batching="auto", distributed="auto",
+                 random_state=None, verbose=0, features=None):
         self.size = size
         self.d_model = d_model
         self.n_heads = n_heads

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
+from pdmer.meta.running_stats import block_contribution, fold_blocks, running_stat_momenta
 from pdmer.nn.recurrent import vmappable
 
 BatchedLossFn = Callable[[dict, object, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
@@ -53,6 +54,7 @@ def batched_tasks_backward(
     weight: float = 1.0,
     reuse_context: bool = False,
     tasks_per_call: int | None = None,
+    support_loss_fn: BatchedLossFn | None = None,
 ) -> list[float]:
     """Accumulate the meta-gradient of several tasks into ``network``'s ``.grad``.
 
@@ -91,6 +93,9 @@ def batched_tasks_backward(
     tasks_per_call : int, optional
         Run the tasks in groups of at most this many to bound memory; None
         runs all together.
+    support_loss_fn : callable, optional
+        The loss of the inner steps, if other than ``loss_fn`` (e.g. run
+        with the network in eval mode); same signature.
 
     Returns
     -------
@@ -116,22 +121,25 @@ def batched_tasks_backward(
     size = len(tasks) if tasks_per_call is None else int(tasks_per_call)
     if size < 1:
         raise ValueError(f"tasks_per_call must be a positive integer; got {tasks_per_call!r}.")
-    momenta = _running_stat_momenta(network)
+    momenta = running_stat_momenta(network)
     losses = []
     with vmappable():
         for start in range(0, len(tasks), size):
             group = list(tasks[start: start + size])
-            losses += _group_backward(loss_fn, network, list(names), group, mode, steps, lr,
-                                      weight, reuse_context, momenta)
+            losses += _group_backward(loss_fn, support_loss_fn or loss_fn, network,
+                                      list(names), group, mode, steps, lr, weight,
+                                      reuse_context, momenta)
     return losses
 
 
-def _group_backward(loss_fn, network, names, group, mode, steps, lr, weight, reuse_context,
-                    momenta):
+def _group_backward(loss_fn, support_loss_fn, network, names, group, mode, steps, lr, weight,
+                    reuse_context, momenta):
     n_tasks = len(group)
     params = dict(network.named_parameters())
     buffers = dict(network.named_buffers())
     map_loss = _mapped(loss_fn, params, names if mode != "none" else [], buffers)
+    map_support_loss = (map_loss if support_loss_fn is loss_fn else
+                        _mapped(support_loss_fn, params, names, buffers))
 
     if mode == "none":
         batches = stack_batches(group)
@@ -155,8 +163,8 @@ def _group_backward(loss_fn, network, names, group, mode, steps, lr, weight, reu
     fast = dict(start)
     context = None
     for _ in range(steps):
-        task_losses, new_context = map_loss({**params, **fast, **support_buffers}, supports,
-                                            context)
+        task_losses, new_context = map_support_loss({**params, **fast, **support_buffers},
+                                                    supports, context)
         grads = torch.autograd.grad(task_losses.sum(), [fast[n] for n in names],
                                     create_graph=second_order, allow_unused=True)
         for name, grad in zip(names, grads):
@@ -247,22 +255,6 @@ def stack_batches(batches: Sequence) -> tuple:
     return template, tensors
 
 
-def _running_stat_momenta(network: nn.Module) -> dict:
-    """Momentum of every running-statistics buffer, by buffer name."""
-    momenta = {}
-    for prefix, module in network.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            if module.momentum is None:
-                raise NotImplementedError(
-                    f"{prefix}: BatchNorm with momentum=None (cumulative average) cannot be "
-                    "trained with batched tasks; use the sequential loop.")
-            base = f"{prefix}." if prefix else ""
-            momenta[base + "running_mean"] = module.momentum
-            momenta[base + "running_var"] = module.momentum
-            momenta[base + "num_batches_tracked"] = None  # a counter
-    return momenta
-
-
 @torch.no_grad()
 def _merge_buffers(buffers: dict, state: dict, momenta: dict) -> None:
     """Fold per-task buffer updates into ``buffers`` as sequential updates would."""
@@ -274,16 +266,8 @@ def _merge_buffers(buffers: dict, state: dict, momenta: dict) -> None:
             raise NotImplementedError(
                 f"Buffer {name!r} changed in the tasks and is not a BatchNorm statistic; "
                 "batched tasks cannot tell how to combine its updates. Use the sequential loop.")
-        momentum = momenta[name]
-        if momentum is None:
-            buffer.add_((after - buffer).sum(0))
-            continue
-        # Each task did b_t = (1 - m) r + m s_t from the same r; one after
-        # another they give (1 - m)^n r + sum_t (1 - m)^(n - t) m s_t.
+        # Each task is a block of one update from the same start.
         n_tasks = after.shape[0]
-        keep = 1 - momentum
-        update = after - keep * buffer  # m s_t
-        decay = keep ** torch.arange(n_tasks - 1, -1, -1, dtype=update.dtype,
-                                     device=update.device)
-        merged = keep ** n_tasks * buffer + (decay.reshape(-1, *[1] * buffer.dim()) * update).sum(0)
-        buffer.copy_(merged)
+        contributions = sum(block_contribution(buffer, after[t], momenta[name], 1,
+                                               n_tasks - 1 - t) for t in range(n_tasks))
+        buffer.copy_(fold_blocks(buffer, contributions, momenta[name], n_tasks))

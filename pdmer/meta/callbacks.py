@@ -4,7 +4,10 @@
 state and stops when it stops improving; :class:`Checkpoint` saves and
 resumes the whole training state; :class:`ProgressBar` shows episodes.
 Each callback's own state is part of the checkpoint (``state_dict``), so a
-resumed run equals an uninterrupted one.
+resumed run equals an uninterrupted one. On several processes
+(``trainer.distributed``) validation decisions follow the first process's
+score, only the first process writes the checkpoint and shows the bar, and
+every process resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Validation(Callback):
         if (episode + 1) % self.interval and not trainer.last_episode:
             return
         score = float(self.score())
+        if trainer.distributed is not None:
+            # Every process takes the same decisions (and keeps the same state).
+            score = trainer.distributed.broadcast(score)
         trainer.history["validation_episode"].append(episode)
         trainer.history["validation_ccc"].append(score)
         if score > self.best_score:
@@ -120,7 +126,8 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, trainer):
         self.bar = tqdm(total=trainer.n_episodes, initial=trainer.episode,
-                        disable=not self.enabled, desc=self.description, unit="episode")
+                        disable=not (self.enabled and trainer.is_main),
+                        desc=self.description, unit="episode")
 
     def on_episode_end(self, trainer, episode):
         postfix = {"loss": f"{trainer.history['loss'][-1]:.4f}"}
@@ -154,6 +161,10 @@ class Checkpoint(Callback):
     Temporary files left beside the checkpoint by a run killed while
     writing it are removed when training begins.
 
+    On several processes only the first one (rank 0) writes; every process
+    reads the checkpoint when training begins, so all of them must see it
+    at the same path (shared storage across machines).
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -183,10 +194,34 @@ class Checkpoint(Callback):
         return torch.load(path, map_location=device, weights_only=True)
 
     def on_train_begin(self, trainer):
-        self._remove_orphans()
-        state = self.read(self.path, next(trainer.network.parameters()).device)
+        if trainer.is_main:
+            self._remove_orphans()
+        try:
+            state, error = self._resumable_state(trainer), None
+        except ValueError as exc:
+            state, error = None, exc
+        processes = trainer.distributed
+        if processes is not None:
+            processes.agree(error)
+            done = processes.gather(-1 if state is None else int(state["episode"]))
+            if len(set(done)) > 1:
+                raise ValueError(
+                    f"The training processes found different checkpoints at {self.path} "
+                    f"(episodes done: {done}, -1 = none): every process must see the same "
+                    "file. Put checkpoint_path on storage shared by all machines.")
+        elif error is not None:
+            raise error
         if state is None:
             return
+        trainer.load_state_dict(state)
+        if self.verbose and trainer.is_main:
+            tqdm.write(f"Resuming from {self.path} at episode {int(state['episode'])}.")
+
+    def _resumable_state(self, trainer) -> dict | None:
+        """The checkpoint's state if it belongs to this run; a ValueError if it belongs to another."""
+        state = self.read(self.path, next(trainer.network.parameters()).device)
+        if state is None:
+            return None
         if state.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"The checkpoint {self.path} belongs to a run with other parameters or data. "
@@ -197,12 +232,10 @@ class Checkpoint(Callback):
                 f"The checkpoint {self.path} holds {done} episodes of training, more than "
                 f"n_episodes={trainer.n_episodes}: it belongs to a longer run. Delete it, "
                 f"choose another checkpoint_path, or set n_episodes >= {done}.")
-        trainer.load_state_dict(state)
-        if self.verbose:
-            tqdm.write(f"Resuming from {self.path} at episode {done}.")
+        return state
 
     def on_episode_end(self, trainer, episode):
-        if (episode + 1) % self.interval == 0 or trainer.last_episode:
+        if trainer.is_main and ((episode + 1) % self.interval == 0 or trainer.last_episode):
             self.save(trainer)
 
     def save(self, trainer):

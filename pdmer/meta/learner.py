@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from pdmer.meta.batch import collate
+from pdmer.meta.batched import batched_tasks_backward
 from pdmer.meta.maml import adapt, maml_task_backward
 from pdmer.nn.losses import emotion_loss
+from pdmer.nn.precision import autocast
 
 META_LEARNING = ("fomaml", "maml", "metasgd", "none")
 """Meta-learning modes: first-order MAML, second-order MAML, first-order
@@ -29,6 +31,25 @@ Meta-SGD (learned per-parameter inner rates) and plain training."""
 ADAPT_MODES = ("eval", "train")
 """Module mode of inner loops and personalization: ``"eval"`` (dropout off,
 BatchNorm running statistics, as at prediction) or ``"train"``."""
+
+TASK_BATCHING = ("sequential", "vmap")
+"""How the tasks of an episode run: one after another, or together in one
+:func:`torch.func.vmap` (:mod:`pdmer.meta.batched`)."""
+
+MIXED_PRECISION = (True, False, "bf16")
+"""``mixed_precision`` settings: bfloat16 on CUDA only (True), nowhere
+(False), or wherever the hardware computes it natively ("bf16")."""
+
+
+def bf16_requested(mixed_precision, device) -> bool:
+    """Whether ``mixed_precision`` asks for bfloat16 autocast on ``device``.
+
+    True asks for it on CUDA only (CPU results then repeat exactly on any
+    CPU), "bf16" on every device; :func:`pdmer.nn.precision.autocast` then
+    applies it where the hardware computes bfloat16 natively.
+    """
+    return mixed_precision == "bf16" or (mixed_precision is True
+                                         and torch.device(device).type == "cuda")
 
 
 _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = \
@@ -69,8 +90,9 @@ class MetaLearner:
     inner_steps : int
     inner_lr : float
     device : torch.device
-    mixed_precision : bool, default=True
-        bfloat16 autocast on CUDA.
+    mixed_precision : {True, False, "bf16"}, default=True
+        bfloat16 autocast on CUDA (True), nowhere (False), or also on CPUs
+        with native bfloat16 ("bf16"); see :func:`bf16_requested`.
     adapt_mode : {"eval", "train"}, default="eval"
         Module mode of every inner loop and adaptation. In ``"eval"`` mode
         adaptation sees the network exactly as prediction does and changes
@@ -78,13 +100,29 @@ class MetaLearner:
         :func:`forward_lock`, several threads may adapt and predict with one
         network at once. ``"train"`` switches the network to training mode
         while it adapts (not thread-safe).
+    task_batching : {"sequential", "vmap"}, default="sequential"
+        Run the tasks of an episode one after another, or together with
+        :func:`pdmer.meta.batched.batched_tasks_backward` (the network's
+        forward must be batchable by :func:`torch.func.vmap`; not with
+        Meta-SGD's learned rates).
+    tasks_per_call : int, optional
+        With ``"vmap"``: at most this many tasks in one call (bounds
+        memory); None runs all of a process's tasks together.
     """
 
     def __init__(self, network, forward, adapted_names, *, meta_learning, inner_steps,
-                 inner_lr, device, mixed_precision=True, adapt_mode="eval"):
-        if meta_learning not in META_LEARNING or adapt_mode not in ADAPT_MODES:
-            raise ValueError(f"meta_learning must be one of {META_LEARNING} and adapt_mode one "
-                             f"of {ADAPT_MODES}; got {meta_learning!r} and {adapt_mode!r}.")
+                 inner_lr, device, mixed_precision=True, adapt_mode="eval",
+                 task_batching="sequential", tasks_per_call=None):
+        if (meta_learning not in META_LEARNING or adapt_mode not in ADAPT_MODES
+                or task_batching not in TASK_BATCHING):
+            raise ValueError(
+                f"meta_learning must be one of {META_LEARNING}, adapt_mode one of "
+                f"{ADAPT_MODES} and task_batching one of {TASK_BATCHING}; got "
+                f"{meta_learning!r}, {adapt_mode!r} and {task_batching!r}.")
+        if task_batching == "vmap" and meta_learning == "metasgd":
+            raise ValueError(
+                "Batched tasks (task_batching='vmap') do not support Meta-SGD's learned "
+                "inner rates; use task_batching='sequential' with meta_learning='metasgd'.")
         self.network = network
         self.forward = forward
         self.names = list(adapted_names)
@@ -94,12 +132,13 @@ class MetaLearner:
         self.device = device
         self.mixed_precision = mixed_precision
         self.adapt_mode = adapt_mode
+        self.task_batching = task_batching
+        self.tasks_per_call = tasks_per_call
 
     # ---------------------------------------------------------------- losses
     def autocast(self):
-        enabled = self.mixed_precision and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=enabled)
+        """bfloat16 autocast where ``mixed_precision`` asks for it and the device has it."""
+        return autocast(self.device, bf16_requested(self.mixed_precision, self.device))
 
     def loss(self, state, batch, buffers=None, context=None):
         """``(loss, context)``: the emotion loss (plus any auxiliary loss) of ``batch``."""
@@ -127,9 +166,7 @@ class MetaLearner:
         # statistics used at test time. Eval mode never updates them.
         buffers = ({n: b.clone() for n, b in self.network.named_buffers()} if training
                    else None)
-        adapted = set(self.names)
-        head_only = any(n not in adapted and not n.startswith("inner_rates.")
-                        for n, _ in self.network.named_parameters())
+        head_only = self._head_only()
         # With only the head adapting, the rest of the network gives the same
         # context at every step: compute it once.
         cache = {}
@@ -142,6 +179,12 @@ class MetaLearner:
             return value
 
         return loss
+
+    def _head_only(self) -> bool:
+        """Whether some parameters stay fixed in the inner loop (the trunk's output is reusable)."""
+        adapted = set(self.names)
+        return any(n not in adapted and not n.startswith("inner_rates.")
+                   for n, _ in self.network.named_parameters())
 
     def rates(self, lr=None):
         """The inner step size: ``lr``, Meta-SGD's learned rates, or ``inner_lr``."""
@@ -174,8 +217,12 @@ class MetaLearner:
                 self.network.train(was)
 
     # -------------------------------------------------------------- training
-    def episode_backward(self, tasks, songs, window, rng) -> float:
+    def episode_backward(self, tasks, songs, window, rng, shard=None) -> float:
         """Accumulate one episode's (meta-)gradient into the parameters' ``.grad``.
+
+        Every task draws its crops and its own torch seed (dropout) from
+        ``rng`` in order, so a task gives the same gradient whichever
+        process computes it and whatever else that process computes.
 
         Parameters
         ----------
@@ -185,30 +232,82 @@ class MetaLearner:
         window : int or None
             Frames of the random crop of every song (None: whole songs).
         rng : numpy.random.Generator
-            Draws the crops.
+            Draws the crops and the tasks' seeds.
+        shard : sequence of int, optional
+            Indices of the tasks to compute here (distributed training: the
+            other processes compute the rest); None computes all.
 
         Returns
         -------
         float
-            The mean query loss of the tasks.
+            The computed tasks' share of the episode's mean query loss
+            (the mean itself when all are computed).
         """
+        plain = self.meta_learning == "none"
+        seeds = rng.integers(0, 2**62, size=len(tasks))
+        crops = []
+        for task in tasks:
+            # Plain training: the songs of a meta-learning task in one batch.
+            parts = [np.r_[task.support, task.query]] if plain else [task.support, task.query]
+            crops.append([[songs[i].window(window, rng) for i in rows] for rows in parts])
+        selected = list(range(len(tasks)) if shard is None else shard)
+        if not selected:
+            return 0.0
+
+        def batches(i):
+            return [collate(part, self.device) for part in crops[i]]
+
+        if self.task_batching == "vmap":
+            with self._seeded(seeds[selected[0]]):
+                return self._batched_backward([batches(i) for i in selected], len(tasks))
         params = dict(self.network.named_parameters())
         loss = 0.0
-        for task in tasks:
-            if self.meta_learning == "none":
-                # The songs of a meta-learning episode, one task per batch with
-                # accumulated gradients: the mean loss over all of them at the
-                # memory of one task.
-                rows = np.r_[task.support, task.query]
-                batch = collate([songs[i].window(window, rng) for i in rows], self.device)
-                task_loss = self.query_loss(params, batch) / len(tasks)
-                task_loss.backward()
-                loss += float(task_loss.detach())
-                continue
-            support = collate([songs[i].window(window, rng) for i in task.support], self.device)
-            query = collate([songs[i].window(window, rng) for i in task.query], self.device)
-            loss += self.task_backward(support, query, weight=1.0 / len(tasks)) / len(tasks)
+        for i in selected:
+            with self._seeded(seeds[i]):
+                if plain:
+                    # One task per batch with accumulated gradients: the mean
+                    # loss over all songs at the memory of one task.
+                    task_loss = self.query_loss(params, *batches(i)) / len(tasks)
+                    task_loss.backward()
+                    loss += float(task_loss.detach())
+                else:
+                    support, query = batches(i)
+                    loss += self.task_backward(support, query, weight=1.0 / len(tasks)) / len(
+                        tasks)
         return loss
+
+    def _batched_backward(self, tasks, n_tasks) -> float:
+        """The tasks together in :func:`~pdmer.meta.batched.batched_tasks_backward`."""
+        training = self.adapt_mode == "train"
+
+        def loss_fn(state, batch, context):
+            return self.loss(state, batch, None, context)
+
+        def support_loss_fn(state, batch, context):
+            with self._mode(training):
+                return self.loss(state, batch, None, context)
+
+        plain = self.meta_learning == "none"
+        with self._second_order_context():
+            losses = batched_tasks_backward(
+                loss_fn, self.network, self.names,
+                [batches[0] if plain else tuple(batches) for batches in tasks],
+                self.meta_learning, 0 if plain else self.inner_steps,
+                0.0 if plain else self.inner_lr, weight=1.0 / n_tasks,
+                reuse_context=self._head_only(), tasks_per_call=self.tasks_per_call,
+                support_loss_fn=support_loss_fn)
+        return sum(losses) / n_tasks
+
+    @contextlib.contextmanager
+    def _seeded(self, seed):
+        """Run with torch's global generators seeded, then restore them."""
+        devices = []
+        if self.device.type == "cuda":
+            devices = [self.device.index if self.device.index is not None
+                       else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            yield
 
     def task_backward(self, support, query, steps=None, weight=1.0) -> float:
         """Accumulate one task's meta-gradient (weighted) into the parameters' ``.grad``.
@@ -262,8 +361,10 @@ class MetaLearner:
                       for n, p in self.network.named_parameters()}
         batch = collate(songs, self.device)
         with torch.enable_grad():
+            # The copies are ours: a scalar rate updates them in place (no new
+            # parameter set per step). Learned rates need the update's graph.
             fast = adapt(self.support_loss(), params, self.names, batch, steps, rates,
-                         progress=progress)
+                         progress=progress, in_place=not isinstance(rates, dict))
         return {n: fast[n].detach() for n in self.names}
 
     @torch.no_grad()

@@ -5,7 +5,10 @@ The loop knows nothing of songs or meta-learning: each episode it asks a
 episode, see :meth:`pdmer.meta.learner.MetaLearner.episode_backward`) and
 takes an optimizer step. Validation with best-state selection and early
 stopping, checkpoints and the progress bar are callbacks
-(:mod:`pdmer.meta.callbacks`), in the manner of skorch.
+(:mod:`pdmer.meta.callbacks`), in the manner of skorch. On several
+processes (:mod:`pdmer.meta.distributed`) each step computes this
+process's share of the episode and the loop sums the gradients over the
+processes before the optimizer steps.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class Trainer:
         or 0 does not clip.
     callbacks : list of Callback, default=()
         Called in order: at the start, after every episode and at the end.
+    distributed : Distributed, optional
+        This process's place among several training processes
+        (:class:`pdmer.meta.distributed.Distributed`); ``step`` then
+        computes this process's share of the episode and returns its share
+        of the loss. Gradients, the loss and BatchNorm statistics are
+        combined over the processes every episode, and the parameters are
+        made identical on every process at the start and at the end.
 
     Attributes
     ----------
@@ -44,13 +54,14 @@ class Trainer:
     """
 
     def __init__(self, network, optimizer, step, n_episodes, *, max_grad_norm=None,
-                 callbacks=()):
+                 callbacks=(), distributed=None):
         self.network = network
         self.optimizer = optimizer
         self.step = step
         self.n_episodes = n_episodes
         self.max_grad_norm = max_grad_norm
         self.callbacks = list(callbacks)
+        self.distributed = distributed
         self.episode = 0
         self.history = {"episode": [], "loss": [], "grad_norm": []}
         self.stop = False
@@ -59,12 +70,21 @@ class Trainer:
         """Train until ``n_episodes`` or until a callback stops it; returns self."""
         for callback in self.callbacks:
             callback.on_train_begin(self)
+        processes = self.distributed
+        if processes is not None:
+            processes.broadcast_module(self.network)
         parameters = [p for p in self.network.parameters() if p.requires_grad]
         while self.episode < self.n_episodes and not self.stop:
             episode = self.episode
             self.network.train()
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.step(episode)
+            if processes is None:
+                loss = self.step(episode)
+            else:
+                start = processes.running_stats(self.network)
+                loss = processes.sum(self.step(episode))
+                processes.reduce_gradients(parameters)
+                processes.merge_running_stats(self.network, start)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"The training loss became {loss} at episode {episode}; lower outer_lr "
@@ -85,8 +105,16 @@ class Trainer:
                 callback.on_episode_end(self, episode)
         for callback in self.callbacks:
             callback.on_train_end(self)
+        if processes is not None:
+            # Identical on every process whatever rounding the collectives did.
+            processes.broadcast_module(self.network)
         self.network.eval()
         return self
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and shows progress (always, on one process)."""
+        return self.distributed is None or self.distributed.is_main
 
     @property
     def last_episode(self) -> bool:
