@@ -84,7 +84,7 @@ class DemoResult:
 
 
 def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1,
-             log=print, preset="small") -> DemoResult:
+             log=print, preset="small", n_jobs=-1) -> DemoResult:
     """Run the demo end to end and write ``personalization.png`` to ``output_dir``.
 
     Parameters
@@ -100,6 +100,8 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
         Receives progress messages.
     preset : {"small", "tiny"}, default="small"
         The benchmark preset (``"tiny"`` for tests).
+    n_jobs : int, default=-1
+        Models trained at once, one torch thread each (-1: one per core).
 
     Returns
     -------
@@ -115,7 +117,7 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
     try:
         result = run_benchmark(
             dataset="synthetic", task="pdmer", models=["dsaml"], preset=preset,
-            seed=random_state, output=output_dir, verbose=verbose, log=log,
+            seed=random_state, output=output_dir, verbose=verbose, log=log, n_jobs=n_jobs,
             estimator_params=None if n_episodes is None else {"n_episodes": n_episodes},
             command=f"pdmer demo --seed {random_state}"
                     + ("" if n_episodes is None else f" --episodes {n_episodes}"))
@@ -154,7 +156,8 @@ def _plot(result, path):
     truth, (before,), _ = run_episodes(meta, X, test.y, example, adapt=False)
     _, (after,), _ = run_episodes(meta, X, test.y, example)
     _, (fine_tuned,), _ = run_episodes(plain, X, test.y, example,
-                                       steps=meta.inner_steps, lr=meta.inner_lr)
+                                       steps=meta.resolved_params_["inner_steps"],
+                                       lr=meta.resolved_params_["inner_lr"])
     song = test.song_ids[episode.query[0]]
     fig = plot_curves(
         before, np.asarray(truth[0]), after,

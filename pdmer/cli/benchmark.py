@@ -58,9 +58,13 @@ _MODELS = tuple(MODELS)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: torch's). On a shared machine use the number "
                    "of free cores.")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Models trained at once (-1: one per core); give each --threads "
+                   "cores / jobs. Results do not depend on it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
 def benchmark(dataset, task, models, ablations, protocol, split, unseen_listeners, preset,
-              episodes, seeds, output, resume, data_home, cache_dir, device, threads, quiet):
+              episodes, seeds, output, resume, data_home, cache_dir, device, threads, jobs,
+              quiet):
     """Run the DSAML paper's protocols on DSAML, its baselines and the fair competitors.
 
     Prints the parameter counts and the results tables (the paper's numbers
@@ -87,7 +91,7 @@ def benchmark(dataset, task, models, ablations, protocol, split, unseen_listener
             log=(lambda message: None) if quiet else (lambda m: click.echo(m, err=True)),
             command=_command_line(dataset, task, models, ablations, protocol, split,
                                   unseen_listeners, preset, episodes, seed, data_home, device),
-            split=split, unseen_listeners=unseen_listeners, resume=resume,
+            split=split, unseen_listeners=unseen_listeners, resume=resume, n_jobs=jobs,
             estimator_params=None if episodes is None else {"n_episodes": episodes}))
     for result in results:
         click.echo(result.markdown())

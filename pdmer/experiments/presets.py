@@ -3,10 +3,10 @@
 The benchmark, the demo and the robustness suite read their settings here, so
 the demo is exactly the benchmark's ``small`` preset on DSAML.
 
-.. note::
-   The estimators are gaining presets that carry every hyper-parameter
-   (``core`` branch). When they land, ``training`` and ``models`` below should
-   be read from them instead of repeating values here.
+Training settings come from the estimators' presets
+(:data:`pdmer.estimators.TRAINING_PRESETS`, selected by each model's
+``size``); a preset here holds only the data, the front end, and what it
+changes on top of the estimators' preset, with the reason.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Preset:
         :class:`~pdmer.features.AudioFeatures` parameters (``n_jobs`` defaults
         to -1); ``waveform_rate`` is used only when a raw-audio model runs.
     training : dict
-        Estimator parameters shared by every model (episodes, learning rates...).
+        Estimator parameters shared by every model that change the
+        estimators' training preset (empty: the preset as it is).
     models : dict
         Architecture parameters per model key.
     support_frames : int
@@ -77,8 +78,8 @@ PRESETS = {
         # One process: starting joblib workers costs more than 8 tiny songs.
         features=dict(sample_rate=8000, n_mels=16, window_seconds=0.032, hop_seconds=0.032,
                       global_window=2.0, waveform_rate=1000, n_jobs=1),
-        training=dict(n_episodes=2, tasks_per_step=2, n_query=2, inner_steps=2, inner_lr=0.05,
-                      outer_lr=1e-3, inner_params="head", train_window=6,
+        # On top of the estimators' "small" preset: a few milliseconds per episode.
+        training=dict(n_episodes=2, tasks_per_step=2, n_query=2, inner_steps=2, train_window=6,
                       validation_fraction=0.0),
         models=dict(
             dsaml=dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
@@ -100,9 +101,8 @@ PRESETS = {
                   sample_rate=22050),
         features=dict(sample_rate=22050, n_mels=32, window_seconds=0.04, hop_seconds=0.02,
                       global_window=10.0, waveform_rate=8000),
-        training=dict(n_episodes=120, tasks_per_step=4, n_query=3, inner_steps=8,
-                      inner_lr=0.05, outer_lr=2e-3, inner_params="head", train_window=30,
-                      validation_fraction=0.15, validation_interval=20),
+        # The estimators' "small" training preset, unchanged.
+        training=dict(),
         models=dict(
             dsaml=dict(size="small", d_model=64, n_heads=4, n_layers=1, d_ff=128,
                        lstm_hidden=32, head_hidden=32),

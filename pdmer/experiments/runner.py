@@ -7,6 +7,8 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import torch
+from joblib import Parallel, delayed, effective_n_jobs
 
 from pdmer.evaluation import (
     COLLAPSE_RATIO,
@@ -34,8 +36,8 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                   protocol="other-songs", preset="small", seed=0, output=None,
                   data_home=None, cache_dir=None, device="auto", verbose=1, log=print,
                   command=None, split="songs", unseen_listeners=False, data_params=None,
-                  estimator_params=None, mean_label_rows=True,
-                  resume=False) -> BenchmarkResult:
+                  estimator_params=None, mean_label_rows=True, resume=False,
+                  n_jobs=1) -> BenchmarkResult:
     """Train and score DSAML, its baselines and the fair competitors.
 
     Parameters
@@ -85,6 +87,11 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     resume : bool, default=False
         Return the result already in ``output`` when it was made with the
         same arguments, instead of running again.
+    n_jobs : int, default=1
+        Models trained at once, in joblib's active backend (-1: one per
+        core). Each keeps the caller's torch thread count, so with several
+        jobs set ``torch.set_num_threads`` to cores / n_jobs. Results do not
+        depend on it; progress bars show only with ``n_jobs=1``.
 
     Returns
     -------
@@ -129,8 +136,11 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                 + ("no listener has a song to adapt on and an unseen song to score."
                    if protocol == "other-songs" else
                    f"every scored song is shorter than {config.support_frames + 2} frames."))
-    rows, fitted = [], {}
-    for spec in table_rows(task, models, ablations, mean_label_rows):
+    specs = table_rows(task, models, ablations, mean_label_rows)
+    fitted = _fit_all(specs, {**config.training, **(estimator_params or {})}, config.models,
+                      data.train, features, seed, device, verbose, n_jobs, log)
+    rows = []
+    for spec in specs:
         if spec.model is None:
             row = _song_mean_row(spec, data, episodes, dataset)
             if row is not None:
@@ -140,13 +150,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                                   "listeners' mean curve of the song is not a competitor.")
                 log(f"Note: {data.notes[-1]}")
             continue
-        key = (spec.model, spec.params)
-        if key not in fitted:
-            log(f"Training {spec.label} ({dict(spec.params)}) ...")
-            fitted[key] = _fit(spec, {**config.training, **(estimator_params or {})},
-                               config.models[spec.model], data.train, features, seed,
-                               device, verbose)
-        estimator, seconds = fitted[key]
+        estimator, seconds = fitted[(spec.model, spec.params)]
         X_test = _inputs(features, estimator, data.test.X)
         if task == "dmer":
             truth = data.test.y
@@ -239,7 +243,26 @@ def _inputs(features, estimator, X):
             for f in songs]
 
 
-def _fit(spec, training, architecture, train, features, seed, device, verbose):
+def _fit_all(specs, training, architectures, train, features, seed, device, verbose, n_jobs,
+             log) -> dict:
+    """Every distinct model of ``specs`` fitted: (model, params) -> (estimator, seconds)."""
+    distinct = {}
+    for spec in specs:
+        if spec.model is not None:
+            distinct.setdefault((spec.model, spec.params), spec)
+    for spec in distinct.values():
+        log(f"Training {spec.label} ({dict(spec.params)}) ...")
+    threads = torch.get_num_threads()
+    alone = effective_n_jobs(n_jobs) == 1 or len(distinct) < 2
+    done = Parallel(n_jobs=1 if alone else n_jobs)(delayed(_fit)(spec, training, architectures[spec.model], train, features,
+                                  seed, device, verbose if alone else 0, threads)
+                    for spec in distinct.values())
+    return dict(zip(distinct, done))
+
+
+def _fit(spec, training, architecture, train, features, seed, device, verbose, threads=None):
+    if threads is not None:  # a joblib worker starts with its own thread count
+        torch.set_num_threads(threads)
     cls = MODELS[spec.model][1]
     params = {**training, **architecture, **dict(spec.params),
               "random_state": seed, "device": device, "verbose": verbose}
@@ -256,7 +279,8 @@ def _fine_tune_like_personalization(fitted, spec):
     meta = fitted.get((spec.model, tuple(sorted(MAML.items()))))
     if meta is None:
         return {}
-    return {"steps": meta[0].inner_steps, "lr": meta[0].inner_lr}
+    resolved = meta[0].resolved_params_
+    return {"steps": resolved["inner_steps"], "lr": resolved["inner_lr"]}
 
 
 def convergence(estimator) -> dict:
