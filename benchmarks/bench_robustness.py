@@ -66,6 +66,15 @@ CONDITIONS = {
 ROLES = {"not personalized": "not personalized", "personalized": "personalized",
          "plain": "plain", "plain + fine-tuned": "plain + FT"}
 
+# Other personalization methods, as personalized rows beside the default
+# (first-order MAML adapting the BiLSTM and head: ANIL-style): name ->
+# estimator parameters on top of the meta-trained row's.
+VARIANTS = {
+    "FOMAML all": dict(inner_params="all"),
+    "MAML": dict(meta_learning="maml"),
+    "Meta-SGD": dict(meta_learning="metasgd"),
+}
+
 QUICK = dict(preset="tiny", seeds=(0,), max_duration=4.0, max_offset=2.0)
 
 
@@ -81,7 +90,8 @@ def condition_params(name, quick):
     return params
 
 
-def run_cell(name, seed, preset, output, estimator_params, keep_data, quick, log):
+def run_cell(name, seed, preset, output, estimator_params, variants, keep_data, quick, log,
+             n_jobs):
     from pdmer.experiments import run_benchmark
 
     params = condition_params(name, quick)
@@ -90,14 +100,15 @@ def run_cell(name, seed, preset, output, estimator_params, keep_data, quick, log
     result = run_benchmark(dataset="synthetic", task="pdmer", models=["dsaml"], preset=preset,
                            seed=seed, output=folder, data_home=data_home, verbose=0,
                            log=log, data_params=params, estimator_params=estimator_params,
-                           mean_label_rows=False, resume=True,
+                           mean_label_rows=False, resume=True, n_jobs=n_jobs,
+                           variants={v: VARIANTS[v] for v in variants},
                            command=f"benchmarks/bench_robustness.py cell {name} seed {seed}")
     if not keep_data:
         shutil.rmtree(data_home, ignore_errors=True)
     return result
 
 
-def table(cells, conditions, seeds) -> str:
+def table(cells, conditions, seeds, variants=()) -> str:
     """The one Markdown table: per condition over seeds, then the averages."""
     from pdmer.evaluation import COLLAPSE_RATIO
     from pdmer.experiments import markdown_table
@@ -110,6 +121,10 @@ def table(cells, conditions, seeds) -> str:
         by_role = [{r["role"]: r for r in result.rows} for result in results]
         line = {f"ccc {label}": float(np.mean([b[role]["ccc_mean"] for b in by_role]))
                 for role, label in ROLES.items()}
+        for variant in variants:
+            line[f"ccc {variant}"] = float(np.mean([
+                r["ccc_mean"] for result in results for r in result.rows
+                if r["role"] == "variant" and r["row"].endswith(variant)]))
         gains = [b["personalized"]["ccc_mean"] - b["not personalized"]["ccc_mean"]
                  for b in by_role]
         margins = [b["personalized"]["ccc_mean"] - b["plain + fine-tuned"]["ccc_mean"]
@@ -132,6 +147,7 @@ def table(cells, conditions, seeds) -> str:
             key: float(np.mean([line[key] for line in per_condition]))
             for key in per_condition[0] if isinstance(per_condition[0][key], float)}
     columns = [f"ccc {label}" for label in ROLES.values()] + [
+        f"ccc {variant}" for variant in variants] + [
         "gain", "gain > 0", "spread", "collapsed", "margin vs plain + FT", "best = last"]
     return markdown_table(lines, columns, index="condition")
 
@@ -147,7 +163,13 @@ def main(argv=None):
     parser.add_argument("--preset", default="small", choices=("tiny", "small"))
     parser.add_argument("--episodes", type=int, default=None,
                         help="training episodes (default: the preset's)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per model (default 1)")
+    parser.add_argument("--jobs", "-j", type=int, default=-1,
+                        help="models trained at once (default -1: one per core)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated personalization methods beside the default, "
+                             f"of: {', '.join(VARIANTS)} (empty: none)")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated audio")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny preset, seed 0, 4 s songs")
@@ -158,6 +180,10 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from "
                      f"{', '.join(CONDITIONS)}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if set(variants) - set(VARIANTS):
+        parser.error(f"unknown variant(s) {', '.join(sorted(set(variants) - set(VARIANTS)))}; "
+                     f"choose from {', '.join(VARIANTS)}")
     preset, seeds = args.preset, args.seeds
     if args.quick:
         preset, seeds = QUICK["preset"], list(QUICK["seeds"])
@@ -175,10 +201,11 @@ def main(argv=None):
             cell_started = time.perf_counter()
             print(f"[{name}, seed {seed}] ...", file=sys.stderr, flush=True)
             cells[(name, seed)] = run_cell(name, seed, preset, output, estimator_params,
-                                           args.keep_data, args.quick, cell_log)
+                                           variants, args.keep_data, args.quick, cell_log,
+                                           args.jobs)
             print(f"[{name}, seed {seed}] done in {time.perf_counter() - cell_started:.0f} s",
                   file=sys.stderr, flush=True)
-    text = table(cells, conditions, seeds)
+    text = table(cells, conditions, seeds, variants)
     from pdmer.experiments.hardware import fingerprint
     from pdmer.experiments.reporting import write_text
 

@@ -249,3 +249,18 @@ def test_pdmer_benchmark_module_is_deprecated():
         assert pdmer.benchmark.run_benchmark is pdmer.experiments.run_benchmark
     with pytest.raises(AttributeError):
         pdmer.benchmark._plan  # noqa: B018
+
+
+def test_parallel_fits_give_the_same_rows_and_variants_add_personalized_rows(data_home):
+    variants = {"MAML": {"meta_learning": "maml"}, "Meta-SGD": {"meta_learning": "metasgd"}}
+    runs = [quiet(models=["dsaml"], data_home=data_home, mean_label_rows=False,
+                  variants=variants, n_jobs=n_jobs) for n_jobs in (1, 2)]
+    one, two = ({r["row"]: r for r in run.rows} for run in runs)
+    assert one.keys() == two.keys()
+    for name, row in one.items():
+        for metric in ("ccc_arousal", "ccc_valence", "rmse_arousal", "spread"):
+            assert two[name][metric] == pytest.approx(row[metric], abs=1e-6), (name, metric)
+    added = {name: row for name, row in one.items() if row["role"] == "variant"}
+    assert sorted(added) == ["DSAML MAML", "DSAML Meta-SGD"]
+    assert {row["meta_learning"] for row in added.values()} == {"maml", "metasgd"}
+    assert all(row["personalized"] for row in added.values())

@@ -36,8 +36,8 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                   protocol="other-songs", preset="small", seed=0, output=None,
                   data_home=None, cache_dir=None, device="auto", verbose=1, log=print,
                   command=None, split="songs", unseen_listeners=False, data_params=None,
-                  estimator_params=None, mean_label_rows=True, resume=False,
-                  n_jobs=1) -> BenchmarkResult:
+                  estimator_params=None, mean_label_rows=True, variants=None,
+                  resume=False, n_jobs=1) -> BenchmarkResult:
     """Train and score DSAML, its baselines and the fair competitors.
 
     Parameters
@@ -84,6 +84,10 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
         ``{"n_episodes": 240}``).
     mean_label_rows : bool, default=True
         PDMER: include the paper's plain rows trained on mean labels.
+    variants : dict of str -> dict, optional
+        PDMER: more personalized rows per model, each trained with its own
+        estimator parameters on top of the meta-trained row's (e.g.
+        ``{"MAML": {"meta_learning": "maml"}}``; role "variant").
     resume : bool, default=False
         Return the result already in ``output`` when it was made with the
         same arguments, instead of running again.
@@ -104,6 +108,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                    split=split if task == "pdmer" else None,
                    unseen_listeners=unseen_listeners, data_params=data_params or {},
                    estimator_params=estimator_params or {}, mean_label_rows=mean_label_rows,
+                   variants=variants or {},
                    device=device)
     if resume and output is not None:
         done = _finished(output, request)
@@ -136,7 +141,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                 + ("no listener has a song to adapt on and an unseen song to score."
                    if protocol == "other-songs" else
                    f"every scored song is shorter than {config.support_frames + 2} frames."))
-    specs = table_rows(task, models, ablations, mean_label_rows)
+    specs = table_rows(task, models, ablations, mean_label_rows, variants)
     fitted = _fit_all(specs, {**config.training, **(estimator_params or {})}, config.models,
                       data.train, features, seed, device, verbose, n_jobs, log)
     rows = []

@@ -92,7 +92,7 @@ PLAIN = dict(meta_learning="none", tasks="annotator")
 MEAN_LABELS = dict(meta_learning="none", tasks="song")
 
 ROLES = ("personalized", "not personalized", "plain", "plain + fine-tuned", "mean labels",
-         "mean labels + fine-tuned", "song mean curve", "ablation")
+         "mean labels + fine-tuned", "song mean curve", "ablation", "variant")
 """What a row is, whatever its model: the robustness suite and the demo pick rows by it."""
 
 
@@ -113,7 +113,7 @@ class RowSpec:
     role: str
 
 
-def table_rows(task, models, ablations=False, mean_label_rows=True) -> list:
+def table_rows(task, models, ablations=False, mean_label_rows=True, variants=None) -> list:
     """The rows of a run, table by table.
 
     Parameters
@@ -126,6 +126,10 @@ def table_rows(task, models, ablations=False, mean_label_rows=True) -> list:
     mean_label_rows : bool, default=True
         PDMER: also the paper's plain rows (trained on mean labels), not
         adapted and fine-tuned.
+    variants : dict of str -> dict, optional
+        PDMER: more personalized rows of every model, one per named set of
+        estimator parameters on top of the meta-trained row's (e.g.
+        ``{"MAML": {"meta_learning": "maml"}}``); role "variant".
 
     Returns
     -------
@@ -155,6 +159,8 @@ def table_rows(task, models, ablations=False, mean_label_rows=True) -> list:
         add("Table 2", f"{name} plain (same tasks)", key, PLAIN, False, None, "plain")
         add("Table 2", f"{name} plain (same tasks) + fine-tuned", key, PLAIN, True, None,
             "plain + fine-tuned")
+        for label, params in (variants or {}).items():
+            add("Table 2", f"{meta} {label}", key, {**MAML, **params}, True, None, "variant")
         if mean_label_rows:
             plain = "DSAML (mean labels)" if key == "dsaml" else name
             add("Table 2", plain, key, MEAN_LABELS, False, None if key == "dsaml" else name,
