@@ -1,6 +1,7 @@
 """Fits a tiny DSAML and saves what it learned; run alone or under torchrun.
 
-``python distributed_worker.py OUT [meta_learning] [--other-data-on-rank-1]``:
+``python distributed_worker.py OUT [meta_learning] [--other-data-on-rank-1]
+[--episodes=N] [--checkpoint=PATH] [--verbose=1]``:
 the first (or only) process writes OUT (safetensors): the network's
 parameters and buffers, the predictions on the training songs and the
 training history.
@@ -28,8 +29,13 @@ def main(out, meta_learning="fomaml", *flags):
     rank = int(os.environ.get("RANK", "0"))
     if "--other-data-on-rank-1" in flags and rank == 1:
         y = [v * 0.5 for v in y]
-    model = DSAMLRegressor(**{**TINY_MODEL, "n_episodes": 4, "tasks_per_step": 4,
-                              "validation_interval": 2, "meta_learning": meta_learning})
+    options = dict(flag[2:].split("=", 1) for flag in flags if "=" in flag)
+    model = DSAMLRegressor(**{**TINY_MODEL, "n_episodes": int(options.get("episodes", 4)),
+                              "tasks_per_step": 4, "validation_interval": 2,
+                              "meta_learning": meta_learning,
+                              "checkpoint_path": options.get("checkpoint"),
+                              "checkpoint_interval": 1,
+                              "verbose": int(options.get("verbose", 0))})
     model.fit(X, y, annotators=annotators)
     if rank != 0:
         return

@@ -47,6 +47,24 @@ def test_two_processes_train_what_one_trains(tmp_path, meta_learning):
     torch.testing.assert_close(together["predictions"], alone["predictions"], atol=1e-3, rtol=0)
 
 
+def test_two_processes_resume_from_one_checkpoint(tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    first = _fit(tmp_path / "half", "fomaml", "--episodes=2", f"--checkpoint={checkpoint}",
+                 processes=2)
+    assert first.returncode == 0, first.stderr
+    assert checkpoint.exists()
+    resumed = _fit(tmp_path / "resumed", "fomaml", f"--checkpoint={checkpoint}", "--verbose=1",
+                   processes=2)
+    assert resumed.returncode == 0, resumed.stderr
+    # Both processes resumed; only the first one says so.
+    assert (resumed.stdout + resumed.stderr).count(f"Resuming from {checkpoint} at episode 2") == 1
+    alone = _fit(tmp_path / "alone", "fomaml")
+    assert alone.returncode == 0, alone.stderr
+    resumed, alone = load_file(tmp_path / "resumed"), load_file(tmp_path / "alone")
+    torch.testing.assert_close(resumed["loss"], alone["loss"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(resumed["predictions"], alone["predictions"], atol=1e-3, rtol=0)
+
+
 def test_processes_given_different_data_refuse_to_train(tmp_path):
     run = _fit(tmp_path / "out", "fomaml", "--other-data-on-rank-1", processes=2)
     assert run.returncode != 0
