@@ -19,10 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import load_average, maxrss_mib  # noqa: E402
 
 MODELS = ("dsaml", "damff", "mcrnn", "dnn", "crnn")
 PAPER_TASKS = 16
@@ -97,7 +100,7 @@ def worker(model, size, n_tasks, threads):
     return {"model": CLASSES[model][0], "size": size,
             "n_parameters": est.n_parameters_, "task_s": float(np.median(times)),
             "plain_step_s": plain_s,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": maxrss_mib()}
 
 
 def main(argv=None):
@@ -113,10 +116,9 @@ def main(argv=None):
         print(json.dumps(worker(args.worker, args.size, args.tasks, args.threads)))
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     lines = [f"Size `{args.size}`, {args.tasks} measured task(s) per model after one warm-up, "
              f"{args.threads} thread(s); episode = {PAPER_TASKS} tasks (extrapolated); "
-             f"load average at start {' / '.join(load) or 'n/a'}.", "",
+             f"load average at start {load_average()}.", "",
              "| model | trainable parameters | s / MAML task | s / MAML episode | "
              f"h / {EPISODES} MAML episodes | s / plain task (16 songs) | "
              f"h / {EPISODES} plain episodes | peak RSS MiB |",

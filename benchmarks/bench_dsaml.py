@@ -35,11 +35,32 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import (  # noqa: E402
+    IDLE_CORES,
+    LoadProbe,
+    MemoryProbe,
+    cpu_model,
+    fmt_load,
+    fmt_memory,
+    fmt_num,
+    fmt_s,
+    load_average,
+    release_memory,
+    repeat_timed,
+    run_worker,
+    spawn_worker,
+    sync,
+    table,
+    thread_env,
+    timed,
+    wait_idle,
+)
 
 # The paper's episode shape (method.md / DSAMLRegressor defaults).
 PAPER_TASKS = 16
@@ -54,130 +75,9 @@ FRAMES_PER_MINUTE = 120    # 0.5 s label frames
 FEATURE_SAMPLE_RATE = 44100
 # Default number of tasks actually run per episode; the rest is extrapolated.
 DEFAULT_TASKS = {"paper": 1, "small": 4}
-# --wait-idle: other processes may use at most this many cores before a measurement.
-IDLE_CORES = 0.25
-_MARK = "@@BENCH_RESULT@@ "
-
-
-# --------------------------------------------------------------------- memory
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            match = re.search(rf"^{field}:\s+(\d+)\s+kB", f.read(), re.M)
-        return int(match.group(1)) if match else None
-    except OSError:
-        return None
-
-
-def _memory_mib(field: str) -> float:
-    """A /proc/self/status memory field in MiB; the rusage peak where there is none."""
-    kib = _status_kib(field)
-    if kib is not None:
-        return kib / 1024
-    import resource
-
-    return _maxrss_mib(resource)
-
-
-def _rss_mib() -> float:
-    return _memory_mib("VmRSS")
-
-
-def _maxrss_mib(resource) -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024   # bytes vs KiB
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM (Linux >= 4.0); False where the peak cannot be reset."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib() -> float:
-    return _memory_mib("VmHWM")
-
-
-def _cpu_busy_s() -> float | None:
-    """CPU seconds all processes of the machine have used (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    # user nice system idle iowait irq softirq steal ...
-    ticks = [int(x) for x in fields[1:9]]
-    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-class LoadProbe:
-    """CPU cores other processes kept busy while this one ran."""
-
-    def __init__(self):
-        self.wall, self.busy, self.own = time.perf_counter(), _cpu_busy_s(), _own_cpu_s()
-
-    def others(self) -> float | None:
-        busy = _cpu_busy_s()
-        if busy is None or self.busy is None:
-            return None
-        wall = time.perf_counter() - self.wall
-        return max(busy - self.busy - (_own_cpu_s() - self.own), 0.0) / max(wall, 1e-9)
-
-
-def other_load(seconds: float = 3.0) -> float | None:
-    """Cores used by other processes over the next ``seconds``."""
-    probe = LoadProbe()
-    time.sleep(seconds)
-    return probe.others()
-
-
-class MemoryProbe:
-    """Baseline RSS now, and the peak reached from now on."""
-
-    def __init__(self, device):
-        import torch
-
-        self.device = device
-        _release_memory()
-        self.baseline = _rss_mib()
-        self.reset = _reset_peak()
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            self.cuda_baseline = torch.cuda.memory_allocated(device) / 2**20
-
-    def result(self) -> dict:
-        import torch
-
-        peak = _peak_mib()
-        out = {"rss_baseline_mib": self.baseline, "rss_peak_mib": peak,
-               "rss_delta_mib": max(peak - self.baseline, 0.0), "peak_reset": self.reset}
-        if self.cuda:
-            gpu_peak = torch.cuda.max_memory_allocated(self.device) / 2**20
-            out.update(gpu_peak_mib=gpu_peak,
-                       gpu_delta_mib=max(gpu_peak - self.cuda_baseline, 0.0))
-        return out
 
 
 # -------------------------------------------------------------------- workers
-def _sync(device):
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _estimator(size, device_name, **params):
     """A fitted DSAMLRegressor of ``size`` and its trainable parameter count.
 
@@ -201,22 +101,9 @@ def _estimator(size, device_name, **params):
                    train_window=TRAIN_WINDOW)
     n_params = sum(p.numel() for p in est.network_.parameters() if p.requires_grad)
     del songs, labels
-    _release_memory()
+    release_memory()
     torch.manual_seed(0)
     return est, n_params
-
-
-def _release_memory():
-    """Give freed heap back to the OS (glibc), so the RSS baseline is honest."""
-    import gc
-
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _song_features(n_frames, size, rng, source):
@@ -256,7 +143,7 @@ def worker_meta(cfg):
                          torch.from_numpy(_labels(90, rng)), feats.encoder).to(device))
     network = est.network_
     optimizer = torch.optim.Adam(network.parameters(), lr=est.resolved_params_["outer_lr"])
-    _release_memory()
+    release_memory()
     learner = est.meta_learner()
 
     def task(params, steps, weight, episode, n_query=N_QUERY):
@@ -277,7 +164,7 @@ def worker_meta(cfg):
     optimizer.zero_grad(set_to_none=True)
     task(dict(network.named_parameters()), 1, 1.0, -1, n_query=2)
     optimizer.step()
-    _sync(device)
+    sync(device)
     warmup = time.perf_counter() - t0
     load = LoadProbe()
 
@@ -287,14 +174,11 @@ def worker_meta(cfg):
         params = dict(network.named_parameters())
         per_task = []
         for _ in range(n_tasks):
-            t0 = time.perf_counter()
-            losses.append(task(params, INNER_STEPS, 1.0 / n_tasks, episode))
-            _sync(device)
-            per_task.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        optimizer.step()
-        _sync(device)
-        step_times.append(time.perf_counter() - t0)
+            seconds, loss = timed(lambda: task(params, INNER_STEPS, 1.0 / n_tasks, episode),
+                                  device)
+            per_task.append(seconds)
+            losses.append(loss)
+        step_times.append(timed(optimizer.step, device)[0])
         task_times.append(sum(per_task) / n_tasks)
     return {"n_params": n_params, "warmup_s": warmup, "task_s": task_times,
             "step_s": step_times, "tasks": n_tasks, "loss": float(np.mean(losses)),
@@ -310,17 +194,10 @@ def worker_personalize(cfg):
     song = _song_features(PERSONALIZE_FRAMES, cfg["size"], rng, "listener-song")
     labels = _labels(PERSONALIZE_FRAMES, rng)
     probe = MemoryProbe(est.device_)
-    t0 = time.perf_counter()
-    est.personalize([song], [labels], steps=2)   # warm-up
-    _sync(est.device_)
-    warmup = time.perf_counter() - t0
+    warmup, _ = timed(lambda: est.personalize([song], [labels], steps=2), est.device_)
     load = LoadProbe()
-    times = []
-    for _ in range(cfg["repeats"]):
-        t0 = time.perf_counter()
-        est.personalize([song], [labels])
-        _sync(est.device_)
-        times.append(time.perf_counter() - t0)
+    times, _ = repeat_timed(lambda: est.personalize([song], [labels]), cfg["repeats"],
+                            est.device_)
     assert est.listener_.info["steps"] == INNER_STEPS
     return {"n_params": n_params, "warmup_s": warmup, "time_s": times,
             "adapted_params": est.listener_.n_parameters, "other_cores": load.others(),
@@ -336,17 +213,10 @@ def worker_predict(cfg):
     n_frames = int(round(cfg["minutes"] * FRAMES_PER_MINUTE))
     song = _song_features(n_frames, cfg["size"], rng, "long-song")
     probe = MemoryProbe(est.device_)
-    t0 = time.perf_counter()
-    est.predict([song.crop(0, min(n_frames, 2 * TRAIN_WINDOW))])   # warm-up
-    _sync(est.device_)
-    warmup = time.perf_counter() - t0
+    warmup, _ = timed(lambda: est.predict([song.crop(0, min(n_frames, 2 * TRAIN_WINDOW))]),
+                      est.device_)
     load = LoadProbe()
-    times = []
-    for _ in range(cfg["repeats"]):
-        t0 = time.perf_counter()
-        [curve] = est.predict([song])
-        _sync(est.device_)
-        times.append(time.perf_counter() - t0)
+    times, [curve] = repeat_timed(lambda: est.predict([song]), cfg["repeats"], est.device_)
     assert curve.shape == (n_frames, 2)
     return {"n_params": n_params, "warmup_s": warmup, "time_s": times, "frames": n_frames,
             "other_cores": load.others(), **probe.result()}
@@ -368,15 +238,10 @@ def worker_features(cfg):
     del t
     front = AudioFeatures(device=cfg["device"] if cfg["device"] != "auto" else "cpu")
     probe = MemoryProbe(torch.device(front.device))
-    t0 = time.perf_counter()
-    front.transform([(wave[: 5 * rate], rate)])   # warm-up: mel bases, resampler
-    warmup = time.perf_counter() - t0
+    # Warm-up: mel bases, resampler. The transforms are not synchronised.
+    warmup, _ = timed(lambda: front.transform([(wave[: 5 * rate], rate)]))
     load = LoadProbe()
-    times = []
-    for _ in range(cfg["repeats"]):
-        t0 = time.perf_counter()
-        [feats] = front.transform([(wave, rate)])
-        times.append(time.perf_counter() - t0)
+    times, [feats] = repeat_timed(lambda: front.transform([(wave, rate)]), cfg["repeats"])
     return {"warmup_s": warmup, "time_s": times, "frames": feats.n_frames,
             "local_shape": list(feats.local_patches.shape[1:]),
             "global_dim": int(feats.global_embeddings.shape[1]), "encoder": feats.encoder,
@@ -387,83 +252,11 @@ WORKERS = {"meta": worker_meta, "personalize": worker_personalize,
            "predict": worker_predict, "features": worker_features}
 
 
-def run_worker(cfg):
-    import torch
-
-    torch.set_num_threads(cfg["threads"])
-    result = WORKERS[cfg["kind"]](cfg)
-    result["threads"] = torch.get_num_threads()
-    print(_MARK + json.dumps(result), flush=True)
-
-
 # ----------------------------------------------------------------- front end
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "processor\t: ")):
-                    name = line.split(":", 1)[1].strip()
-                    if name and not name.isdigit():
-                        return name
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (OSError, AttributeError):
-        return "n/a"
-
-
-def spawn(cfg, env) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(cfg)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(_MARK):
-            return json.loads(line[len(_MARK):])
-    raise RuntimeError(f"benchmark worker {cfg} failed (exit {proc.returncode}):\n"
-                       f"{proc.stderr[-4000:]}")
-
-
-def fmt_s(values) -> str:
-    """Median seconds, with the range when there are several."""
-    med = statistics.median(values)
-    text = _num(med)
-    if len(values) > 1:
-        text += f" ({_num(min(values))}–{_num(max(values))})"
-    return text
-
-
-def _num(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    if x >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3f}"
-
-
-def _mem(r) -> str:
-    text = f"{r['rss_peak_mib']:.0f} / +{r['rss_delta_mib']:.0f}"
-    if "gpu_peak_mib" in r:
-        text += f" (GPU {r['gpu_peak_mib']:.0f} / +{r['gpu_delta_mib']:.0f})"
-    return text
-
-
-def _others(r) -> str:
-    cores = r.get("other_cores")
-    return "n/a" if cores is None else f"{cores:.1f}"
-
-
-def table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def per_minute(r):
+    """The minutes of audio of a predict or features result, and its seconds per minute."""
+    minutes = r["frames"] / FRAMES_PER_MINUTE
+    return minutes, [t / minutes for t in r["time_s"]]
 
 
 def main(argv=None):
@@ -504,7 +297,7 @@ def main(argv=None):
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
-        run_worker(json.loads(args._worker))
+        run_worker(WORKERS, json.loads(args._worker))
         return
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1")
@@ -516,9 +309,7 @@ def main(argv=None):
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(args.threads)
+    env = thread_env(args.threads)
     if args.mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     device_text = device
@@ -531,21 +322,14 @@ def main(argv=None):
     base = {"device": device, "threads": args.threads, "repeats": args.repeats}
     results = {}
 
-    def wait_idle():
-        deadline = time.time() + args.wait_idle
-        while True:
-            others = other_load(3.0)
-            if others is None or others < IDLE_CORES or time.time() >= deadline:
-                return
-            log(f"[bench]   other processes use {others:.1f} cores; waiting ...")
-            time.sleep(min(27.0, max(deadline - time.time(), 0.0)))
-
     def measure(key, cfg):
         if args.wait_idle > 0:
-            wait_idle()
+            wait_idle(args.wait_idle, log)
         log(f"[bench] {' '.join(map(str, key))} ...")
         t0 = time.time()
-        results[key] = spawn({**base, **cfg}, env)
+        cfg = {**base, **cfg}
+        results[key] = spawn_worker(os.path.abspath(__file__), ["--_worker", json.dumps(cfg)],
+                                    env, f"benchmark worker {cfg}")
         log(f"[bench]   done in {time.time() - t0:.0f} s (load average {load_average()})")
 
     for size in args.sizes:
@@ -563,24 +347,21 @@ def main(argv=None):
         measure(("features",), {"kind": "features", "minutes": args.minutes})
 
     threads = next(iter(results.values()))["threads"] if results else args.threads
-    out = ["# DSAML benchmark", ""]
-    out.append(
+    out = [
+        "# DSAML benchmark", "",
         f"**Hardware:** {cpu_model()}, {os.cpu_count()} logical cores; "
         f"torch {torch.__version__} with {threads} intra-op thread(s); device {device_text}; "
-        f"Python {platform.python_version()} on {platform.system()} {platform.release()}.")
-    out.append("")
-    out.append(
+        f"Python {platform.python_version()} on {platform.system()} {platform.release()}.", "",
         f"Run {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
         f"{args.repeats} timed repeat(s) after one warm-up, each measurement in its own "
         f"process; load average (1/5/15 min) {load_start} at start, {load_average()} at "
         f"end; total {time.time() - started:.0f} s."
         + (f" Workers ran with MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}."
-           if args.mmap_threshold is not None else ""))
-    out.append("")
-    out.append("Times are medians in seconds (range over repeats in brackets). Memory is "
-               "*peak RSS / increase over the process after model and inputs were built*, "
-               "in MiB. *Other load* is the number of CPU cores other processes kept busy "
-               "during the timed runs (from /proc/stat); above ~0.2 the times are inflated.")
+           if args.mmap_threshold is not None else ""), "",
+        "Times are medians in seconds (range over repeats in brackets). Memory is "
+        "*peak RSS / increase over the process after model and inputs were built*, "
+        "in MiB. *Other load* is the number of CPU cores other processes kept busy "
+        "during the timed runs (from /proc/stat); above ~0.2 the times are inflated."]
 
     sizes_rows = []
     for size in args.sizes:
@@ -615,8 +396,8 @@ def main(argv=None):
             basis = ("measured (16 tasks)" if measured else
                      f"**extrapolated**: {r['tasks']} task(s) measured x 16 + Adam step")
             meta_rows.append([f"`{size}`", order, r["tasks"], fmt_s(r["task_s"]),
-                              _num(step), f"**{_num(episode)}**", basis,
-                              _num(episode * 2000 / 3600), _mem(r), _others(r)])
+                              fmt_num(step), f"**{fmt_num(episode)}**", basis,
+                              fmt_num(episode * 2000 / 3600), fmt_memory(r), fmt_load(r)])
     if meta_rows:
         out += ["", "## 1. Meta-training", "",
                 f"One episode = {PAPER_TASKS} tasks x ({N_SUPPORT} support + {N_QUERY} query "
@@ -634,27 +415,24 @@ def main(argv=None):
         if r is not None:
             other_rows.append([f"`{size}`", "personalize one listener",
                                f"{INNER_STEPS} steps on one {PERSONALIZE_FRAMES}-frame (30 s) "
-                               "song", f"**{fmt_s(r['time_s'])}**", "s / listener", _mem(r),
-                               _others(r)])
+                               "song", f"**{fmt_s(r['time_s'])}**", "s / listener",
+                               fmt_memory(r), fmt_load(r)])
         r = results.get(("predict", size))
         if r is not None:
-            minutes = r["frames"] / FRAMES_PER_MINUTE
-            per_min = [t / minutes for t in r["time_s"]]
+            minutes, per_min = per_minute(r)
             other_rows.append([f"`{size}`", "predict (model only)",
                                f"one {minutes:g}-min song ({r['frames']} frames), "
-                               f"{fmt_s(r['time_s'])} s in all",
-                               f"**{fmt_s(per_min)}**", "s / minute of audio", _mem(r),
-                               _others(r)])
+                               f"{fmt_s(r['time_s'])} s in all", f"**{fmt_s(per_min)}**",
+                               "s / minute of audio", fmt_memory(r), fmt_load(r)])
     r = results.get(("features",))
     if r is not None:
-        minutes = r["frames"] / FRAMES_PER_MINUTE
-        per_min = [t / minutes for t in r["time_s"]]
+        minutes, per_min = per_minute(r)
         other_rows.append([
             "any", "AudioFeatures() extraction",
             f"one {minutes:g}-min {r['sample_rate']} Hz mono waveform in memory -> "
             f"{r['local_shape'][0]}x{r['local_shape'][1]} patches + {r['global_dim']}-d "
             f"{r['encoder']}, {fmt_s(r['time_s'])} s in all",
-            f"**{fmt_s(per_min)}**", "s / minute of audio", _mem(r), _others(r)])
+            f"**{fmt_s(per_min)}**", "s / minute of audio", fmt_memory(r), fmt_load(r)])
     if other_rows:
         out += ["", "## 2.-3. Personalization, prediction and feature extraction", "",
                 table(["size", "operation", "input", "time", "unit", "peak RSS / +Δ MiB",

@@ -35,15 +35,17 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import maxrss_mib, rss_mib, table, timed  # noqa: E402
 
 
 def write_songs(folder: Path, n: int, seconds: float, sr: int = 44100) -> list[str]:
@@ -76,11 +78,6 @@ def write_long_song(path: Path, minutes: float, sr: int = 44100) -> None:
             f.write(np.stack([x, 0.8 * x], axis=1).astype(np.float32))
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def memory_child(path: str, encoder: str, weights: str | None) -> None:
     """One extraction in this (fresh) process; prints its memory as JSON."""
     import torch
@@ -93,11 +90,9 @@ def memory_child(path: str, encoder: str, weights: str | None) -> None:
         enc = ImageBindEncoder(weights, config=TINY_IMAGEBIND, batch_size=16)
     front = AudioFeatures(global_encoder=enc, frame_offset=0.0)
     front.transform([(np.zeros(44100, np.float32) + 0.1, 44100)])  # warm up: imports, filters
-    before = _rss_mib()
-    start = time.perf_counter()
-    [song] = front.transform([path])
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = rss_mib()
+    seconds, [song] = timed(lambda: front.transform([path]))
+    peak = maxrss_mib()
     output = (song.local_patches.nbytes + song.global_embeddings.nbytes) / 2**20
     print(json.dumps({"before": before, "peak": peak, "seconds": seconds,
                       "frames": song.n_frames, "output": output}))
@@ -135,21 +130,15 @@ def memory_table(minutes_list, encoders, repeats=1) -> None:
           f"{torch.__version__}, 1 torch thread; one 44.1 kHz stereo 16-bit WAV per row, "
           f"AudioFeatures(frame_offset=0), each run in a fresh process; median of "
           f"{repeats} run(s), range in brackets.\n")
-    print("| song | global encoder | frames | RSS before, MiB | peak RSS, MiB | increase, MiB "
-          "| output arrays, MiB | wall s |")
-    print("|---|---|---|---|---|---|---|---|")
+    cells = []
     for minutes, encoder, runs in rows:
         increase = [r["peak"] - r["before"] for r in runs]
         r = runs[int(np.argsort(increase)[len(runs) // 2])]
-        print(f"| {minutes:g} min | {encoder} | {r['frames']} | {r['before']:.0f} | "
-              f"{r['peak']:.0f} | {np.median(increase):.0f} ({min(increase):.0f}-"
-              f"{max(increase):.0f}) | {r['output']:.0f} | {r['seconds']:.1f} |")
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+        cells.append([f"{minutes:g} min", encoder, r["frames"], f"{r['before']:.0f}",
+                      f"{r['peak']:.0f}", f"{np.median(increase):.0f} ({min(increase):.0f}-"
+                      f"{max(increase):.0f})", f"{r['output']:.0f}", f"{r['seconds']:.1f}"])
+    print(table(["song", "global encoder", "frames", "RSS before, MiB", "peak RSS, MiB",
+                 "increase, MiB", "output arrays, MiB", "wall s"], cells))
 
 
 def main():
@@ -265,12 +254,11 @@ def main():
           f"visible, torch {torch.__version__}, {args.threads} torch thread(s); songs of "
           f"{args.seconds:g} s (44.1 kHz stereo WAV), {n_frames} label frames from "
           f"{args.frame_offset:g} s, 30 s global window.\n")
-    print("| extraction | global embeddings | songs | audio s | wall s | audio s / wall s "
-          "| encoder forwards |")
-    print("|---|---|---|---|---|---|---|")
-    for label, grid, n, audio, seconds, speed, forwards in rows:
-        print(f"| {label} | {grid} | {n} | {audio:.0f} | {seconds:.2f} | {speed:.1f} | "
-              f"{'' if forwards is None else forwards} |")
+    print(table(["extraction", "global embeddings", "songs", "audio s", "wall s",
+                 "audio s / wall s", "encoder forwards"],
+                [[label, grid, n, f"{audio:.0f}", f"{seconds:.2f}", f"{speed:.1f}",
+                  "" if forwards is None else forwards]
+                 for label, grid, n, audio, seconds, speed, forwards in rows]))
     wall = {row[0]: row[4] for row in rows}
     print(f"\nCache hit speed-up (first / second extraction of the same files): "
           f"logmel-stats {wall['logmel-stats, cache empty'] / wall['logmel-stats, cache hit']:.0f}x, "
@@ -282,11 +270,10 @@ def main():
         print(f"bf16 vs fp32 window embeddings: lowest cosine similarity {bf16_cosine:.5f}.")
     print(f"Loading the audio weights ({size_mb:.0f} MB safetensors, in the page cache): "
           f"{load_s:.1f} s.\n")
-    print("| song | label frames | forwards, one window per frame | forwards, shared grid "
-          "| ratio |")
-    print("|---|---|---|---|---|")
-    for label, frames, direct, shared in counts:
-        print(f"| {label} | {frames} | {direct} | {shared} | {direct / shared:.1f}x |")
+    print(table(["song", "label frames", "forwards, one window per frame",
+                 "forwards, shared grid", "ratio"],
+                [[label, frames, direct, shared, f"{direct / shared:.1f}x"]
+                 for label, frames, direct, shared in counts]))
 
 
 if __name__ == "__main__":

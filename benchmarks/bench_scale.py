@@ -54,33 +54,30 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_dsaml import cpu_model, load_average, other_load, table  # noqa: E402
 from bench_reference import SIZES  # noqa: E402
-from scale_workers import MARK  # noqa: E402
+from measure import (  # noqa: E402
+    IDLE_CORES,
+    cpu_model,
+    load_average,
+    other_load,
+    spawn_worker,
+    table,
+    thread_env,
+)
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale_workers.py")
-IDLE_CORES = 0.25
 
 
 def spawn(cfg, wait_idle=0.0) -> dict:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(cfg["threads"])
+    env = thread_env(cfg["threads"])
     if wait_idle:
         _wait_idle(wait_idle)
-    cmd = [sys.executable, WORKERS, json.dumps(cfg)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    raise RuntimeError(f"worker {cfg} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return spawn_worker(WORKERS, [json.dumps(cfg)], env, f"worker {cfg}")
 
 
 # ------------------------------------------------------------------ front end

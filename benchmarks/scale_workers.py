@@ -16,7 +16,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_dsaml import LoadProbe, MemoryProbe, _release_memory, _sync  # noqa: E402
 from bench_reference import (  # noqa: E402
     GLOBAL_DIM,
     HEAD_PREFIXES,
@@ -30,8 +29,8 @@ from bench_reference import (  # noqa: E402
     make_batch,
     reference_task,
 )
+from measure import LoadProbe, MemoryProbe, release_memory, run_worker, sync  # noqa: E402
 
-MARK = "@@SCALE_RESULT@@ "
 PAPER_EPISODES, PAPER_TASKS = 2000, 16
 
 
@@ -138,13 +137,13 @@ def worker_task(cfg):
         run()  # full warm-up: vmap tracing / compilation
     else:
         run(steps=1, q=short_query if variant == "reference" else _first(tasks[0][1], 2))
-    _sync(device)
+    sync(device)
     warmup = time.perf_counter() - t0
     load = LoadProbe()
     net.zero_grad(set_to_none=True)
     wall, cpu = time.perf_counter(), time.process_time()
     loss = run()
-    _sync(device)
+    sync(device)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"wall_s": wall / n_tasks, "cpu_s": cpu / n_tasks, "warmup_s": warmup,
             "loss": loss if isinstance(loss, float) else float(sum(loss) / len(loss)),
@@ -186,7 +185,7 @@ def _estimator(size, device, **params):
                          tasks_per_step=1, n_support=1, n_query=1, inner_steps=1,
                          validation_fraction=0.0, **params).fit(songs, labels)
     est.set_params(inner_steps=INNER_STEPS, inner_lr=INNER_LR)
-    _release_memory()
+    release_memory()
     return est, features
 
 
@@ -220,7 +219,7 @@ def worker_personalize(cfg):
     load = LoadProbe()
     wall, cpu = time.perf_counter(), time.process_time()
     run()
-    _sync(device)
+    sync(device)
     result = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
               "other_cores": load.others(), **probe.result()}
     if cfg.get("profile"):
@@ -271,7 +270,7 @@ def worker_predict(cfg):
     load = LoadProbe()
     wall, cpu = time.perf_counter(), time.process_time()
     [curve] = est.predict([song])
-    _sync(est.device_)
+    sync(est.device_)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert curve.shape == (n_frames, 2)
     return {"wall_s": wall, "cpu_s": cpu, "frames": n_frames,
@@ -379,13 +378,5 @@ WORKERS = {"task": worker_task, "personalize": worker_personalize,
            "predict": worker_predict, "accuracy": worker_accuracy, "gpu": worker_gpu}
 
 
-def run_worker(cfg):
-    import torch
-
-    torch.set_num_threads(cfg["threads"])
-    result = WORKERS[cfg["kind"]](cfg)
-    print(MARK + json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    run_worker(json.loads(sys.argv[1]))
+    run_worker(WORKERS, json.loads(sys.argv[1]))
