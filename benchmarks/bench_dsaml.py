@@ -196,8 +196,9 @@ def worker_personalize(cfg):
     probe = MemoryProbe(est.device_)
     warmup, _ = timed(lambda: est.personalize([song], [labels], steps=2), est.device_)
     load = LoadProbe()
-    times, _ = repeat_timed(lambda: est.personalize([song], [labels]), cfg["repeats"],
-                            est.device_)
+    # Explicit steps: personalize defaults to the fitted (setup) inner_steps, not set_params'.
+    times, _ = repeat_timed(lambda: est.personalize([song], [labels], steps=INNER_STEPS),
+                            cfg["repeats"], est.device_)
     assert est.listener_.info["steps"] == INNER_STEPS
     return {"n_params": n_params, "warmup_s": warmup, "time_s": times,
             "adapted_params": est.listener_.n_parameters, "other_cores": load.others(),

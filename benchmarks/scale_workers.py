@@ -198,8 +198,8 @@ def worker_personalize(cfg):
     labels = np.random.default_rng(1).uniform(-0.5, 0.5, (N_FRAMES, 2)).astype(np.float32)
     device = est.device_
     if cfg["variant"] == "public":
-        def run():
-            est.personalize([song], [labels])
+        def run():  # explicit: personalize defaults to the fitted (setup) settings
+            est.personalize([song], [labels], steps=INNER_STEPS, lr=INNER_LR)
     else:
         from pdmer.meta.maml import adapt
 
