@@ -96,6 +96,11 @@ def run_cell(name, seed, preset, output, estimator_params, variants, keep_data, 
 
     params = condition_params(name, quick)
     folder = os.path.join(output, name, f"seed-{seed}")
+    done = finished_cell(folder, {v: VARIANTS[v] for v in variants},
+                         dict(preset=preset, seed=seed, data_params=params,
+                              estimator_params=estimator_params or {}, mean_label_rows=False))
+    if done is not None:
+        return done
     data_home = os.path.join(folder, "data")
     result = run_benchmark(dataset="synthetic", task="pdmer", models=["dsaml"], preset=preset,
                            seed=seed, output=folder, data_home=data_home, verbose=0,
@@ -105,6 +110,33 @@ def run_cell(name, seed, preset, output, estimator_params, variants, keep_data, 
                            command=f"benchmarks/bench_robustness.py cell {name} seed {seed}")
     if not keep_data:
         shutil.rmtree(data_home, ignore_errors=True)
+    return result
+
+
+def finished_cell(folder, variants, settings):
+    """A finished cell that ran at least ``variants`` (its other variant rows dropped), or None.
+
+    Lets a run with fewer variants reuse the cells of a run with more; the
+    other ``settings`` must match. A cell with exactly these variants is
+    left to ``run_benchmark(resume=True)``.
+    """
+    import json
+
+    from pdmer.experiments.reporting import BenchmarkResult, report_files
+
+    path = report_files(folder)["json"]
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        result = BenchmarkResult.from_json(handle.read())
+    ran = result.settings.get("variants") or {}
+    wanted = json.loads(json.dumps(variants))
+    if any(result.settings.get(k) != v for k, v in json.loads(json.dumps(settings)).items()):
+        return None
+    if any(ran.get(name) != params for name, params in wanted.items()) or ran == wanted:
+        return None  # missing variants, or exactly these: run_benchmark decides
+    result.rows = [r for r in result.rows if r["role"] != "variant"
+                   or any(r["row"].endswith(f" {name}") for name in wanted)]
     return result
 
 
