@@ -133,7 +133,10 @@ def run_task(args, log):
 
 
 def run_personalize(args, log):
-    variants = ["public", "bf16"]
+    # public: DSAMLRegressor.personalize as fitted (float32 on the CPU);
+    # public-bf16: the same with mixed_precision="bf16"; bf16: the bare
+    # adaptation loop (train mode, every parameter) under bf16 autocast.
+    variants = ["public", "public-bf16", "bf16"]
     results = {v: [] for v in variants}
     for round_ in range(args.rounds):
         for variant in variants:

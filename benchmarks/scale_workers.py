@@ -197,7 +197,9 @@ def worker_personalize(cfg):
     song = features(N_FRAMES, "listener-song")
     labels = np.random.default_rng(1).uniform(-0.5, 0.5, (N_FRAMES, 2)).astype(np.float32)
     device = est.device_
-    if cfg["variant"] == "public":
+    if cfg["variant"].startswith("public"):
+        est.set_params(mixed_precision="bf16" if cfg["variant"] == "public-bf16" else True)
+
         def run():  # explicit: personalize defaults to the fitted (setup) settings
             est.personalize([song], [labels], steps=INNER_STEPS, lr=INNER_LR)
     else:
