@@ -20,6 +20,12 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     batched tasks (:func:`pdmer.meta.batched.batched_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
     head-only (ANIL-style) rows.
+``episode``
+    One episode of ``--tasks`` such tasks on every core of the machine, each
+    side as it uses several cores: the reference loop with ``--threads``
+    intra-op threads (``reference-start`` too with ``--reference-pdmer``),
+    and pdmer's bf16 loop split over ``--threads`` ``torchrun`` processes of
+    one thread each (the estimators' distributed training), gradients summed.
 ``personalize``
     16 SGD steps on one 60-frame song at paper size: the public
     ``DSAMLRegressor.personalize`` as the estimator runs it, and the same
@@ -40,6 +46,7 @@ Usage::
 
     python benchmarks/bench_scale.py task --threads 1 --rounds 3
     python benchmarks/bench_scale.py task --threads 2 --inner-params head
+    python benchmarks/bench_scale.py episode --threads 2 --tasks 4
     python benchmarks/bench_scale.py personalize --profile
     python benchmarks/bench_scale.py predict --minutes 60
     python benchmarks/bench_scale.py accuracy --seeds 0 1 2
@@ -132,6 +139,42 @@ def run_task(args, log):
                   "other load (cores)", "query loss"], rows)
 
 
+def run_episode(args, log):
+    variants = (["reference-start"] if args.reference_pdmer else []) + [
+        "reference", "pdmer-processes"]
+    results = {v: [] for v in variants}
+    for round_ in range(args.rounds):
+        for variant in variants:
+            cfg = dict(kind="episode", variant=variant, size=args.size, tasks=args.tasks,
+                       threads=args.threads)
+            if variant == "reference-start":
+                cfg.update(variant="reference", pdmer_path=args.reference_pdmer)
+            if variant == "pdmer-processes":
+                cfg["threads"] = 1
+                r = spawn_worker("-m", ["torch.distributed.run", "--standalone",
+                                        f"--nproc_per_node={args.threads}", WORKERS,
+                                        json.dumps(cfg)], thread_env(1), f"worker {cfg}")
+            else:
+                r = spawn(cfg, args.wait_idle)
+            results[variant].append(r)
+            log(f"round {round_ + 1} {variant}: {r['wall_s']:.2f} s wall for {r['tasks']} "
+                f"tasks, other load {r['other_cores'] or 0:.1f} cores")
+    rows = []
+    for base in [v for v in variants if v.startswith("reference")]:
+        ref = statistics.median(r["wall_s"] for r in results[base])
+        for variant, rs in results.items():
+            if variant.startswith("reference") and variant != base:
+                continue
+            wall = [r["wall_s"] for r in rs]
+            rows.append([f"{variant} (vs {base})" if variant == "pdmer-processes" else variant,
+                         _stats(wall), _stats([w / args.tasks for w in wall]),
+                         f"{ref / statistics.median(wall):.2f}x",
+                         f"{statistics.median(r['other_cores'] or 0 for r in rs):.1f}"])
+    return table([f"episode of {args.tasks} tasks, {args.threads} cores",
+                  "s / episode wall (min / median)", "s / task (min / median)",
+                  "speed-up (median)", "other load (cores)"], rows)
+
+
 def run_personalize(args, log):
     # public: DSAMLRegressor.personalize as fitted (float32 on the CPU);
     # public-bf16: the same with mixed_precision="bf16"; bf16: the bare
@@ -207,7 +250,7 @@ def run_gpu(args, log):
     return text
 
 
-RUNNERS = {"task": run_task, "personalize": run_personalize, "predict": run_predict,
+RUNNERS = {"task": run_task, "episode": run_episode, "personalize": run_personalize, "predict": run_predict,
            "accuracy": run_accuracy, "gpu": run_gpu}
 
 
@@ -222,10 +265,12 @@ def main(argv=None):
     parser.add_argument("--inner-params", choices=("all", "head"), default="all")
     parser.add_argument("--batched", type=int, default=0, metavar="N",
                         help="task: also time N tasks run together (s per task)")
+    parser.add_argument("--tasks", type=int, default=4,
+                        help="episode: tasks per episode (default 4)")
     parser.add_argument("--compile", action="store_true",
                         help="task: also time the bf16 loop with torch.compile")
     parser.add_argument("--reference-pdmer", metavar="DIR",
-                        help="task: also time the reference loop on the pdmer in DIR")
+                        help="task, episode: also time the reference loop on the pdmer in DIR")
     parser.add_argument("--profile", action="store_true",
                         help="personalize: group the time by kind of operation")
     parser.add_argument("--minutes", type=float, default=60.0)

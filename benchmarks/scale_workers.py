@@ -150,6 +150,59 @@ def worker_task(cfg):
             "tasks": n_tasks, "other_cores": load.others(), **probe.result()}
 
 
+def worker_episode(cfg):
+    """One episode of ``cfg["tasks"]`` first-order tasks on every parameter.
+
+    ``reference``: the learn2learn-style loop, tasks one after another on
+    ``cfg["threads"]`` torch threads. ``pdmer-processes``: pdmer's bf16 loop
+    under ``torchrun``, each process (one thread) computing its share of the
+    tasks, then the gradients summed over the processes
+    (:mod:`pdmer.meta.distributed`), as the estimators train under torchrun.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if cfg.get("pdmer_path"):
+        sys.path.insert(0, cfg["pdmer_path"])
+    device = torch.device("cpu")
+    size, n_tasks = cfg["size"], cfg["tasks"]
+    net = build_network(size)
+    if cfg["variant"] == "reference":
+        processes, mine = None, range(n_tasks)
+        tasks = [(make_batch(N_SUPPORT, size, 1 + 2 * t), make_batch(N_QUERY, size, 2 + 2 * t))
+                 for t in mine]
+
+        def run(steps=INNER_STEPS, n_query=N_QUERY):
+            for support, query in tasks:
+                reference_task(net, support, tuple(t[:n_query] for t in query), steps=steps)
+    else:
+        from pdmer.meta.distributed import join
+
+        processes = join(device)
+        mine = range(n_tasks) if processes is None else processes.shard(n_tasks)
+        loss_fn = pdmer_loss(net, device, bf16=True)
+        tasks = [(song_batch(N_SUPPORT, size, 1 + 2 * t, device),
+                  song_batch(N_QUERY, size, 2 + 2 * t, device)) for t in mine]
+
+        def run(steps=INNER_STEPS, n_query=N_QUERY):
+            for support, query in tasks:
+                pdmer_task(net, loss_fn, support, _first(query, n_query), "all", steps=steps)
+            if processes is not None:
+                processes.reduce_gradients(list(net.parameters()))
+
+    run(steps=1, n_query=2)  # warm-up
+    net.zero_grad(set_to_none=True)
+    if processes is not None:
+        dist.barrier()
+    load = LoadProbe()
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"wall_s": wall, "cpu_s": cpu, "tasks": n_tasks, "my_tasks": len(mine),
+            "processes": 1 if processes is None else processes.world_size,
+            "other_cores": load.others()}
+
+
 def _first(batch, n):
     import dataclasses
 
@@ -376,7 +429,7 @@ def worker_gpu(cfg):
     return out
 
 
-WORKERS = {"task": worker_task, "personalize": worker_personalize,
+WORKERS = {"task": worker_task, "episode": worker_episode, "personalize": worker_personalize,
            "predict": worker_predict, "accuracy": worker_accuracy, "gpu": worker_gpu}
 
 
