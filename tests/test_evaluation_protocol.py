@@ -173,6 +173,7 @@ RANDOM_ALLOWED = {
     ("meta/batch.py", "window"): "training crops",
     ("meta/tasks.py", "split_tasks"): "validation listeners taken from training data",
     ("meta/tasks.py", "sample"): "meta-training tasks",
+    ("meta/learner.py", "episode_backward"): "dropout seeds of meta-training tasks",
     ("experiments/splits.py", "load_split"): "held-out songs of the DMER split",
 }
 
