@@ -16,7 +16,9 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     loss, query backward. Variants: the reference-style loop of
     ``bench_reference.py`` (learn2learn's clone/adapt, float32), pdmer's
     sequential loop (:func:`pdmer.meta.maml.maml_task_backward`) in float32
-    and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), pdmer's
+    and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), the
+    estimator's own step (``DSAMLRegressor(mixed_precision="bf16")
+    .meta_learner().task_backward``: inner steps in eval mode), pdmer's
     batched tasks (:func:`pdmer.meta.batched.batched_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
     head-only (ANIL-style) rows.
@@ -103,7 +105,7 @@ def _stats(values) -> str:
 
 
 def run_task(args, log):
-    variants = ["reference", "pdmer-fp32", "pdmer-bf16"]
+    variants = ["reference", "pdmer-fp32", "pdmer-bf16", "pdmer-estimator"]
     if args.batched:
         variants.append("pdmer-batched")
     if args.compile:

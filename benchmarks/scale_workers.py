@@ -117,6 +117,18 @@ def worker_task(cfg):
 
         def run(steps=INNER_STEPS, q=query):
             return reference_task(net, support, q, steps=steps, inner_params=inner)
+    elif variant == "pdmer-estimator":
+        # The training step exactly as DSAMLRegressor runs it (paper preset,
+        # mixed_precision="bf16"): MetaLearner.task_backward, whose inner
+        # steps run in eval mode (adapt_mode="eval", the estimators' default).
+        est, _ = _estimator(size, cfg["device"], mixed_precision="bf16",
+                            inner_params=inner)
+        net, learner = est.network_.train(), est.meta_learner()
+        tasks = [(song_batch(N_SUPPORT, size, 1, device), song_batch(N_QUERY, size, 2, device))]
+        short_query = None
+
+        def run(steps=INNER_STEPS, q=None):
+            return learner.task_backward(tasks[0][0], q or tasks[0][1], steps=steps)
     else:
         bf16 = variant != "pdmer-fp32"
         loss_fn = pdmer_loss(net, device, bf16)
