@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -13,7 +12,7 @@ from pdmer.estimators.exceptions import CollapseWarning
 from pdmer.estimators.registry import resolve_device
 from pdmer.meta import distributed
 from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, fingerprint
-from pdmer.meta.learner import MetaLearner, bf16_requested
+from pdmer.meta.learner import MetaLearner, seeded
 from pdmer.meta.metasgd import LearnedInnerRates
 from pdmer.meta.trainer import Trainer
 from pdmer.metrics import ccc
@@ -213,13 +212,9 @@ class MetaTrainingMixin:
             seed = int(processes.broadcast(seed))  # < 2**31: exact as a float
         return device, seed
 
-    @contextlib.contextmanager
     def _seeded(self, step: int):
         """Seed torch for one step, leaving the caller's global RNG untouched."""
-        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed((self.seed_ * 1_000_003 + step) % (2**63))
-            yield
+        return seeded((self.seed_ * 1_000_003 + step) % (2**63), self.device_)
 
     def _check_collapse(self, songs, episodes):
         """Record the prediction / label spread and warn when the model barely moves."""

@@ -36,9 +36,20 @@ TASK_BATCHING = ("sequential", "vmap")
 """How the tasks of an episode run: one after another, or together in one
 :func:`torch.func.vmap` (:mod:`pdmer.meta.batched`)."""
 
-MIXED_PRECISION = (True, False, "bf16")
-"""``mixed_precision`` settings: bfloat16 on CUDA only (True), nowhere
-(False), or wherever the hardware computes it natively ("bf16")."""
+
+@contextlib.contextmanager
+def seeded(seed, device):
+    """Run with torch's global generators seeded with ``seed``, then restore them.
+
+    Saves and restores the CPU generator and, on CUDA, ``device``'s.
+    """
+    device = torch.device(device)
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def bf16_requested(mixed_precision, device) -> bool:
@@ -258,12 +269,12 @@ class MetaLearner:
             return [collate(part, self.device) for part in crops[i]]
 
         if self.task_batching == "vmap":
-            with self._seeded(seeds[selected[0]]):
+            with seeded(seeds[selected[0]], self.device):
                 return self._batched_backward([batches(i) for i in selected], len(tasks))
         params = dict(self.network.named_parameters())
         loss = 0.0
         for i in selected:
-            with self._seeded(seeds[i]):
+            with seeded(seeds[i], self.device):
                 if plain:
                     # One task per batch with accumulated gradients: the mean
                     # loss over all songs at the memory of one task.
@@ -297,17 +308,6 @@ class MetaLearner:
                 reuse_context=self._head_only(), tasks_per_call=self.tasks_per_call,
                 support_loss_fn=support_loss_fn)
         return sum(losses) / n_tasks
-
-    @contextlib.contextmanager
-    def _seeded(self, seed):
-        """Run with torch's global generators seeded, then restore them."""
-        devices = []
-        if self.device.type == "cuda":
-            devices = [self.device.index if self.device.index is not None
-                       else torch.cuda.current_device()]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(seed))
-            yield
 
     def task_backward(self, support, query, steps=None, weight=1.0) -> float:
         """Accumulate one task's meta-gradient (weighted) into the parameters' ``.grad``.
