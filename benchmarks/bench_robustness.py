@@ -122,13 +122,11 @@ def finished_cell(folder, variants, settings):
     """
     import json
 
-    from pdmer.experiments.reporting import BenchmarkResult, report_files
+    from pdmer.experiments.reporting import BenchmarkResult
 
-    path = report_files(folder)["json"]
-    if not os.path.exists(path):
+    result = BenchmarkResult.read(folder)
+    if result is None:
         return None
-    with open(path, encoding="utf-8") as handle:
-        result = BenchmarkResult.from_json(handle.read())
     ran = result.settings.get("variants") or {}
     wanted = json.loads(json.dumps(variants))
     if any(result.settings.get(k) != v for k, v in json.loads(json.dumps(settings)).items()):
@@ -156,7 +154,7 @@ def table(cells, conditions, seeds, variants=()) -> str:
         for variant in variants:
             line[f"ccc {variant}"] = float(np.mean([
                 r["ccc_mean"] for result in results for r in result.rows
-                if r["role"] == "variant" and r["row"].endswith(variant)]))
+                if r["role"] == "variant" and r["row"].endswith(f" {variant}")]))
         gains = [b["personalized"]["ccc_mean"] - b["not personalized"]["ccc_mean"]
                  for b in by_role]
         margins = [b["personalized"]["ccc_mean"] - b["plain + fine-tuned"]["ccc_mean"]

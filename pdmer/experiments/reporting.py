@@ -167,6 +167,17 @@ class BenchmarkResult:
         data = json.loads(text)
         return cls(data["rows"], data["parameters"], data["settings"])
 
+    @classmethod
+    def read(cls, output) -> "BenchmarkResult | None":
+        """The finished result :meth:`write` left in ``output``, or None if there is none."""
+        files = report_files(output)
+        if not os.path.exists(files["json"]):
+            return None
+        with open(files["json"], encoding="utf-8") as handle:
+            result = cls.from_json(handle.read())
+        result.files = files
+        return result
+
     def write(self, output) -> dict:
         """Write results.md, results.csv, results.png, settings.json and result.json."""
         os.makedirs(output, exist_ok=True)

@@ -19,7 +19,7 @@ from pdmer.evaluation import (
 )
 from pdmer.experiments.hardware import fingerprint, versions
 from pdmer.experiments.presets import MODELS, PRESETS, parameter_counts
-from pdmer.experiments.reporting import BenchmarkResult, report_files
+from pdmer.experiments.reporting import BenchmarkResult
 from pdmer.experiments.splits import SPLITS, data_home_for, load_split
 from pdmer.experiments.tables import MAML, METRICS, PAPER, table_rows
 from pdmer.features.frontend import AudioFeatures
@@ -216,14 +216,10 @@ def _check_choices(models, dataset, task, protocol, preset, seed, split) -> list
 
 def _finished(output, request):
     """The result in ``output`` if it was made with ``request``, else None."""
-    files = report_files(output)
-    if not os.path.exists(files["json"]):
+    result = BenchmarkResult.read(output)
+    if result is None or any(result.settings.get(k) != v
+                             for k, v in _jsonable_request(request).items()):
         return None
-    with open(files["json"], encoding="utf-8") as handle:
-        result = BenchmarkResult.from_json(handle.read())
-    if any(result.settings.get(k) != v for k, v in _jsonable_request(request).items()):
-        return None
-    result.files = files
     return result
 
 
