@@ -106,8 +106,11 @@ def assert_same(results):
                                rtol=1e-5)
     assert b_grads.keys() == grads.keys() and grads
     # Every parameter gets a gradient (a test network with constant outputs
-    # would leave most of them at zero and prove little).
-    assert all(g.abs().sum() > 0 for g in grads.values())
+    # would leave most of them at zero and prove little), except the first
+    # convolution's bias: training-mode BatchNorm cancels it, exactly so
+    # where pdmer folds the batch statistics into that convolution.
+    assert all(g.abs().sum() > 0 for name, g in grads.items()
+               if name != "adapter.features.0.bias")
     for name in grads:
         torch.testing.assert_close(b_grads[name], grads[name], atol=1e-5, rtol=1e-3,
                                    msg=lambda m, name=name: f"{name}: {m}")

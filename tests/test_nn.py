@@ -89,6 +89,62 @@ def test_adapter_equals_its_layers_in_declared_order(mode):
         torch.testing.assert_close(grad, expected_grad, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (-50.0, 10.0), (-80.0, 0.5)])
+def test_adapter_batch_statistics_from_the_input_are_accurate(offset, scale):
+    # In training mode the first BatchNorm's statistics come in closed form
+    # from sums over the input: inputs far from zero (log-mel values) must
+    # not lose float32 accuracy to cancellation. Reference: float64.
+    import copy
+
+    torch.manual_seed(0)
+    adapter = LocalSpectrogramAdapter(11, 16).train()
+    reference = copy.deepcopy(adapter).double()
+    patches = torch.randn(2, 20, 11, 16) * scale + offset
+    out = adapter(patches)
+    expected = reference.features(patches.double().reshape(40, 1, 11, 16)).reshape(2, 20, -1)
+    torch.testing.assert_close(out.double(), expected, atol=2e-5 * float(expected.abs().max()),
+                               rtol=1e-4)
+    grads = torch.autograd.grad(out.square().sum(), list(adapter.parameters()))
+    expected_grads = torch.autograd.grad(expected.square().sum(),
+                                         list(reference.parameters()))
+    # Biases before BatchNorm have zero gradients, up to rounding: absolute
+    # tolerance on the scale of all gradients.
+    scale = max(float(g.abs().max()) for g in expected_grads)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad.double(), expected_grad, atol=1e-6 * scale, rtol=1e-4)
+    for buffer, expected_buffer in zip(adapter.buffers(), reference.buffers()):
+        torch.testing.assert_close(buffer.double(), expected_buffer.double(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_first_convolution_gradients_under_bf16_autocast():
+    # Under CPU bfloat16 autocast the first convolution computes its weight
+    # gradient as a matrix product over input windows: first- and
+    # second-order gradients must match the convolution's own (float64 here),
+    # to bfloat16 accuracy.
+    from pdmer.nn.adapter import _first_conv
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 1, 11, 16)
+    weight = torch.randn(8, 1, 3, 1, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(6, 8, 13, 18, dtype=torch.float64)
+
+    def grads(conv):
+        out = conv(weight.float(), bias.float()).double()
+        loss = ((out - target) ** 2).sum() / 2  # gradient depends on the weights
+        first = torch.autograd.grad(loss, [weight, bias], create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in first), [weight, bias])
+        return first + second
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = grads(lambda w, b: _first_conv(x, w, b, (2, 1)))
+    expected = grads(lambda w, b: torch.nn.functional.conv2d(x.double(), w.double(),
+                                                             b.double(), padding=(2, 1)))
+    for got, want in zip(fast, expected):
+        torch.testing.assert_close(got, want, rtol=0.03, atol=0.03 * float(want.abs().max()))
+
+
 def test_adapter_long_input_without_gradients_is_chunked_exactly(monkeypatch):
     import pdmer.nn.adapter as adapter_module
 
@@ -452,7 +508,12 @@ def test_second_order_gradients_through_functional_call():
     second = outer_grads(first_order=False)
     first = outer_grads(first_order=True)
     assert all(torch.isfinite(g).all() for g in second)
-    assert all(g.abs().sum() > 0 for g in second)
+    # A convolution's bias before training-mode BatchNorm has no effect on
+    # the output: its gradient is zero (exactly so where pdmer folds the
+    # batch statistics into the convolution).
+    before_batch_norm = {"adapter.features.0.bias", "adapter.features.4.bias"}
+    assert all(g.abs().sum() > 0 for name, g in zip(params, second)
+               if name not in before_batch_norm)
     # The second-order terms are really there.
     assert any(not torch.allclose(s, f) for s, f in zip(second, first))
 
