@@ -479,3 +479,37 @@ def test_bf16_on_the_cpu_runs_where_native_and_warns_elsewhere(table, monkeypatc
     difference = max(float(np.abs(a - b).max()) for a, b in zip(predictions,
                                                                   reference.predict(X[:2])))
     assert 0 < difference < 0.05
+
+
+@pytest.mark.parametrize("inner_params", ["head", "all"])
+def test_bf16_copies_of_linear_weights_change_no_value(table, monkeypatch, inner_params):
+    # Under bfloat16 autocast, inner loops and personalization differentiate
+    # bfloat16 copies of the linear layers' weights (no gradient cast back to
+    # float32 each step): exactly what autocast's own casts give.
+    import torch
+
+    from pdmer.meta.learner import MetaLearner
+    from pdmer.nn import precision
+
+    X, y, annotators = table
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    params = dict(mixed_precision="bf16", inner_params=inner_params, n_episodes=3)
+    listener = [i for i, a in enumerate(annotators) if a == annotators[0]][:1]
+    support = [X[i] for i in listener], [y[i] for i in listener]
+
+    def fit_and_personalize():
+        model = tiny(**params).fit(X, y, annotators=annotators)
+        adapted = model.personalize(*support, steps=3, lr=0.05).predict(X[:2])
+        return model, adapted
+
+    copies, copies_adapted = fit_and_personalize()
+    names = copies.meta_learner()._bf16_names()
+    linear = {f"{m}.{p}" for m, module in copies.network_.named_modules()
+              if isinstance(module, torch.nn.Linear) for p in ("weight", "bias")}
+    assert names and set(names) <= linear and set(names) <= set(copies.meta_learner().names)
+    monkeypatch.setattr(MetaLearner, "_bf16_names", lambda self: [])
+    casts, casts_adapted = fit_and_personalize()
+    for a, b in zip(copies.network_.state_dict().values(), casts.network_.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(copies_adapted, casts_adapted):
+        np.testing.assert_array_equal(a, b)

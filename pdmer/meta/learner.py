@@ -22,7 +22,7 @@ from pdmer.meta.batch import collate
 from pdmer.meta.batched import batched_tasks_backward
 from pdmer.meta.maml import adapt, maml_task_backward
 from pdmer.nn.losses import emotion_loss
-from pdmer.nn.precision import autocast
+from pdmer.nn.precision import autocast, bf16_supported
 
 META_LEARNING = ("fomaml", "maml", "metasgd", "none")
 """Meta-learning modes: first-order MAML, second-order MAML, first-order
@@ -150,6 +150,22 @@ class MetaLearner:
     def autocast(self):
         """bfloat16 autocast where ``mixed_precision`` asks for it and the device has it."""
         return autocast(self.device, bf16_requested(self.mixed_precision, self.device))
+
+    def _bf16_names(self) -> list:
+        """Adapted weights of linear layers when bfloat16 autocast runs, else none.
+
+        Autocast computes every :class:`torch.nn.Linear` in bfloat16; inner
+        loops then differentiate bfloat16 copies of these weights (see
+        :func:`pdmer.meta.maml.adapt`).
+        """
+        if not (bf16_requested(self.mixed_precision, self.device)
+                and bf16_supported(self.device)):
+            return []
+        adapted = set(self.names)
+        return [f"{prefix}.{name}" for prefix, module in self.network.named_modules()
+                if isinstance(module, torch.nn.Linear)
+                for name, _ in module.named_parameters(recurse=False)
+                if f"{prefix}.{name}" in adapted]
 
     def loss(self, state, batch, buffers=None, context=None):
         """``(loss, context)``: the emotion loss (plus any auxiliary loss) of ``batch``."""
@@ -331,7 +347,7 @@ class MetaLearner:
                 self.support_loss(keep_graph=second_order), self.query_loss,
                 dict(self.network.named_parameters()), self.names, support, query,
                 self.inner_steps if steps is None else steps, self.rates(),
-                first_order=not second_order, weight=weight)
+                first_order=not second_order, weight=weight, bf16_names=self._bf16_names())
 
     # ---------------------------------------------------------- adaptation
     def adapt(self, songs, steps=None, lr=None, progress=None) -> dict:
@@ -364,7 +380,8 @@ class MetaLearner:
             # The copies are ours: a scalar rate updates them in place (no new
             # parameter set per step). Learned rates need the update's graph.
             fast = adapt(self.support_loss(), params, self.names, batch, steps, rates,
-                         progress=progress, in_place=not isinstance(rates, dict))
+                         progress=progress, in_place=not isinstance(rates, dict),
+                         bf16_names=self._bf16_names())
         return {n: fast[n].detach() for n in self.names}
 
     @torch.no_grad()

@@ -16,7 +16,8 @@ LossFn = Callable[[dict, object], torch.Tensor]
 
 
 def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int,
-          lr, create_graph: bool = False, progress=None, in_place: bool = False) -> dict:
+          lr, create_graph: bool = False, progress=None, in_place: bool = False,
+          bf16_names: Iterable[str] = ()) -> dict:
     """Plain SGD on ``batch`` for the parameters in ``names``.
 
     Parameters
@@ -43,6 +44,13 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
         owns; without ``create_graph`` only; learned rates are never applied
         in place, since they need the update's graph). Saves allocating and
         writing a full parameter set per step, most of an update's cost.
+    bf16_names : iterable of str, default=()
+        Adapted parameters that ``loss_fn`` uses only in bfloat16 (matrix
+        product weights under bfloat16 autocast). With ``in_place``, each
+        step differentiates bfloat16 copies of them, which autocast then
+        uses as they are, and adds their bfloat16 gradients to the float32
+        parameters: the values of autocast's own cast, without casting
+        every gradient back to float32 first.
 
     Returns
     -------
@@ -54,9 +62,11 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
                          "use create_graph=False.")
     names = list(names)
     fast = dict(params)
+    bf16_names = set(bf16_names) if in_place else set()
     for step in range(steps):
-        loss = loss_fn(fast, batch)
-        grads = torch.autograd.grad(loss, [fast[n] for n in names],
+        inputs = _bf16_copies(fast, bf16_names)
+        loss = loss_fn(inputs, batch)
+        grads = torch.autograd.grad(loss, [inputs[n] for n in names],
                                     create_graph=create_graph, allow_unused=True)
         for name, grad in zip(names, grads):
             if grad is None:
@@ -77,7 +87,8 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
 
 def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
                        names: list, support, query, steps: int, lr,
-                       first_order: bool, weight: float = 1.0) -> float:
+                       first_order: bool, weight: float = 1.0,
+                       bf16_names: Iterable[str] = ()) -> float:
     """Accumulate one task's meta-gradient into ``params[*].grad``.
 
     Second-order MAML differentiates through the inner updates. First-order
@@ -86,7 +97,8 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
     learned rates (``lr`` a dict of tensors that require grad, Meta-SGD) the
     query loss also reaches the rates through the updates; first-order, the
     inner gradients are constants there, so each rate gets
-    ``-sum_k grad_k * grad_query``.
+    ``-sum_k grad_k * grad_query``. ``bf16_names`` is passed to
+    :func:`adapt`; first-order, the query pass uses such copies too.
 
     Returns the task's query loss.
     """
@@ -97,17 +109,28 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
         start = params
     # First order: the detached copies are this task's own, so they are
     # updated in place.
+    in_place = first_order and not isinstance(lr, dict)
+    bf16_names = set(bf16_names) if in_place else set()
     fast = adapt(support_loss, start, names, support, steps, lr, create_graph=not first_order,
-                 in_place=first_order and not isinstance(lr, dict))
-    loss = query_loss(fast, query)
+                 in_place=in_place, bf16_names=bf16_names)
+    inputs = _bf16_copies(fast, bf16_names)
+    loss = query_loss(inputs, query)
     (loss * weight).backward()
     if first_order:
         for n in names:
-            grad = start[n].grad
+            grad = (inputs if n in bf16_names else start)[n].grad
             if grad is None:
                 continue
             if params[n].grad is None:
-                params[n].grad = grad.clone()
+                params[n].grad = grad.to(params[n].dtype, copy=True)
             else:
                 params[n].grad += grad
     return float(loss.detach())
+
+
+def _bf16_copies(params: dict, names: set) -> dict:
+    """``params`` with those in ``names`` replaced by bfloat16 leaf copies that require grad."""
+    if not names:
+        return params
+    return {n: p.detach().to(torch.bfloat16).requires_grad_(True) if n in names else p
+            for n, p in params.items()}
