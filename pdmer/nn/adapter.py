@@ -184,13 +184,14 @@ def _normalized_first_conv(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: Tensor,
     # Output positions per frame: every row offset, and the padding columns
     # (kernel width 1: their outputs are the bias alone).
     positions = (n_rows + height - 1) * (n_cols + 2 * conv.padding[1])
-    frames = x[:, 0].float()
-    # Sums in float64; each float32 product is exact to float32 rounding.
-    sums = [frames.sum((1, 2), dtype=torch.float64)]
+    # Per frame in float32 (blocked dot products, no temporaries), across
+    # frames in float64.
+    frames = x.float().reshape(n_frames, n_rows * n_cols)
+    sums = [frames.sum(1)]
     for shift in range(height):
-        products = frames[:, shift:] * frames[:, : n_rows - shift]
-        sums.append(products.sum((1, 2), dtype=torch.float64))
-    per_frame = torch.stack(sums, 1)  # (frames, 1 + height)
+        sums.append(torch.linalg.vecdot(frames[:, shift * n_cols:],
+                                        frames[:, : (n_rows - shift) * n_cols], dim=1))
+    per_frame = torch.stack(sums, 1).double()  # (frames, 1 + height)
     if valid is not None:
         # torch.where, not a product: padding frames may hold any value.
         per_frame = torch.where(valid[:, None], per_frame, 0.0)
