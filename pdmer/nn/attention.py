@@ -225,9 +225,9 @@ class RelativeSelfAttention(nn.Module):
         # frame n * block - front + c.
         q_blocks = F.pad(q, (0, 0, 0, padded_frames - n_frames)).reshape(
             batch, n_heads, n_blocks, block, head_dim)
-        k_windows = F.pad(k, (0, 0, front, back)).unfold(2, window, block)
-        v_windows = F.pad(v, (0, 0, front, back)).unfold(2, window, block).transpose(-1, -2)
-        scores = q_blocks @ k_windows  # (B, H, n_blocks, block, window)
+        k_windows = _key_windows(k, n_blocks, block, front, padded_frames)
+        v_windows = _key_windows(v, n_blocks, block, front, padded_frames)
+        scores = q_blocks @ k_windows.transpose(-1, -2)  # (B, H, n_blocks, block, window)
 
         # Relative-key term: each query scores the 2 L + 1 clipped distances,
         # then every pair picks its own; i - j = a - c + front in every block.
@@ -262,6 +262,29 @@ class RelativeSelfAttention(nn.Module):
         if not need_weights:
             return context, None
         return context, _to_band_layout(weights, band, front, n_frames)
+
+
+def _key_windows(x: Tensor, n_blocks: int, block: int, front: int, padded_frames: int) -> Tensor:
+    """The keys (or values) each block of queries sees: (B, H, n_blocks, block + 2 front, D).
+
+    Window ``n`` holds frames ``n * block - front`` to ``(n + 1) * block + front - 1``
+    (zeros outside the song): the ``front`` frames before block ``n``, the
+    block, and the ``front`` frames after it (``front <= block``). Built from
+    three non-overlapping block views instead of ``Tensor.unfold``, whose
+    backward pass (a scatter-add over overlapping windows) is slow on CPUs.
+    """
+    batch, n_heads, n_frames, head_dim = x.shape
+    if n_blocks == 1:
+        return x[:, :, None]
+    span = n_blocks * block
+    # Row r of the padded keys is frame r - front.
+    padded = F.pad(x, (0, 0, front, padded_frames - n_frames + block))
+
+    def blocks(start):
+        return padded[:, :, start: start + span].reshape(batch, n_heads, n_blocks, block, head_dim)
+
+    return torch.cat([blocks(0)[..., :front, :], blocks(front),
+                      blocks(front + block)[..., :front, :]], dim=3)
 
 
 def _to_band_layout(weights: Tensor, band: int, front: int, n_frames: int) -> Tensor:
