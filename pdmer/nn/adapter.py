@@ -39,8 +39,11 @@ class LocalSpectrogramAdapter(nn.Module):
     values and gradients (max-pooling commutes with any non-decreasing
     function) and pooling first leaves a quarter of the elements to the ReLU.
     In evaluation mode the BatchNorm layers are folded into the
-    convolutions, and without gradients long songs go through in chunks of
-    frames, so memory does not grow with the song.
+    convolutions; in training mode the first one is too, with its batch
+    statistics computed from the input in closed form (see
+    :func:`_batch_folded`). The first convolution and pooling run in chunks
+    of frames, and without gradients the whole adapter does, so memory does
+    not grow with the song.
 
     The pooling layers pad one cell on each side, as in the reference
     implementation, so no time step or mel band is dropped by flooring.
