@@ -348,22 +348,23 @@ def worker_predict(cfg):
 def worker_accuracy(cfg):
     """A short meta-training run on synthetic listeners; CCC after personalization."""
     from pdmer import DSAMLRegressor
-    from pdmer.demo import DATA, FEATURES, MODEL
-    from pdmer.features import AudioFeatures
     from pdmer.evaluation import plan_episodes, run_episodes
+    from pdmer.experiments.presets import PRESETS
+    from pdmer.features import AudioFeatures
     from pdmer.metrics import evaluate
     from pdmer_datasets import synthetic
 
-    data = synthetic.generate(cfg["data_dir"], random_state=0, n_jobs=1, **DATA)
+    preset = PRESETS["small"]  # the demo's data, front end and DSAML width
+    data = synthetic.generate(cfg["data_dir"], random_state=0, n_jobs=1, **preset.data)
     table_ = data.annotator_table()
     train, test = table_.split_annotators(test_size=0.25, random_state=0)
-    front = AudioFeatures(**FEATURES)
+    front = AudioFeatures(**{k: v for k, v in preset.features.items() if k != "waveform_rate"})
     features = dict(zip(data.song_ids, front.transform(
         [str(data.audio_path(s)) for s in data.song_ids])))
     train.X = [features[s] for s in train.song_ids]
     test.X = [features[s] for s in test.song_ids]
-    params = dict(MODEL, inner_params="all", random_state=cfg["seed"],
-                  n_episodes=cfg["episodes"], validation_fraction=0.0)
+    params = dict(preset.models["dsaml"], **preset.training, inner_params="all",
+                  random_state=cfg["seed"], n_episodes=cfg["episodes"], validation_fraction=0.0)
     # "bf16" autocasts on CPUs with native bfloat16; False is float32.
     est = DSAMLRegressor(**params, mixed_precision="bf16" if cfg["variant"] == "bf16" else False)
     t0 = time.process_time()
