@@ -209,8 +209,8 @@ def _batch_folded(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: Tensor,
     mean_input, lagged = totals[0], totals[1:]
     # Covariance of the k input values an output sees (Toeplitz in the lag),
     # centred here, in float64, before any cancellation in float32.
-    lag = (torch.arange(height)[:, None] - torch.arange(height)[None, :]).abs()
-    covariance = lagged[lag.to(x.device)] - mean_input.square()
+    rows = torch.arange(height, device=x.device)
+    covariance = lagged[(rows[:, None] - rows[None, :]).abs()] - mean_input.square()
     kernel = conv.weight.reshape(conv.out_channels, height).double()
     mean = (kernel.sum(1) * mean_input + conv.bias.double()).float()
     var = torch.einsum("ck,kl,cl->c", kernel, covariance, kernel).clamp_min(0).float()
