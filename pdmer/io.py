@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from pdmer.files import atomic_write
 from pdmer.estimators.registry import ESTIMATORS, FITTED_ATTRIBUTES, model_id, resolve_device
 from pdmer.features.frontend import AudioFeatures
+from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
 
 FORMAT_VERSION = "2"
 """Version 2 (pdmer 0.2): the front end is stored as ``front_end`` and the
@@ -26,6 +27,8 @@ def _json_default(value):
         return value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, MetaLearningMethod):
+        return method_to_json(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -157,6 +160,12 @@ def load(path, **params):
                 f"{path} was trained with a custom global encoder; pass it again: "
                 f"pdmer.load(path, {key}=AudioFeatures(global_encoder=...)).")
         stored[key] = AudioFeatures(**front_end)
+    if isinstance(stored.get("meta_learning"), dict) and "meta_learning" not in params:
+        try:
+            stored["meta_learning"] = get_method(stored["meta_learning"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path} holds a meta-learning method this pdmer version cannot "
+                             f"build ({err}); refusing to load it.") from None
     stored.update(params)
     estimator = cls(**stored)
     if front_end_params:

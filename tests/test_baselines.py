@@ -103,7 +103,7 @@ def test_docstrings_cite_paper_input_and_interpretations(cls):
     doc = cls.__doc__
     assert "**Input**" in doc and "Interpretations" in doc
     assert any(year in doc for year in ("2017", "2019", "2020", "2023"))
-    assert "meta_learning : {" in doc  # the shared parameters are documented
+    assert "meta_learning : str or MetaLearningMethod" in doc  # the shared parameters
     assert "%(" not in doc
 
 

@@ -439,7 +439,7 @@ def test_batched_tasks_train_what_sequential_tasks_train(table):
 
 @pytest.mark.parametrize("params, match", [
     (dict(estimator=CRNNRegressor, task_batching="vmap"), "cannot batch tasks"),
-    (dict(meta_learning="metasgd", task_batching="vmap"), "Meta-SGD"),
+    (dict(meta_learning="metasgd", task_batching="vmap"), "'metasgd' cannot batch"),
     (dict(task_batching="together"), "task_batching"),
 ])
 def test_batched_tasks_are_refused_where_they_cannot_run(table, params, match):
@@ -503,11 +503,11 @@ def test_bf16_copies_of_linear_weights_change_no_value(table, monkeypatch, inner
         return model, adapted
 
     copies, copies_adapted = fit_and_personalize()
-    names = copies.meta_learner()._bf16_names()
+    names = copies.meta_learner().bf16_names()
     linear = {f"{m}.{p}" for m, module in copies.network_.named_modules()
               if isinstance(module, torch.nn.Linear) for p in ("weight", "bias")}
     assert names and set(names) <= linear and set(names) <= set(copies.meta_learner().names)
-    monkeypatch.setattr(MetaLearner, "_bf16_names", lambda self: [])
+    monkeypatch.setattr(MetaLearner, "bf16_names", lambda self: [])
     casts, casts_adapted = fit_and_personalize()
     for a, b in zip(copies.network_.state_dict().values(), casts.network_.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -8,7 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 
-from pdmer.meta.learner import META_LEARNING
+from pdmer.meta.methods import METHODS, MetaLearningMethod
 
 DEFAULT_WAVEFORM_RATE = 16000
 """Sample rate of the raw audio that waveform models get from their default front end."""
@@ -25,11 +25,14 @@ _POSITIVE_OR_PRESET = [Interval(Integral, 1, None, closed="left"), None]
 _RATE_OR_PRESET = [Interval(Real, 0, np.inf, closed="neither"), None]
 
 SHARED_PARAMETERS = """\
-    meta_learning : {"fomaml", "maml", "metasgd", "none"}, default="fomaml"
-        First-order MAML (the reference), second-order MAML, first-order
-        Meta-SGD (learned per-parameter inner learning rates, saved with the
-        model and used by :meth:`personalize`), or plain supervised training
-        on the same batches (then :meth:`personalize` fine-tunes).
+    meta_learning : str or MetaLearningMethod, optional
+        The meta-learning method (:mod:`pdmer.meta.methods`), by name or as
+        an instance with its own settings: "fomaml" first-order MAML (the
+        paper's), "maml" second-order MAML, "metasgd" first-order Meta-SGD
+        (learned per-parameter inner learning rates, saved with the model
+        and used by :meth:`personalize`), or "none", plain supervised
+        training on the same batches (then :meth:`personalize` fine-tunes).
+        None: the ``size`` preset's.
     tasks : {"auto", "annotator", "song"}, default="auto"
         Task construction: one task per annotator (the paper's personalized
         construction; needs ``annotators``), or songs with labels averaged
@@ -150,7 +153,7 @@ TRAINING_ATTRIBUTES = """\
 
 PARAMETER_CONSTRAINTS = {
     "size": [str],  # one of the estimator's presets: checked by resolved_params()
-    "meta_learning": [StrOptions(set(META_LEARNING))],
+    "meta_learning": [StrOptions(set(METHODS)), MetaLearningMethod, None],
     "tasks": [StrOptions({"auto", "annotator", "song"})],
     "n_episodes": _POSITIVE_OR_PRESET,
     "tasks_per_step": _POSITIVE_OR_PRESET,

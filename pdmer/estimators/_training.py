@@ -13,7 +13,7 @@ from pdmer.estimators.registry import resolve_device
 from pdmer.meta import distributed
 from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, fingerprint
 from pdmer.meta.learner import MetaLearner, seeded
-from pdmer.meta.metasgd import LearnedInnerRates
+from pdmer.meta.methods import get_method
 from pdmer.meta.trainer import Trainer
 from pdmer.metrics import ccc
 from pdmer.nn.normalization import InputNormalization
@@ -34,7 +34,7 @@ class MetaTrainingMixin:
     _batchable_tasks: bool = False
 
     def _assemble(self, network: torch.nn.Module, spec: dict) -> torch.nn.Module:
-        """Attach what the estimator adds to a network: input statistics, learned rates.
+        """Attach what the estimator adds to a network: input statistics, the method's modules.
 
         Both are submodules, so the network's ``state_dict`` (model files,
         the model fingerprint, checkpoints) carries them.
@@ -42,11 +42,12 @@ class MetaTrainingMixin:
         settings = self._settings()
         if settings["input_normalization"]:
             network.input_normalization = InputNormalization(spec["n_mels"], spec["global_dim"])
-        if self.meta_learning == "metasgd":
-            shapes = {n: p.shape for n, p in network.named_parameters()
-                      if n in self._adapted_names(network)}
-            network.inner_rates = LearnedInnerRates(shapes, settings["inner_lr"])
+        self._method().attach(network, self._adapted_names(network), settings["inner_lr"])
         return network
+
+    def _method(self):
+        """The resolved meta-learning method (:mod:`pdmer.meta.methods`), a fresh copy."""
+        return get_method(self._settings()["meta_learning"])
 
     def _prepare(self, songs) -> list:
         """Songs standardised as the network expects, on its device."""
@@ -113,7 +114,7 @@ class MetaTrainingMixin:
             callbacks.append(Checkpoint(self.checkpoint_path, self.checkpoint_interval, digest,
                                         extra={"seed": self.seed_},
                                         verbose=bool(self.verbose)))
-        callbacks.append(ProgressBar(f"{type(self).__name__} ({self.meta_learning})",
+        callbacks.append(ProgressBar(f"{type(self).__name__} ({self._method().name})",
                                      enabled=bool(self.verbose)))
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=settings["outer_lr"])
         return Trainer(self.network_, optimizer, step, settings["n_episodes"],
@@ -131,7 +132,7 @@ class MetaTrainingMixin:
         task_batching, tasks_per_call = self._task_batching()
         return MetaLearner(
             self.network_, self._forward, self._adapted_names(self.network_),
-            meta_learning=self.meta_learning, inner_steps=settings["inner_steps"],
+            method=self._method(), inner_steps=settings["inner_steps"],
             inner_lr=settings["inner_lr"], device=self.device_,
             mixed_precision=self.mixed_precision, adapt_mode=self._adapt_mode,
             task_batching=task_batching, tasks_per_call=tasks_per_call)
@@ -139,7 +140,7 @@ class MetaTrainingMixin:
     def _task_batching(self) -> tuple:
         """``(task_batching, tasks_per_call)`` of the learner: "auto" resolved."""
         choice = self.task_batching
-        batchable = self._batchable_tasks and self.meta_learning != "metasgd"
+        batchable = self._batchable_tasks and self._method().batchable
         if choice == "sequential" or not batchable:
             return "sequential", None
         if choice == "auto":
@@ -155,11 +156,11 @@ class MetaTrainingMixin:
                 f"{type(self).__name__} cannot batch tasks with vmap (its network packs "
                 f"padded sequences); use task_batching='sequential' or 'auto', not "
                 f"{self.task_batching!r}.")
-        if self.meta_learning == "metasgd":
+        method = self._method()
+        if not method.batchable:
             raise ValueError(
-                "Batched tasks do not support Meta-SGD's learned inner rates; use "
-                f"task_batching='sequential' or 'auto' with meta_learning='metasgd', not "
-                f"{self.task_batching!r}.")
+                f"The meta-learning method {method.name!r} cannot batch tasks with vmap; use "
+                f"task_batching='sequential' or 'auto' with it, not {self.task_batching!r}.")
 
     def _processes(self):
         """The other training processes (:class:`~pdmer.meta.distributed.Distributed`) or None."""
@@ -172,7 +173,8 @@ class MetaTrainingMixin:
         return processes is None or processes.is_main
 
     def _adapted_names(self, network) -> list:
-        names = [n for n, _ in network.named_parameters() if not n.startswith("inner_rates.")]
+        own = self._method().own_prefixes
+        names = [n for n, _ in network.named_parameters() if not (own and n.startswith(own))]
         if self._settings()["inner_params"] == "head":
             names = [n for n in names if n.startswith(self._head_prefixes)]
         return names

@@ -70,7 +70,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             cls.__doc__ = cls.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS) \
                 .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 
-    def __init__(self, *, meta_learning="fomaml", tasks="auto", n_episodes=None,
+    def __init__(self, *, meta_learning=None, tasks="auto", n_episodes=None,
                  tasks_per_step=None, n_support=1, n_query=None, inner_steps=None,
                  inner_lr=None, outer_lr=None, inner_params=None, train_window=None,
                  validation_fraction=0.1, validation_interval=None, patience=None,

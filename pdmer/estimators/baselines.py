@@ -83,7 +83,7 @@ class _ConvRecurrentBaseline(_SequenceBaseline):
     }
 
     def __init__(self, size="paper", conv_channels=None, n_conv_layers=None, rnn_hidden=None,
-                 rnn_layers=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 rnn_layers=None, dropout=0.1, meta_learning=None, tasks="auto",
                  n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
                  inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
                  train_window=None, validation_fraction=0.1, validation_interval=None,
@@ -240,7 +240,7 @@ class MCRNNRegressor(_SequenceBaseline):
     _input = "wave"
 
     def __init__(self, size="paper", view_kernels=None, conv_channels=None, fusion_dim=None,
-                 rnn_hidden=None, dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 rnn_hidden=None, dropout=0.1, meta_learning=None, tasks="auto",
                  n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
                  inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
                  train_window=None, validation_fraction=0.1, validation_interval=None,
@@ -308,7 +308,7 @@ class DAMFFRegressor(_SequenceBaseline):
     }
 
     def __init__(self, size="paper", conv_channels=None, scales=None, rnn_hidden=None,
-                 dropout=0.1, meta_learning="fomaml", tasks="auto",
+                 dropout=0.1, meta_learning=None, tasks="auto",
                  n_episodes=None, tasks_per_step=None, n_support=1, n_query=None,
                  inner_steps=None, inner_lr=None, outer_lr=None, inner_params=None,
                  train_window=None, validation_fraction=0.1, validation_interval=None,

@@ -96,7 +96,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  lstm_hidden=None, head_hidden=None, dropout=0.1, local_context=5,
                  global_context=30, local_attention=True, global_attention=True,
                  attention_loss_weight=1.0, local_target=0.9, global_target=0.1, adapter=True,
-                 meta_learning="fomaml", tasks="auto", n_episodes=None, tasks_per_step=None,
+                 meta_learning=None, tasks="auto", n_episodes=None, tasks_per_step=None,
                  n_support=1, n_query=None, inner_steps=None, inner_lr=None, outer_lr=None,
                  inner_params=None, train_window=None, validation_fraction=0.1,
                  validation_interval=None, patience=None, max_grad_norm=None,

@@ -16,16 +16,16 @@ TRAINING_PRESETS = {
     # annotator tasks (1 support + 15 query songs), 16 inner SGD steps at
     # 5e-3 on every parameter, Adam at 5e-5, 30 s windows. No input
     # normalisation, clipping or early stopping: the paper has none.
-    "paper": dict(n_episodes=2000, tasks_per_step=16, n_query=15, inner_steps=16,
-                  inner_lr=5e-3, outer_lr=5e-5, inner_params="all", train_window=60,
+    "paper": dict(meta_learning="fomaml", n_episodes=2000, tasks_per_step=16, n_query=15,
+                  inner_steps=16, inner_lr=5e-3, outer_lr=5e-5, inner_params="all", train_window=60,
                   validation_interval=50, patience=0, max_grad_norm=0.0,
                   input_normalization=False),
     # For CPUs. Chosen on synthetic data sets of several sample rates,
     # lengths, label offsets and seeds (benchmarks/bench_training.py):
     # head-only inner loops, standardised inputs, clipped gradients and
     # early stopping keep training from collapsing to a constant.
-    "small": dict(n_episodes=500, tasks_per_step=4, n_query=3, inner_steps=8, inner_lr=0.05,
-                  outer_lr=1e-3, inner_params="head", train_window=30,
+    "small": dict(meta_learning="fomaml", n_episodes=500, tasks_per_step=4, n_query=3,
+                  inner_steps=8, inner_lr=0.05, outer_lr=1e-3, inner_params="head", train_window=30,
                   validation_interval=20, patience=10, max_grad_norm=1.0,
                   input_normalization=True),
 }

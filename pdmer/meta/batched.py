@@ -1,9 +1,10 @@
 """The tasks of an episode run together: MAML, first-order MAML and plain training.
 
-:func:`pdmer.meta.maml.maml_task_backward` runs one task at a time. Here the
-tasks are stacked and :func:`torch.func.vmap` maps the model's loss over
-per-task copies of the adapted parameters, so every inner step is one pass
-over all tasks' support songs with batched matrix products. On a GPU, where
+Here the tasks are stacked and :func:`torch.func.vmap` maps the model's loss
+over per-task copies of the adapted parameters, so every inner step is one
+pass over all tasks' support songs with batched matrix products; the inner
+and outer loops are :func:`pdmer.meta.maml.maml_task_backward`'s, given
+the mapped losses. On a GPU, where
 one 60-frame song leaves most of the device idle, that is the main speed-up;
 on a few CPU cores a task already costs about what it costs in a batch (see
 ``benchmarks/scale.md``).
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
+from pdmer.meta.maml import maml_task_backward
 from pdmer.meta.running_stats import block_contribution, fold_blocks, running_stat_momenta
 from pdmer.nn.recurrent import vmappable
 
@@ -152,45 +154,26 @@ def _group_backward(loss_fn, support_loss_fn, network, names, group, mode, steps
     supports = stack_batches([support for support, _ in group])
     queries = stack_batches([query for _, query in group])
     second_order = mode == "maml"
-    if second_order:
-        start = {n: params[n].unsqueeze(0).expand(n_tasks, *params[n].shape) for n in names}
-    else:
-        start = {n: params[n].detach().unsqueeze(0).expand(n_tasks, *params[n].shape)
-                 .clone().requires_grad_(True) for n in names}
     # Inner loops run on copies of the buffers, as in the sequential loop:
     # adapting to one song must not move the population statistics.
-    support_buffers = _copies(buffers, n_tasks)
-    fast = dict(start)
-    context = None
-    for _ in range(steps):
-        task_losses, new_context = map_support_loss({**params, **fast, **support_buffers},
-                                                    supports, context)
-        grads = torch.autograd.grad(task_losses.sum(), [fast[n] for n in names],
-                                    create_graph=second_order, allow_unused=True)
-        for name, grad in zip(names, grads):
-            if grad is None:
-                continue
-            if second_order:
-                fast[name] = torch.add(fast[name], grad, alpha=-lr)
-            else:  # the start copies are ours: no new memory per step
-                with torch.no_grad():
-                    fast[name].add_(grad, alpha=-lr)
-        if reuse_context and context is None and new_context is not None:
-            context = new_context if second_order else new_context.detach()
+    support_buffers, query_buffers = _copies(buffers, n_tasks), _copies(buffers, n_tasks)
+    cache = {}
 
-    query_state = {**params, **fast, **_copies(buffers, n_tasks)}
-    task_losses = map_loss(query_state, queries, None)[0]
-    (task_losses * weight).sum().backward()
-    if not second_order:
-        for name in names:
-            grad = start[name].grad
-            if grad is None:
-                continue
-            grad = grad.sum(0)
-            param = params[name]
-            param.grad = grad if param.grad is None else param.grad + grad
-    _merge_buffers(buffers, query_state, momenta)
-    return task_losses.detach().tolist()
+    def support_loss(state, batch):
+        task_losses, context = map_support_loss({**state, **support_buffers}, batch,
+                                                cache.get("context"))
+        if reuse_context and "context" not in cache and context is not None:
+            cache["context"] = context if second_order else context.detach()
+        return task_losses.sum()
+
+    def query_loss(state, batch):
+        return map_loss({**state, **query_buffers}, batch, None)[0]
+
+    losses = maml_task_backward(support_loss, query_loss, params, names, supports, queries,
+                                steps, lr, first_order=not second_order, weight=weight,
+                                n_tasks=n_tasks)
+    _merge_buffers(buffers, query_buffers, momenta)
+    return losses
 
 
 def _mapped(loss_fn, params, batched_names, buffers):

@@ -20,13 +20,9 @@ import torch
 
 from pdmer.meta.batch import collate
 from pdmer.meta.batched import batched_tasks_backward
-from pdmer.meta.maml import adapt, maml_task_backward
+from pdmer.meta.methods import get_method
 from pdmer.nn.losses import emotion_loss
 from pdmer.nn.precision import autocast, bf16_supported
-
-META_LEARNING = ("fomaml", "maml", "metasgd", "none")
-"""Meta-learning modes: first-order MAML, second-order MAML, first-order
-Meta-SGD (learned per-parameter inner rates) and plain training."""
 
 ADAPT_MODES = ("eval", "train")
 """Module mode of inner loops and personalization: ``"eval"`` (dropout off,
@@ -89,15 +85,17 @@ class MetaLearner:
     Parameters
     ----------
     network : torch.nn.Module
-        The network; a :class:`~pdmer.meta.metasgd.LearnedInnerRates`
-        submodule named ``inner_rates`` holds Meta-SGD's rates.
+        The network, with the submodules its method attached (e.g.
+        Meta-SGD's rates).
     forward : callable
         ``forward(network, state, batch, context)`` returns ``(prediction
         (B, T, 2), auxiliary loss or None, context or None)``; ``state`` is
         None (the module's own parameters) or a dict of parameters.
     adapted_names : list of str
         Parameters the inner loop and personalization change.
-    meta_learning : {"fomaml", "maml", "metasgd", "none"}
+    method : str or MetaLearningMethod
+        The meta-learning method (:mod:`pdmer.meta.methods`): its inner
+        loop, meta-gradient and adaptation.
     inner_steps : int
     inner_lr : float
     device : torch.device
@@ -114,30 +112,29 @@ class MetaLearner:
     task_batching : {"sequential", "vmap"}, default="sequential"
         Run the tasks of an episode one after another, or together with
         :func:`pdmer.meta.batched.batched_tasks_backward` (the network's
-        forward must be batchable by :func:`torch.func.vmap`; not with
-        Meta-SGD's learned rates).
+        forward must be batchable by :func:`torch.func.vmap`, and the method
+        :attr:`~pdmer.meta.methods.MetaLearningMethod.batchable`).
     tasks_per_call : int, optional
         With ``"vmap"``: at most this many tasks in one call (bounds
         memory); None runs all of a process's tasks together.
     """
 
-    def __init__(self, network, forward, adapted_names, *, meta_learning, inner_steps,
+    def __init__(self, network, forward, adapted_names, *, method, inner_steps,
                  inner_lr, device, mixed_precision=True, adapt_mode="eval",
                  task_batching="sequential", tasks_per_call=None):
-        if (meta_learning not in META_LEARNING or adapt_mode not in ADAPT_MODES
-                or task_batching not in TASK_BATCHING):
+        method = get_method(method)
+        if adapt_mode not in ADAPT_MODES or task_batching not in TASK_BATCHING:
             raise ValueError(
-                f"meta_learning must be one of {META_LEARNING}, adapt_mode one of "
-                f"{ADAPT_MODES} and task_batching one of {TASK_BATCHING}; got "
-                f"{meta_learning!r}, {adapt_mode!r} and {task_batching!r}.")
-        if task_batching == "vmap" and meta_learning == "metasgd":
+                f"adapt_mode must be one of {ADAPT_MODES} and task_batching one of "
+                f"{TASK_BATCHING}; got {adapt_mode!r} and {task_batching!r}.")
+        if task_batching == "vmap" and not method.batchable:
             raise ValueError(
-                "Batched tasks (task_batching='vmap') do not support Meta-SGD's learned "
-                "inner rates; use task_batching='sequential' with meta_learning='metasgd'.")
+                f"{type(method).__name__} cannot run the tasks of an episode together "
+                f"(task_batching='vmap'); use task_batching='sequential'.")
         self.network = network
         self.forward = forward
         self.names = list(adapted_names)
-        self.meta_learning = meta_learning
+        self.method = method
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.device = device
@@ -151,7 +148,7 @@ class MetaLearner:
         """bfloat16 autocast where ``mixed_precision`` asks for it and the device has it."""
         return autocast(self.device, bf16_requested(self.mixed_precision, self.device))
 
-    def _bf16_names(self) -> list:
+    def bf16_names(self) -> list:
         """Adapted weights of linear layers when bfloat16 autocast runs, else none.
 
         Autocast computes every :class:`torch.nn.Linear` in bfloat16; inner
@@ -172,7 +169,8 @@ class MetaLearner:
         full = state if buffers is None else {**state, **buffers}
         with forward_lock(self.network), self.autocast():
             prediction, aux, context = self.forward(self.network, full, batch, context)
-        loss = emotion_loss(prediction.float(), batch.y, batch.mask)
+        prediction = self.method.output(self.network, full, prediction.float())
+        loss = emotion_loss(prediction, batch.y, batch.mask)
         return (loss if aux is None else loss + aux.float()), context
 
     def query_loss(self, state, batch):
@@ -210,19 +208,23 @@ class MetaLearner:
     def _head_only(self) -> bool:
         """Whether some parameters stay fixed in the inner loop (the trunk's output is reusable)."""
         adapted = set(self.names)
-        return any(n not in adapted and not n.startswith("inner_rates.")
+        own = self.method.own_prefixes
+        return any(n not in adapted and not (own and n.startswith(own))
                    for n, _ in self.network.named_parameters())
 
     def rates(self, lr=None):
-        """The inner step size: ``lr``, Meta-SGD's learned rates, or ``inner_lr``."""
-        if lr is not None:
-            return lr
-        learned = getattr(self.network, "inner_rates", None)
-        return self.inner_lr if learned is None else learned.as_dict()
+        """The inner step size: ``lr``, or the method's (``inner_lr`` or learned rates)."""
+        return lr if lr is not None else self.method.step_sizes(self.network, self.inner_lr)
+
+    def parameter_copies(self) -> dict:
+        """Detached copies of the parameters, the adapted ones requiring grad."""
+        with forward_lock(self.network):  # not while another thread swapped its own in
+            return {n: p.detach().clone().requires_grad_(n in self.names)
+                    for n, p in self.network.named_parameters()}
 
     def _second_order_context(self):
         # cuDNN's LSTM has no double backward.
-        second_order = self.meta_learning == "maml" and self.device.type == "cuda"
+        second_order = self.method.second_order and self.device.type == "cuda"
         return (torch.backends.cudnn.flags(enabled=False) if second_order
                 else contextlib.nullcontext())
 
@@ -270,7 +272,7 @@ class MetaLearner:
             The computed tasks' share of the episode's mean query loss
             (the mean itself when all are computed).
         """
-        plain = self.meta_learning == "none"
+        plain = not self.method.inner_loop
         seeds = rng.integers(0, 2**62, size=len(tasks))
         crops = []
         for task in tasks:
@@ -284,27 +286,21 @@ class MetaLearner:
         def batches(i):
             return [collate(part, self.device) for part in crops[i]]
 
+        weight = 1.0 / len(tasks)
         if self.task_batching == "vmap":
-            with seeded(seeds[selected[0]], self.device):
-                return self._batched_backward([batches(i) for i in selected], len(tasks))
-        params = dict(self.network.named_parameters())
+            with seeded(seeds[selected[0]], self.device), self._second_order_context():
+                task_batches = [b[0] if plain else tuple(b) for b in map(batches, selected)]
+                return sum(self.method.tasks_backward(self, task_batches, weight)) / len(tasks)
         loss = 0.0
         for i in selected:
             with seeded(seeds[i], self.device):
-                if plain:
-                    # One task per batch with accumulated gradients: the mean
-                    # loss over all songs at the memory of one task.
-                    task_loss = self.query_loss(params, *batches(i)) / len(tasks)
-                    task_loss.backward()
-                    loss += float(task_loss.detach())
-                else:
-                    support, query = batches(i)
-                    loss += self.task_backward(support, query, weight=1.0 / len(tasks)) / len(
-                        tasks)
+                # Plain training: one task per batch with accumulated
+                # gradients, the mean loss over all songs at the memory of one task.
+                loss += self.task_backward(*batches(i), weight=weight) / len(tasks)
         return loss
 
-    def _batched_backward(self, tasks, n_tasks) -> float:
-        """The tasks together in :func:`~pdmer.meta.batched.batched_tasks_backward`."""
+    def batched_backward(self, tasks, mode, weight) -> list:
+        """Tasks together in :func:`~pdmer.meta.batched.batched_tasks_backward` (``mode``)."""
         training = self.adapt_mode == "train"
 
         def loss_fn(state, batch, context):
@@ -314,23 +310,20 @@ class MetaLearner:
             with self._mode(training):
                 return self.loss(state, batch, None, context)
 
-        plain = self.meta_learning == "none"
-        with self._second_order_context():
-            losses = batched_tasks_backward(
-                loss_fn, self.network, self.names,
-                [batches[0] if plain else tuple(batches) for batches in tasks],
-                self.meta_learning, 0 if plain else self.inner_steps,
-                0.0 if plain else self.inner_lr, weight=1.0 / n_tasks,
-                reuse_context=self._head_only(), tasks_per_call=self.tasks_per_call,
-                support_loss_fn=support_loss_fn)
-        return sum(losses) / n_tasks
+        plain = mode == "none"
+        return batched_tasks_backward(
+            loss_fn, self.network, self.names, tasks, mode, 0 if plain else self.inner_steps,
+            0.0 if plain else self.inner_lr, weight=weight, reuse_context=self._head_only(),
+            tasks_per_call=self.tasks_per_call, support_loss_fn=support_loss_fn)
 
-    def task_backward(self, support, query, steps=None, weight=1.0) -> float:
+    def task_backward(self, support, query=None, steps=None, weight=1.0) -> float:
         """Accumulate one task's meta-gradient (weighted) into the parameters' ``.grad``.
 
         Parameters
         ----------
         support, query : SongBatch
+            Plain training (a method without inner loop): all the task's
+            songs in ``support``, ``query`` None.
         steps : int, optional
             Inner steps; defaults to ``inner_steps``.
         weight : float, default=1.0
@@ -341,13 +334,9 @@ class MetaLearner:
         float
             The task's query loss.
         """
-        second_order = self.meta_learning == "maml"
         with self._second_order_context():
-            return maml_task_backward(
-                self.support_loss(keep_graph=second_order), self.query_loss,
-                dict(self.network.named_parameters()), self.names, support, query,
-                self.inner_steps if steps is None else steps, self.rates(),
-                first_order=not second_order, weight=weight, bf16_names=self._bf16_names())
+            return self.method.task_backward(
+                self, support, query, self.inner_steps if steps is None else steps, weight)
 
     # ---------------------------------------------------------- adaptation
     def adapt(self, songs, steps=None, lr=None, progress=None) -> dict:
@@ -372,17 +361,7 @@ class MetaLearner:
         rates = self.rates(lr)
         if isinstance(rates, dict):
             rates = {n: r.detach() for n, r in rates.items()}
-        with forward_lock(self.network):  # not while another thread swapped its own in
-            params = {n: p.detach().clone().requires_grad_(n in self.names)
-                      for n, p in self.network.named_parameters()}
-        batch = collate(songs, self.device)
-        with torch.enable_grad():
-            # The copies are ours: a scalar rate updates them in place (no new
-            # parameter set per step). Learned rates need the update's graph.
-            fast = adapt(self.support_loss(), params, self.names, batch, steps, rates,
-                         progress=progress, in_place=not isinstance(rates, dict),
-                         bf16_names=self._bf16_names())
-        return {n: fast[n].detach() for n in self.names}
+        return self.method.adapt(self, collate(songs, self.device), steps, rates, progress)
 
     @torch.no_grad()
     def predict(self, songs, state=None, batch_size=8) -> list:
@@ -394,7 +373,8 @@ class MetaLearner:
             batch = collate([songs[i] for i in idx], self.device, labels=False)
             with self._mode(False), forward_lock(self.network), self.autocast():
                 prediction, _, _ = self.forward(self.network, state, batch, None)
-            prediction = prediction.float().cpu().numpy()
+            prediction = self.method.output(self.network, state, prediction.float())
+            prediction = prediction.cpu().numpy()
             for j, i in enumerate(idx):
                 out[i] = prediction[j, : songs[i].n_frames]
         return out

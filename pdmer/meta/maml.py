@@ -88,8 +88,8 @@ def adapt(loss_fn: LossFn, params: dict, names: Iterable[str], batch, steps: int
 def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
                        names: list, support, query, steps: int, lr,
                        first_order: bool, weight: float = 1.0,
-                       bf16_names: Iterable[str] = ()) -> float:
-    """Accumulate one task's meta-gradient into ``params[*].grad``.
+                       bf16_names: Iterable[str] = (), n_tasks: int | None = None):
+    """Accumulate one task's (or several stacked tasks') meta-gradient into ``params[*].grad``.
 
     Second-order MAML differentiates through the inner updates. First-order
     MAML starts the inner loop from detached copies, so the query gradient at
@@ -100,13 +100,20 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
     ``-sum_k grad_k * grad_query``. ``bf16_names`` is passed to
     :func:`adapt`; first-order, the query pass uses such copies too.
 
-    Returns the task's query loss.
+    With ``n_tasks``, the adapted parameters get a leading axis of that many
+    tasks (each task its own copy of the start), ``support_loss`` returns the
+    tasks' summed loss and ``query_loss`` their (n_tasks,) losses: the same
+    loop serves :mod:`pdmer.meta.batched`, where the losses are
+    :func:`torch.func.vmap`-ped over tasks.
+
+    Returns the task's query loss (a list of the tasks' with ``n_tasks``).
     """
-    if first_order:
-        start = {n: (p.detach().clone().requires_grad_(True) if n in names else p)
-                 for n, p in params.items()}
-    else:
-        start = params
+    def task_start(p):
+        if n_tasks is not None:
+            p = p.unsqueeze(0).expand(n_tasks, *p.shape)
+        return p.detach().clone().requires_grad_(True) if first_order else p
+
+    start = {n: task_start(p) if n in names else p for n, p in params.items()}
     # First order: the detached copies are this task's own, so they are
     # updated in place.
     in_place = first_order and not isinstance(lr, dict)
@@ -115,17 +122,19 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
                  in_place=in_place, bf16_names=bf16_names)
     inputs = _bf16_copies(fast, bf16_names)
     loss = query_loss(inputs, query)
-    (loss * weight).backward()
+    (loss * weight).sum().backward()
     if first_order:
         for n in names:
             grad = (inputs if n in bf16_names else start)[n].grad
             if grad is None:
                 continue
+            if n_tasks is not None:
+                grad = grad.sum(0)
             if params[n].grad is None:
                 params[n].grad = grad.to(params[n].dtype, copy=True)
             else:
                 params[n].grad += grad
-    return float(loss.detach())
+    return float(loss.detach()) if n_tasks is None else loss.detach().tolist()
 
 
 def _bf16_copies(params: dict, names: set) -> dict:

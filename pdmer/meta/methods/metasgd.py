@@ -1,9 +1,11 @@
-"""Learned per-parameter inner-loop learning rates (Meta-SGD, Li et al., 2017)."""
+"""Meta-SGD (Li et al., 2017): learned per-parameter inner-loop learning rates."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from pdmer.meta.methods.base import MetaLearningMethod
 
 
 class LearnedInnerRates(nn.Module):
@@ -37,3 +39,23 @@ class LearnedInnerRates(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{len(self._keys)} adapted tensors"
+
+
+class MetaSGD(MetaLearningMethod):
+    """First-order Meta-SGD: MAML whose inner step sizes are meta-learned per scalar.
+
+    The rates (:class:`LearnedInnerRates`, started at ``inner_lr``) are
+    saved with the model and used by personalization unless it is given an
+    ``lr``. Runs its tasks one after another (no vmap form).
+    """
+
+    name = "metasgd"
+    batchable = False
+    own_prefixes = ("inner_rates.",)
+
+    def attach(self, network, adapted_names, inner_lr):
+        shapes = {n: p.shape for n, p in network.named_parameters() if n in adapted_names}
+        network.inner_rates = LearnedInnerRates(shapes, inner_lr)
+
+    def step_sizes(self, network, inner_lr):
+        return network.inner_rates.as_dict()
