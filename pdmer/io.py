@@ -76,6 +76,8 @@ def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, pat
 
 def _fitted_attributes(metadata: dict, path) -> dict:
     fitted = json.loads(metadata["fitted"])
+    # Files written before validation_listeners_ existed: which were held out is unknown.
+    fitted.setdefault("validation_listeners_", [])
     unknown = sorted(set(fitted) - set(FITTED_ATTRIBUTES))
     missing = sorted(set(FITTED_ATTRIBUTES) - set(fitted))
     if unknown or missing:

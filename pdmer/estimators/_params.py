@@ -137,6 +137,10 @@ TRAINING_ATTRIBUTES = """\
         without a validation split).
     best_validation_ccc_ : float or None
         Its validation CCC (None without a validation split).
+    validation_listeners_ : list of str
+        The training annotators held out for validation (not trained on):
+        where settings of competitors can be chosen fairly
+        (:mod:`pdmer.evaluation.competitors`).
     n_episodes_run_ : int
         Episodes trained: fewer than ``n_episodes`` when stopped early.
     stopped_early_ : bool

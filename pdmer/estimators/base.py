@@ -291,6 +291,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.tasks_ = tasks
         train_groups, validation = split_tasks(
             len(songs), annotators, self.validation_fraction, self.n_support, self.seed_)
+        self.validation_listeners_ = sorted({e.listener for e in validation} - {"songs"})
         sampler = TaskSampler(train_groups, self.n_support, settings["n_query"])
         with self._seeded(-2):
             network = self._build_network(spec)

@@ -17,7 +17,8 @@ ESTIMATORS: dict[str, type] = {}
 
 FITTED_ATTRIBUTES = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_",
                      "best_episode_", "best_validation_ccc_", "resolved_params_",
-                     "n_episodes_run_", "stopped_early_", "prediction_std_ratio_")
+                     "n_episodes_run_", "stopped_early_", "prediction_std_ratio_",
+                     "validation_listeners_")
 """Fitted attributes (besides the network's weights) that a model file carries."""
 
 

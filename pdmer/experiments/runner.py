@@ -15,7 +15,15 @@ from pdmer.evaluation import (
     plan_episodes,
     prediction_spread,
     run_episodes,
+    score_episodes,
     scored_rows,
+)
+from pdmer.evaluation.competitors import (
+    CalibratedPredictor,
+    choose_calibration,
+    choose_fine_tuning,
+    fine_tuned,
+    tuning_episodes,
 )
 from pdmer.experiments.hardware import fingerprint, versions
 from pdmer.experiments.presets import MODELS, PRESETS, parameter_counts
@@ -23,6 +31,7 @@ from pdmer.experiments.reporting import BenchmarkResult
 from pdmer.experiments.splits import SPLITS, data_home_for, load_split
 from pdmer.experiments.tables import MAML, METRICS, PAPER, table_rows
 from pdmer.features.frontend import AudioFeatures
+from pdmer.meta.methods import get_method
 from pdmer.scoring import evaluate
 
 __all__ = ["DATASETS", "TASKS", "convergence", "run_benchmark"]
@@ -144,10 +153,12 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     specs = table_rows(task, models, ablations, mean_label_rows, variants)
     fitted = _fit_all(specs, {**config.training, **(estimator_params or {})}, config.models,
                       data.train, features, seed, device, verbose, n_jobs, log)
+    kinds = (sorted({data.listener_kinds[e.listener] for e in episodes
+                     if e.listener in data.listener_kinds}) if episodes else [])
     rows = []
     for spec in specs:
         if spec.model is None:
-            row = _song_mean_row(spec, data, episodes, dataset)
+            row = _song_mean_row(spec, data, episodes, dataset, kinds)
             if row is not None:
                 rows.append(row)
             elif task == "pdmer":
@@ -160,11 +171,19 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
         if task == "dmer":
             truth = data.test.y
             predictions = [p[:len(t)] for p, t in zip(estimator.predict(X_test), truth)]
+            listeners = None
+        elif spec.competitor is not None:
+            truth, predictions, listeners, chosen = _competitor(
+                spec, estimator, _inputs(features, estimator, data.train.X), data, X_test,
+                episodes, seed)
         else:
             adapt = _fine_tune_like_personalization(fitted, spec)
-            truth, predictions, _ = run_episodes(estimator, X_test, data.test.y, episodes,
-                                                 adapt=spec.adapt, **adapt)
-        row = _row(spec, truth, predictions, estimator, seconds, dataset)
+            truth, predictions, listeners = run_episodes(estimator, X_test, data.test.y,
+                                                         episodes, adapt=spec.adapt, **adapt)
+        row = _row(spec, truth, predictions, estimator, seconds, dataset,
+                   _kind_scores(truth, predictions, listeners, data.listener_kinds, kinds))
+        if spec.competitor is not None:
+            row["chosen_on_training_listeners"] = chosen
         rows.append(row)
         log(f"  {spec.table} | {spec.label}: CCC arousal {row['ccc_arousal']:.3f}, valence "
             f"{row['ccc_valence']:.3f} (spread {row['spread']:.2f})"
@@ -284,6 +303,33 @@ def _fine_tune_like_personalization(fitted, spec):
     return {"steps": resolved["inner_steps"], "lr": resolved["inner_lr"]}
 
 
+def _competitor(spec, estimator, X_train, data, X_test, episodes, seed):
+    """A competitor row's scored pairs, its settings chosen on training listeners."""
+    tuning = tuning_episodes(estimator, data.train, random_state=seed)
+    if spec.competitor == "calibration":
+        strength, _ = choose_calibration(estimator, X_train, data.train.y, tuning)
+        truth, predictions, listeners = run_episodes(CalibratedPredictor(estimator, strength),
+                                                     X_test, data.test.y, episodes)
+        return truth, predictions, listeners, f"strength {strength:g}"
+    settings, _ = choose_fine_tuning(estimator, X_train, data.train.y, tuning)
+    truth, predictions, listeners = run_episodes(
+        fine_tuned(estimator, settings["inner_params"]), X_test, data.test.y, episodes,
+        steps=settings["steps"], lr=settings["lr"])
+    return truth, predictions, listeners, (f"{settings['steps']} steps, lr {settings['lr']:g}, "
+                                           f"{settings['inner_params']} parameters")
+
+
+def _kind_scores(truth, predictions, listeners, listener_kinds, kinds) -> dict:
+    """Mean per-song CCC of each listener kind (``ccc_mean_<kind>``; None where none scored)."""
+    out = {}
+    for kind in kinds:
+        pick = [i for i, who in enumerate(listeners or ()) if listener_kinds.get(who) == kind]
+        out[f"ccc_mean_{kind}"] = (None if not pick else round(float(score_episodes(
+            [truth[i] for i in pick], [predictions[i] for i in pick],
+            [listeners[i] for i in pick])), 6))
+    return out
+
+
 def convergence(estimator) -> dict:
     """Best episode, episodes run, best validation CCC and whether it still improved.
 
@@ -302,17 +348,19 @@ def convergence(estimator) -> dict:
             "still_improving": None if not checks or best is None else best == checks[-1]}
 
 
-def _row(spec, truth, predictions, estimator, seconds, dataset) -> dict:
+def _row(spec, truth, predictions, estimator, seconds, dataset, by_kind=None) -> dict:
     scores = evaluate(truth, predictions)
     spread = prediction_spread(truth, predictions)
     paper_set = "deam" if dataset == "synthetic" else dataset
     paper = PAPER[spec.table].get(paper_set, {}).get(spec.paper)
     return {"table": spec.table, "row": spec.label, "role": spec.role,
             "model": MODELS[spec.model][0] if estimator is not None else "-",
-            "meta_learning": getattr(estimator, "meta_learning", None),
+            "meta_learning": (None if estimator is None else
+                              get_method(estimator.resolved_params_["meta_learning"]).name),
             "tasks": getattr(estimator, "tasks_", None), "personalized": spec.adapt,
             **{m: round(scores[m], 6) for m in METRICS},
-            "ccc_mean": round(scores["ccc_mean"], 6), "spread": round(spread, 4),
+            "ccc_mean": round(scores["ccc_mean"], 6), **(by_kind or {}),
+            "chosen_on_training_listeners": None, "spread": round(spread, 4),
             "collapsed": bool(spread < COLLAPSE_RATIO), "n_scored": len(truth),
             **(convergence(estimator) if estimator is not None else dict.fromkeys(
                 ("best_episode", "episodes_run", "best_validation_ccc", "still_improving"))),
@@ -321,7 +369,7 @@ def _row(spec, truth, predictions, estimator, seconds, dataset) -> dict:
             "fit_seconds": None if seconds is None else round(seconds, 2)}
 
 
-def _song_mean_row(spec, data, episodes, dataset):
+def _song_mean_row(spec, data, episodes, dataset, kinds):
     """The training listeners' mean curve of each scored song, where it was trained on."""
     if episodes is None:
         return None
@@ -335,10 +383,12 @@ def _song_mean_row(spec, data, episodes, dataset):
     subset = [replace(e, query=tuple(r for r in e.query if r in keep)) for e in episodes]
     subset = [e for e in subset if e.query]
     items = list(zip(data.test.song_ids, map(len, data.test.y)))
-    truth, predictions, _ = run_episodes(predictor, items, data.test.y, subset, adapt=False)
+    truth, predictions, listeners = run_episodes(predictor, items, data.test.y, subset,
+                                                 adapt=False)
     spec = replace(spec, label=spec.label if len(rows) == len(scored_rows(episodes))
                    else f"{spec.label} ({len(rows)} of {len(scored_rows(episodes))} pairs)")
-    return _row(spec, truth, predictions, None, None, dataset)
+    return _row(spec, truth, predictions, None, None, dataset,
+                _kind_scores(truth, predictions, listeners, data.listener_kinds, kinds))
 
 
 class _SongMeanCurve:

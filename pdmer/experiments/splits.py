@@ -44,6 +44,9 @@ class Split:
         Sizes, for the report.
     notes : list of str
         Facts the report must state (e.g. test raters seen in training).
+    listener_kinds : dict of str -> str
+        Each listener's kind where the data set knows it (synthetic:
+        :data:`pdmer_datasets.synthetic.LISTENER_KINDS`), else empty.
     """
 
     train: object
@@ -51,6 +54,7 @@ class Split:
     scored: np.ndarray
     summary: str
     notes: list = field(default_factory=list)
+    listener_kinds: dict = field(default_factory=dict)
 
 
 def seen_listeners(train, test) -> np.ndarray:
@@ -85,11 +89,13 @@ def load_split(dataset, task, preset, seed, data_home, *, split="songs",
     """
     import pdmer_datasets
 
+    kinds = {}
     if dataset == "synthetic":
         from pdmer_datasets import synthetic
 
         data = synthetic.generate(data_home, random_state=seed, n_jobs=-1,
                                   **{**preset.data, **(data_params or {})})
+        kinds = {who: listener.kind for who, listener in data.listeners.items()}
         fractions = preset.split
         if task == "pdmer":
             table = data.annotator_table()
@@ -148,7 +154,7 @@ def load_split(dataset, task, preset, seed, data_home, *, split="songs",
     summary = (f"{len(np.unique(train.song_ids))} training / "
                f"{len(np.unique(test.song_ids[scored]))} scored test songs, "
                f"{len(train)} / {int(scored.sum())} labelled curves{who}")
-    return Split(train, test, scored, summary, notes)
+    return Split(train, test, scored, summary, notes, kinds)
 
 
 def data_home_for(dataset, data_home, output):

@@ -4,9 +4,12 @@ A run's rows carry the key of the paper row they reproduce (``paper``), so
 reports print the paper's numbers beside the run's. Rows the paper does not
 have are the fair competitors every PDMER table shows: the meta-trained
 model not personalized, the same network trained plainly on the same tasks
-(not adapted, and fine-tuned on the support song with the personalization's
-steps and step size) and, where the scored songs were in the training data,
-the training listeners' mean curve of the song.
+(not adapted; fine-tuned on the support song with the personalization's
+steps and step size; fine-tuned with the settings that served the training
+listeners held out for validation best; calibrated to the listener in
+closed form), the meta-trained model calibrated the same way and, where the
+scored songs were in the training data, the training listeners' mean curve
+of the song. No row's settings are chosen on the listeners it scores.
 """
 
 from __future__ import annotations
@@ -87,12 +90,14 @@ ABLATIONS = (("w/o local attention", dict(local_attention=False)),
              ("w/o global attention", dict(global_attention=False)),
              ("w/o attention loss", dict(attention_loss_weight=0.0)),
              ("w/o adapter", dict(adapter=False)))
-MAML = dict(meta_learning="fomaml", tasks="annotator")
+# The meta-trained rows use the size preset's method (the paper's: first-order MAML).
+MAML = dict(tasks="annotator")
 PLAIN = dict(meta_learning="none", tasks="annotator")
 MEAN_LABELS = dict(meta_learning="none", tasks="song")
 
-ROLES = ("personalized", "not personalized", "plain", "plain + fine-tuned", "mean labels",
-         "mean labels + fine-tuned", "song mean curve", "ablation", "variant")
+ROLES = ("personalized", "not personalized", "plain", "plain + fine-tuned",
+         "plain + tuned fine-tune", "plain + calibration", "not personalized + calibration",
+         "mean labels", "mean labels + fine-tuned", "song mean curve", "ablation", "variant")
 """What a row is, whatever its model: the robustness suite and the demo pick rows by it."""
 
 
@@ -102,6 +107,10 @@ class RowSpec:
 
     ``model`` is None for the training listeners' mean curve (no model);
     ``params`` are sorted (name, value) pairs on top of the preset.
+    ``competitor`` names how a row is personalized when not by the model's
+    own adaptation: "calibration" or "tuned fine-tune"
+    (:mod:`pdmer.evaluation.competitors`, settings chosen on training
+    listeners).
     """
 
     table: str
@@ -111,6 +120,7 @@ class RowSpec:
     adapt: bool
     paper: str | None
     role: str
+    competitor: str | None = None
 
 
 def table_rows(task, models, ablations=False, mean_label_rows=True, variants=None) -> list:
@@ -137,9 +147,9 @@ def table_rows(task, models, ablations=False, mean_label_rows=True, variants=Non
     """
     rows = []
 
-    def add(table, label, model, params, adapt, paper, role):
+    def add(table, label, model, params, adapt, paper, role, competitor=None):
         rows.append(RowSpec(table, label, model, tuple(sorted(params.items())), adapt, paper,
-                            role))
+                            role, competitor))
 
     if task == "dmer":
         for key in models:
@@ -159,6 +169,12 @@ def table_rows(task, models, ablations=False, mean_label_rows=True, variants=Non
         add("Table 2", f"{name} plain (same tasks)", key, PLAIN, False, None, "plain")
         add("Table 2", f"{name} plain (same tasks) + fine-tuned", key, PLAIN, True, None,
             "plain + fine-tuned")
+        add("Table 2", f"{name} plain (same tasks) + fine-tuned, settings tuned", key, PLAIN,
+            True, None, "plain + tuned fine-tune", "tuned fine-tune")
+        add("Table 2", f"{name} plain (same tasks) + calibration", key, PLAIN, True, None,
+            "plain + calibration", "calibration")
+        add("Table 2", f"{meta} not personalized + calibration", key, MAML, True, None,
+            "not personalized + calibration", "calibration")
         for label, params in (variants or {}).items():
             add("Table 2", f"{meta} {label}", key, {**MAML, **params}, True, None, "variant")
         if mean_label_rows:
@@ -172,7 +188,7 @@ def table_rows(task, models, ablations=False, mean_label_rows=True, variants=Non
     if ablations:
         add("Table 4", "DSAML", "dsaml", MAML, True, "DSAML", "personalized")
         add("Table 4", "DSAML †", "dsaml", PLAIN, True, "DSAML †", "ablation")
-        add("Table 4", "DSAML ‡", "dsaml", dict(meta_learning="fomaml", tasks="song"), True,
+        add("Table 4", "DSAML ‡", "dsaml", dict(tasks="song"), True,
             "DSAML ‡", "ablation")
         add("Table 4", "DSAML †‡", "dsaml", MEAN_LABELS, True, "DSAML †‡", "ablation")
     return rows

@@ -205,6 +205,20 @@ class MetaLearner:
 
         return loss
 
+    @torch.no_grad()
+    def support_prediction(self, state, batch):
+        """The prediction of a support batch as the inner loop sees it (no gradient).
+
+        In the adaptation mode, with the method's output; in training mode on
+        copies of the buffers (nothing moves the population statistics).
+        """
+        training = self.adapt_mode == "train"
+        full = {**(state or dict(self.network.named_parameters())),
+                **({n: b.clone() for n, b in self.network.named_buffers()} if training else {})}
+        with self._mode(training), forward_lock(self.network), self.autocast():
+            prediction, _, _ = self.forward(self.network, full, batch, None)
+        return self.method.output(self.network, full, prediction.float())
+
     def _head_only(self) -> bool:
         """Whether some parameters stay fixed in the inner loop (the trunk's output is reusable)."""
         adapted = set(self.names)

@@ -16,14 +16,15 @@ from __future__ import annotations
 from sklearn.base import clone
 
 from pdmer.meta.methods.base import MetaLearningMethod
+from pdmer.meta.methods.calibrated import CalibratedFOMAML
 from pdmer.meta.methods.maml import FOMAML, MAML
 from pdmer.meta.methods.metasgd import LearnedInnerRates, MetaSGD
 from pdmer.meta.methods.plain import PlainTraining
 
-METHODS = {cls.name: cls for cls in (FOMAML, MAML, MetaSGD, PlainTraining)}
+METHODS = {cls.name: cls for cls in (FOMAML, MAML, MetaSGD, PlainTraining, CalibratedFOMAML)}
 """Registered methods by name (``meta_learning="..."``)."""
 
-__all__ = ["FOMAML", "MAML", "METHODS", "LearnedInnerRates", "MetaLearningMethod",
+__all__ = ["CalibratedFOMAML", "FOMAML", "MAML", "METHODS", "LearnedInnerRates", "MetaLearningMethod",
            "MetaSGD", "PlainTraining", "get_method", "method_to_json"]
 
 

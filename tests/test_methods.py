@@ -1,0 +1,130 @@
+"""Meta-learning methods as classes: registry, estimator parameter, saving, adaptation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import pdmer
+from pdmer import DSAMLRegressor
+from pdmer.meta.methods import (
+    METHODS,
+    CalibratedFOMAML,
+    FOMAML,
+    MetaLearningMethod,
+    get_method,
+    method_to_json,
+)
+from pdmer.nn.calibration import ridge_calibration
+
+from conftest import TINY_MODEL, make_annotator_table
+
+
+def tiny(**params):
+    return DSAMLRegressor(**{**TINY_MODEL, **params})
+
+
+@pytest.fixture(scope="module")
+def table():
+    return make_annotator_table(n_annotators=6, songs_per_annotator=5)
+
+
+def test_registry_names_and_instances():
+    assert set(METHODS) >= {"fomaml", "maml", "metasgd", "none", "calibrated"}
+    for name, cls in METHODS.items():
+        assert cls.name == name and isinstance(get_method(name), cls)
+    method = CalibratedFOMAML(strength=20.0)
+    copy = get_method(method)
+    assert copy is not method and copy.strength == 20.0
+    assert get_method(method_to_json(method)).get_params() == {"strength": 20.0}
+    with pytest.raises(ValueError, match="meta_learning must be one of"):
+        get_method("reptile")
+
+
+def test_estimator_takes_a_name_an_instance_or_the_presets():
+    assert DSAMLRegressor.presets()["paper"]["meta_learning"] == "fomaml"
+    est = DSAMLRegressor(size="small", meta_learning=CalibratedFOMAML(strength=5.0))
+    assert clone(est).meta_learning.strength == 5.0
+    assert est.get_params()["meta_learning__strength"] == 5.0  # GridSearchCV can tune it
+    with pytest.raises(ValueError, match="'meta_learning' parameter"):
+        DSAMLRegressor(meta_learning=3).check_params()
+
+
+def test_ridge_calibration_matches_least_squares_and_shrinks_to_identity():
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(2, 40, 2, generator=g)
+    y = -0.7 * p + 0.3 + 0.05 * torch.randn(2, 40, 2, generator=g)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    y[0, 3, 1] = float("nan")  # ignored
+    slope, intercept = ridge_calibration(p, y, mask, 0.0, 0.0)
+    for d in range(2):
+        valid = mask & torch.isfinite(y[..., d])
+        A = np.c_[p[..., d][valid].double().numpy(), np.ones(int(valid.sum()))]
+        expected = np.linalg.lstsq(A, y[..., d][valid].double().numpy(), rcond=None)[0]
+        np.testing.assert_allclose([slope[d], intercept[d]], expected, atol=1e-5)
+    slope, intercept = ridge_calibration(p, y, mask, 1e9, 1e9)
+    torch.testing.assert_close(slope, torch.ones(2), atol=1e-4, rtol=0)
+    slope, intercept = ridge_calibration(p, y, mask, math.inf, math.inf)
+    assert slope.tolist() == [1.0, 1.0] and intercept.tolist() == [0.0, 0.0]
+    strength = torch.tensor(10.0, requires_grad=True)
+    ridge_calibration(p, y, mask, strength, strength)[0].sum().backward()
+    assert strength.grad is not None and torch.isfinite(strength.grad)
+
+
+class IgnoresTheSupport(MetaLearningMethod):
+    """A broken method: personalization returns the meta-parameters unchanged."""
+
+    name = "ignores-support"
+
+    def adapt(self, learner, batch, steps, lr, progress=None):
+        return {n: p.detach().clone() for n, p in learner.network.named_parameters()
+                if n in learner.names}
+
+
+def support_matters(est, X, y) -> bool:
+    """Whether two listeners who label one song oppositely get different curves."""
+    reversed_labels = [np.stack([-v[:, 0], -v[:, 1]], axis=1) for v in y[:1]]
+    one = est.predict(X[1:3], listener=est.adapt_listener(X[:1], y[:1]))
+    two = est.predict(X[1:3], listener=est.adapt_listener(X[:1], reversed_labels))
+    return not all(np.allclose(a, b, atol=1e-6) for a, b in zip(one, two))
+
+
+@pytest.mark.parametrize("method", [*sorted(set(METHODS) - {"maml"}), "ignores-support"])
+def test_every_method_personalizes_from_the_support_song(table, method):
+    X, y, annotators = table
+    est = tiny(meta_learning=IgnoresTheSupport() if method == "ignores-support" else method,
+               n_episodes=2).fit(X, y, annotators=annotators)
+    # The check must catch a method that silently ignores the support song.
+    assert support_matters(est, X, y) == (method != "ignores-support")
+
+
+def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table, tmp_path):
+    X, y, annotators = table
+    est = tiny(meta_learning=CalibratedFOMAML(strength=4.0), n_episodes=3)
+    est.fit(X, y, annotators=annotators)
+    log_strength = est.network_.listener_calibration.log_strength.detach()
+    assert not torch.allclose(log_strength, torch.full_like(log_strength, math.log(4.0)))
+    assert all(not n.startswith("listener_calibration.") for n in est.meta_learner().names)
+    # A listener who reverses valence gets a lower valence slope from one song.
+    flipped = [np.stack([v[:, 0], -v[:, 1]], axis=1) for v in y[:1]]
+    me = est.adapt_listener(X[:1], flipped)
+    typical = est.adapt_listener(X[:1], y[:1])
+    slopes = [float(a.params["listener_calibration.slope"][1]) for a in (me, typical)]
+    assert slopes[0] < slopes[1]
+    me.save(tmp_path / "me.safetensors")
+    est.save(tmp_path / "model.safetensors")
+    loaded = pdmer.load(tmp_path / "model.safetensors")
+    assert isinstance(loaded.meta_learning, CalibratedFOMAML)
+    assert loaded.meta_learning.strength == 4.0
+    for a, b in zip(est.predict(X[1:3], listener=me),
+                    loaded.predict(X[1:3], listener=tmp_path / "me.safetensors")):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # The population model's calibration is the identity.
+    base = est.predict(X[1:2])[0]
+    no_calibration = est.meta_learner()
+    no_calibration.method = FOMAML()
+    np.testing.assert_allclose(base, no_calibration.predict(est._prepare(est._songs(X[1:2], None)))[0],
+                               atol=1e-6)
