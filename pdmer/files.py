@@ -91,7 +91,11 @@ def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> No
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         except FileNotFoundError:
             pass
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         write(tmp)
+        # Some writers (safetensors.save_file) replace the file with one of
+        # their own, created 0600; give it back the mode prepared above.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
