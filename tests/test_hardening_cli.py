@@ -132,6 +132,41 @@ def test_unknown_keys_in_a_model_file_are_refused(ws, tmp_path, edit, message):
         load(path)
 
 
+def edit_tensors(source, target, edit):
+    """A copy of a model file with ``edit(tensors)`` applied to its weights."""
+    with safe_open(source, framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(source)
+    edit(tensors)
+    save_file(tensors, target, metadata=metadata)
+    return target
+
+
+def test_model_files_with_non_finite_weights_are_refused(ws, tmp_path):
+    # They loaded silently and `pdmer predict` wrote NaN curves with exit 0 (issue 19).
+    first = next(n for n, t in load_file(ws["model"]).items() if t.is_floating_point())
+    path = edit_tensors(ws["model"], tmp_path / "nan.safetensors",
+                        lambda tensors: tensors[first].view(-1)[0].fill_(float("nan")))
+    with pytest.raises(ValueError, match=f"nan.safetensors holds NaN or infinite weights "
+                                         f"\\({first}\\)"):
+        load(path)
+    result = run("predict", path, ws["table"].X[0], "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "NaN or infinite weights" in one_line_error(result)
+
+
+def test_model_files_with_a_tensor_of_the_wrong_shape_are_a_value_error(ws, tmp_path):
+    # torch's RuntimeError from load_state_dict escaped load (issue 19).
+    first = next(n for n, t in load_file(ws["model"]).items() if t.is_floating_point())
+
+    def reshape(tensors):
+        tensors[first] = torch.zeros(tensors[first].numel() + 1)
+
+    path = edit_tensors(ws["model"], tmp_path / "shape.safetensors", reshape)
+    with pytest.raises(ValueError, match=f"shape.safetensors does not fit its "
+                                         f"DSAMLRegressor: {first} has shape"):
+        load(path)
+
+
 def test_load_names_unknown_override_parameters(ws):
     with pytest.raises(TypeError, match="does not have: n_layerz"):
         load(ws["model"], n_layerz=2)
