@@ -259,6 +259,20 @@ def test_predict_writes_the_good_songs_and_reports_the_bad_ones(ws, tmp_path):
     assert len(failed) == 1 and str(bad) in failed[0]
 
 
+def test_predict_refuses_a_float_file_with_nan_samples(ws, tmp_path):
+    # It wrote a CSV of NaN and exited 0 (issue 19).
+    import soundfile as sf
+
+    waveform, rate = sf.read(ws["table"].X[0], dtype="float32")
+    waveform[100] = np.nan
+    sf.write(tmp_path / "nan.wav", waveform, rate, subtype="FLOAT")
+    result = run("predict", ws["model"], tmp_path / "nan.wav", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    [failed] = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert f"{tmp_path / 'nan.wav'}: sample 100 " in failed and "is nan" in failed
+    assert not (tmp_path / "out" / "nan.csv").exists()
+
+
 def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):
     # A listener file full of NaN, as `personalize --lr inf` used to write.
     from pdmer import ListenerAdaptation
