@@ -79,6 +79,25 @@ def test_train_checks_its_output_before_training(ws, tmp_path, monkeypatch):
     assert "is a file, not a folder" in result.output
 
 
+def test_two_trainings_on_one_checkpoint_are_refused(ws, tmp_path, monkeypatch):
+    # They overwrote each other's checkpoint without a word (issue 19).
+    from filelock import FileLock
+
+    def fail(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(DSAMLRegressor, "fit", fail)
+    checkpoint = tmp_path / "runs" / "ckpt.pt"
+    args = ("train", ws["data_csv"], "-o", tmp_path / "m.safetensors", "-q",
+            "-p", f"checkpoint_path={checkpoint}")
+    checkpoint.parent.mkdir()
+    with FileLock(f"{checkpoint}.lock", timeout=0):
+        result = run(*args)  # as if another `pdmer train` held it
+    assert result.exit_code == 1
+    assert f"Another pdmer train is using the checkpoint {checkpoint}" in one_line_error(result)
+    assert "training started" in run(*args).output  # released: this run gets it
+
+
 def test_personalize_checks_its_output_before_adapting(ws, tmp_path):
     (tmp_path / "file").write_text("x")
     result = run("personalize", ws["model"], ws["table"].X[0], ws["labels"][0], "-o",
