@@ -249,3 +249,25 @@ def test_a_second_app_on_the_same_database_refuses_to_start(built, tmp_path):
         second.state.service.close()
         with first.state.service.db.session() as session:
             assert session.query(Job).one().status == "running"
+
+
+def test_pdmer_app_passes_its_host_and_limits_to_the_app(built, tmp_path, monkeypatch):
+    import uvicorn
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
+    result = CliRunner().invoke(main, [
+        "app", str(built["model"]), "--songs", str(built["songs"]), "--data-dir", str(tmp_path),
+        "--host", "10.1.2.3", "--allowed-host", "music.example", "--max-song-minutes", "0.1",
+        "--no-prefetch"])
+    assert result.exit_code == 0, result.output
+    with serve(served["app"]) as url, httpx.Client(base_url=url) as http:
+        for host, status in [("10.1.2.3:8000", 200), ("music.example", 200),
+                             ("evil.example", 400)]:
+            assert http.get("/api/info", headers={"Host": host}).status_code == status, host
+        assert http.get("/api/info").json()["max_song_seconds"] == 6
+        response = upload(http, new_listener(http), "long.wav", wav(8, rate=1000))
+        assert response.status_code == 413 and "0.1 minutes" in response.json()["detail"]
