@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "check_writable", "remove_stale_temp_files"]
+__all__ = ["atomic_write", "check_writable", "remove_stale_temp_files", "try_lock"]
 
 # Longest target name used verbatim in a temporary name; longer ones are
 # hashed so that ``.<name>.<token>.tmp<suffix>`` stays under the usual
@@ -91,7 +91,11 @@ def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> No
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         except FileNotFoundError:
             pass
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         write(tmp)
+        # Some writers (safetensors.save_file) replace the file with one of
+        # their own, created 0600; give it back the mode prepared above.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -187,3 +191,30 @@ def check_writable(path, *, what: str = "the output") -> Path:
         raise type(err)(f"{where}: no file can be created in {folder} "
                         f"({err.strerror or err}).") from None
     return path
+
+
+def try_lock(path):
+    """An exclusive lock on the file ``path``, or None if another process holds it.
+
+    The lock (:class:`filelock.FileLock`, an ``flock`` on Unix) is released
+    with ``.release()``, or by the system when the process ends, however it
+    ends; the empty lock file stays. Its folder is created if needed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The lock file, e.g. ``<checkpoint>.lock``.
+
+    Returns
+    -------
+    filelock.FileLock or None
+    """
+    from filelock import FileLock, Timeout
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    lock = FileLock(os.fspath(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock

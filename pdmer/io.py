@@ -88,6 +88,28 @@ def _fitted_attributes(metadata: dict, path) -> dict:
     return fitted
 
 
+def _load_weights(network, path, estimator: str) -> None:
+    """Load the file's tensors into ``network``; a ValueError if they are not finite or do not fit."""
+    state = load_file(path)
+    bad = [name for name, tensor in state.items()
+           if tensor.is_floating_point() and not bool(tensor.isfinite().all())]
+    if bad:
+        raise ValueError(f"{path} holds NaN or infinite weights ({', '.join(bad[:3])}): "
+                         "training diverged or the file is damaged; train the model again.")
+    damaged = "The file was edited or damaged; train the model again."
+    expected = network.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tensor.shape != expected[name].shape:
+            raise ValueError(
+                f"{path} does not fit its {estimator}: {name} has shape {tuple(tensor.shape)}, "
+                f"its settings make {tuple(expected[name].shape)}. {damaged}")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing or unexpected tensors
+        raise ValueError(f"{path} does not fit its {estimator}: "
+                         f"{' '.join(str(err).split())[:300]} {damaged}") from None
+
+
 def load(path, **params):
     """Load an estimator saved with ``estimator.save(path)``.
 
@@ -114,9 +136,11 @@ def load(path, **params):
     Raises
     ------
     ValueError
-        The file is not a pdmer model file, or holds parameters or fitted
-        attributes this version does not know, or ``params`` names unknown
-        parameters.
+        The file is not a pdmer model file, holds parameters or fitted
+        attributes this version does not know, tensors that do not fit the
+        stored settings, or NaN or infinite weights.
+    TypeError
+        ``params`` names unknown parameters.
 
     Examples
     --------
@@ -180,7 +204,7 @@ def load(path, **params):
         setattr(estimator, key, value)
     estimator.device_ = resolve_device(estimator.device)
     network = estimator._build_network(estimator.feature_spec_)
-    network.load_state_dict(load_file(path), strict=True)
+    _load_weights(network, path, name)
     estimator.network_ = network.to(estimator.device_).eval()
     estimator.model_id_ = model_id(estimator.network_)
     estimator.listener_ = None

@@ -46,9 +46,12 @@ def read_csv_rows(path, delimiters=",;\t") -> tuple[list[str], list[list[str]]]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
+        rows = [[c.strip() for c in row] for row in reader if any(c.strip() for c in row)]
     except StopIteration:
         raise ValueError(f"{path} is empty; expected a CSV with a header row.") from None
-    rows = [[c.strip() for c in row] for row in reader if any(c.strip() for c in row)]
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+        raise ValueError(f"{path}, line {reader.line_num}: {err}; is this the official "
+                         "file?") from None
     return header, rows
 
 

@@ -22,6 +22,7 @@ import csv
 import io
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,9 @@ _GRID_TOLERANCE = 1e-3
 _LABEL_COLUMNS = ("time", "frame") + DIMENSIONS
 _DATA_COLUMNS = ("audio", "labels", "annotator")
 _LABEL_FORMAT = "a text CSV of time,arousal,valence"
+# Both formats have three named columns; a few more leaves room for unnamed
+# ones (trailing commas). A wider header is not one of them.
+_MAX_COLUMNS = 16
 _DATA_FORMAT = "a text CSV of audio,labels[,annotator]"
 
 
@@ -50,22 +54,35 @@ def _rows(path, what, hint) -> list:
         text = read_text(path, what, hint)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist; expected {what}.") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = [r for r in reader if any(cell.strip() for cell in r)]
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+        raise ValueError(f"{path}, line {reader.line_num}: {err}; expected {what}.") from None
     if not rows:
         raise ValueError(f"{path} is empty; expected {what} with a header row.")
     return rows
 
 
-def _header(row) -> list:
+def _header(path, row, what) -> list:
     """Lower-case column names ('' for an unnamed column, e.g. after a trailing comma)."""
+    if len(row) > _MAX_COLUMNS:
+        raise ValueError(f"{path}: the header has {len(row)} columns; expected {what}.")
     return [cell.strip().lower() for cell in row]
 
 
+def _names(names) -> str:
+    """A few column names for a message, each cut short."""
+    shown = ", ".join(repr(name[:40]) for name in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _refuse_other_columns(path, header, allowed):
-    unknown = [name for name in header if name and name not in allowed]
-    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    counts = Counter(name for name in header if name)
+    unknown = [name for name in counts if name not in allowed]
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     if unknown or repeated:
-        problem = (f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown
+        problem = (f"unknown column(s) {_names(unknown)}" if unknown
                    else f"repeated column(s) {', '.join(repeated)}")
         raise ValueError(f"{path}: {problem}; the columns are {', '.join(allowed)} "
                          "(rename or remove the others).")
@@ -110,13 +127,13 @@ def read_labels(path, frame_offset=0.0):
     path = Path(path)
     rows = _rows(path, _LABEL_FORMAT, "Give the labels here; the audio file goes in its own "
                  "argument (or the data CSV's audio column).")
-    header = _header(rows[0])
+    header = _header(path, rows[0], _LABEL_FORMAT)
     missing = [c for c in DIMENSIONS if c not in header]
     clocks = [c for c in ("time", "frame") if c in header]
     if missing or not clocks:
         raise ValueError(
             f"{path} must have the columns time (or frame), arousal and valence; "
-            f"got {', '.join(rows[0])}.")
+            f"got {_names(rows[0])}.")
     if len(clocks) > 1:
         raise ValueError(f"{path} has both a time and a frame column; keep one.")
     _refuse_other_columns(path, header, _LABEL_COLUMNS)
@@ -201,10 +218,10 @@ def read_data_csv(path) -> AnnotationTable:
     """
     path = Path(path)
     rows = _rows(path, _DATA_FORMAT, "Give the data CSV that lists the audio and label files.")
-    header = _header(rows[0])
+    header = _header(path, rows[0], _DATA_FORMAT)
     if "audio" not in header or "labels" not in header:
         raise ValueError(f"{path} must have the columns audio and labels (and optionally "
-                         f"annotator); got {', '.join(rows[0])}.")
+                         f"annotator); got {_names(rows[0])}.")
     _refuse_other_columns(path, header, _DATA_COLUMNS)
     if len(rows) < 2:
         raise ValueError(f"{path} lists no songs.")

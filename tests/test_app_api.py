@@ -214,7 +214,8 @@ def test_features_are_prefetched_and_personal_curves_precomputed(built, tmp_path
      "the labels have 40 frames (20 s from 0 s) but S000 has 12 whole frames"),
     ("labels.csv", b"\xff\xfe\x00garbage", 422, "is not a UTF-8 text file"),
     ("labels.csv", b"", 422, "is empty"),
-    ("labels.csv", b"time,arousal,valence\n" + b"0,0,0\n" * 300_000, 413, "larger than the limit"),
+    # Refused from Content-Length, before it is read.
+    ("labels.csv", b"time,arousal,valence\n" + b"0,0,0\n" * 300_000, 413, "the limit is 1"),
 ])
 def test_bad_label_uploads_are_refused_with_the_clis_messages(shared_url, name, content,
                                                                status, message):

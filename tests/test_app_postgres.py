@@ -84,3 +84,34 @@ def test_listeners_and_adaptations_survive_a_restart_on_postgresql(tmp_path_fact
         stored = client.get(f"/api/annotations/{annotation}", headers=alice).json()
     assert after == before and after["personal"] is not None
     np.testing.assert_allclose(stored["labels"]["valence"], labels[:, 1], atol=1e-4)
+
+
+def test_hostile_ids_and_names_and_a_second_app_on_postgresql(tmp_path_factory, tmp_path,
+                                                              postgres_url):
+    # Issue 19: 500s on PostgreSQL (ids past its INTEGER, a NUL in a name), and
+    # a second app that re-queued the first one's running jobs.
+    import json
+
+    built = trained(tmp_path_factory)
+
+    def app():
+        return create_app(built["model"], built["songs"], data_dir=tmp_path,
+                          db_url=postgres_url, prefetch=False)
+
+    with serve(app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        token = client.post("/api/listeners", json={"name": "carol"}).json()["token"]
+        carol = {"Authorization": f"Bearer {token}"}
+        for big in (2**31, 2**63, 2**64):
+            assert client.get(f"/api/songs/{big}", headers=carol).status_code == 422
+            assert client.get(f"/api/jobs/{big}", headers=carol).status_code == 422
+        for name in ("a\x00b", "\ud800"):
+            response = client.post("/api/listeners", content=json.dumps({"name": name}),
+                                   headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, response.text
+        second = app()
+        with pytest.raises(RuntimeError, match="Another pdmer app is using the database"):
+            second.state.service.start(prefetch=False)
+        second.state.service.close()
+    # The first app's claim ended with it.
+    with serve(app()) as url:
+        assert httpx.get(f"{url}/api/info").status_code == 200

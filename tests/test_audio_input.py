@@ -91,6 +91,23 @@ def test_real_mp3_without_a_length_header_still_loads(shared_data):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+@pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (np.inf, "inf"), (1e30, r"1e\+30")])
+def test_float_files_with_unusable_samples_are_refused_naming_the_sample(tmp_path, value,
+                                                                         shown):
+    # Decoded as is, they gave NaN features and NaN curves (issue 19).
+    waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (3 * 8000, 2)).astype(np.float32)
+    waveform[12345, 1] = value
+    path = tmp_path / "float.wav"
+    sf.write(path, waveform, 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=f"float.wav: sample 12345 \\(1.543 s\\), channel 2, "
+                                         f"is {shown}"):
+        load_audio(path)
+    loud = waveform.copy()
+    loud[12345, 1] = 8.0  # over full scale, but a level a float file can hold
+    sf.write(path, loud, 8000, subtype="FLOAT")
+    assert load_audio(path)[0].shape == (3 * 8000,)
+
+
 def test_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "stream.wav"
     os.mkfifo(fifo)

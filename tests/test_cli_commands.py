@@ -355,6 +355,7 @@ def test_info_takes_no_arguments():
     ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
     ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
     ("time,arousal,valence,std\n0.0,0.1,0.2,0.3\n", "unknown column(s) 'std'"),
+    ("time,arousal,valence\n0," + "1" * 200_000 + ",0\n", "line 2: field larger than"),
 ])
 def test_label_csv_errors(workspace, tmp_path, text, message):
     path = tmp_path / "labels.csv"

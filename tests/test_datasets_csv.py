@@ -51,6 +51,34 @@ def test_label_csv_errors(tmp_path, text, message):
         read_labels(path)
 
 
+def test_a_header_of_many_columns_is_refused_quickly_and_briefly(tmp_path):
+    # Checking for repeated names was quadratic: 20k columns took seconds and
+    # the message listed every one of them (issue 19).
+    import time
+
+    path = tmp_path / "wide.csv"
+    path.write_text("time,arousal,valence," + ",".join(["x"] * 20_000) + "\n0,0,0\n")
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="wide.csv: the header has 20003 columns") as err:
+        read_labels(path)
+    assert time.perf_counter() - started < 0.5 and len(str(err.value)) < 300
+    path.write_text("time,arousal,valence," + ",".join(f"c{i}" for i in range(12)) + "\n")
+    with pytest.raises(ValueError, match=esc("unknown column(s) 'c0', 'c1', 'c2' and 9 more")):
+        read_labels(path)
+
+
+def test_a_huge_field_is_a_value_error_naming_the_file(tmp_path):
+    # csv.Error escaped read_labels and the CLI's message named no file (issue 19).
+    path = tmp_path / "big-field.csv"
+    path.write_text("time,arousal,valence\n0," + "1" * 200_000 + ",0\n")
+    with pytest.raises(ValueError, match="big-field.csv, line 2: .*field larger than"):
+        read_labels(path)
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "data.csv").write_text("audio,labels\na.wav,big-field.csv\n")
+    with pytest.raises(ValueError, match="data.csv, line 2: .*big-field.csv, line 2"):
+        read_data_csv(tmp_path / "data.csv")
+
+
 def test_audio_given_as_labels(tmp_path):
     sf.write(tmp_path / "song.wav", np.zeros(800), 8000)
     with pytest.raises(ValueError) as err:

@@ -79,6 +79,25 @@ def test_train_checks_its_output_before_training(ws, tmp_path, monkeypatch):
     assert "is a file, not a folder" in result.output
 
 
+def test_two_trainings_on_one_checkpoint_are_refused(ws, tmp_path, monkeypatch):
+    # They overwrote each other's checkpoint without a word (issue 19).
+    from filelock import FileLock
+
+    def fail(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(DSAMLRegressor, "fit", fail)
+    checkpoint = tmp_path / "runs" / "ckpt.pt"
+    args = ("train", ws["data_csv"], "-o", tmp_path / "m.safetensors", "-q",
+            "-p", f"checkpoint_path={checkpoint}")
+    checkpoint.parent.mkdir()
+    with FileLock(f"{checkpoint}.lock", timeout=0):
+        result = run(*args)  # as if another `pdmer train` held it
+    assert result.exit_code == 1
+    assert f"Another pdmer train is using the checkpoint {checkpoint}" in one_line_error(result)
+    assert "training started" in run(*args).output  # released: this run gets it
+
+
 def test_personalize_checks_its_output_before_adapting(ws, tmp_path):
     (tmp_path / "file").write_text("x")
     result = run("personalize", ws["model"], ws["table"].X[0], ws["labels"][0], "-o",
@@ -129,6 +148,41 @@ def test_a_model_file_cannot_choose_where_pdmer_writes(ws, tmp_path):
 def test_unknown_keys_in_a_model_file_are_refused(ws, tmp_path, edit, message):
     path = edit_model_file(ws["model"], tmp_path / "m.safetensors", **edit)
     with pytest.raises(ValueError, match=message):
+        load(path)
+
+
+def edit_tensors(source, target, edit):
+    """A copy of a model file with ``edit(tensors)`` applied to its weights."""
+    with safe_open(source, framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(source)
+    edit(tensors)
+    save_file(tensors, target, metadata=metadata)
+    return target
+
+
+def test_model_files_with_non_finite_weights_are_refused(ws, tmp_path):
+    # They loaded silently and `pdmer predict` wrote NaN curves with exit 0 (issue 19).
+    first = next(n for n, t in load_file(ws["model"]).items() if t.is_floating_point())
+    path = edit_tensors(ws["model"], tmp_path / "nan.safetensors",
+                        lambda tensors: tensors[first].view(-1)[0].fill_(float("nan")))
+    with pytest.raises(ValueError, match=f"nan.safetensors holds NaN or infinite weights "
+                                         f"\\({first}\\)"):
+        load(path)
+    result = run("predict", path, ws["table"].X[0], "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "NaN or infinite weights" in one_line_error(result)
+
+
+def test_model_files_with_a_tensor_of_the_wrong_shape_are_a_value_error(ws, tmp_path):
+    # torch's RuntimeError from load_state_dict escaped load (issue 19).
+    first = next(n for n, t in load_file(ws["model"]).items() if t.is_floating_point())
+
+    def reshape(tensors):
+        tensors[first] = torch.zeros(tensors[first].numel() + 1)
+
+    path = edit_tensors(ws["model"], tmp_path / "shape.safetensors", reshape)
+    with pytest.raises(ValueError, match=f"shape.safetensors does not fit its "
+                                         f"DSAMLRegressor: {first} has shape"):
         load(path)
 
 
@@ -222,6 +276,20 @@ def test_predict_writes_the_good_songs_and_reports_the_bad_ones(ws, tmp_path):
     assert (out / f"{stem}.csv").is_file() and not (out / "broken.csv").exists()
     failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1 and str(bad) in failed[0]
+
+
+def test_predict_refuses_a_float_file_with_nan_samples(ws, tmp_path):
+    # It wrote a CSV of NaN and exited 0 (issue 19).
+    import soundfile as sf
+
+    waveform, rate = sf.read(ws["table"].X[0], dtype="float32")
+    waveform[100] = np.nan
+    sf.write(tmp_path / "nan.wav", waveform, rate, subtype="FLOAT")
+    result = run("predict", ws["model"], tmp_path / "nan.wav", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    [failed] = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert f"{tmp_path / 'nan.wav'}: sample 100 " in failed and "is nan" in failed
+    assert not (tmp_path / "out" / "nan.csv").exists()
 
 
 def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):

@@ -49,6 +49,22 @@ def test_atomic_write_keeps_the_permissions_of_the_file_it_replaces(tmp_path, um
     assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
+def test_writers_that_replace_the_temporary_file_keep_its_mode(tmp_path, umask_022):
+    # safetensors.save_file writes a file of its own (0600) over the one
+    # atomic_write prepared (issue 19).
+    listener = ListenerAdaptation({"w": torch.ones(3)}, model_id="m", estimator="DSAMLRegressor")
+    target = tmp_path / "listener.safetensors"
+    listener.save(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    target.chmod(0o640)
+    listener.save(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    model = DSAMLRegressor(**dict(TINY_MODEL, n_episodes=1))
+    X, y, annotators = make_annotator_table(n_songs=2, n_annotators=1, songs_per_annotator=2)
+    model.fit(X, y, annotators=annotators).save(tmp_path / "model.safetensors")
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644
+
+
 @pytest.mark.parametrize("suffix, ending", [(".tmp", ".tmp"), (".png", ".tmp.png")])
 def test_temporary_files_are_named_after_their_target(tmp_path, suffix, ending):
     seen = []

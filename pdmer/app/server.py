@@ -6,23 +6,37 @@ Every ``/api`` route except creating a listener needs the listener's token
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import Path as PathParameter
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pdmer.app.errors import AppError
-from pdmer.app.service import Service
+from pdmer.app.service import MAX_NAME_LENGTH, Service
 from pdmer.labels import FRAME_SECONDS
 
 STATIC = Path(__file__).with_name("static")
+
+MAX_JSON_BYTES = 4096
+"""Largest body of a request that uploads no file (creating a listener needs ~100 bytes)."""
+
+# The database's integers (PostgreSQL's INTEGER) end here: a larger id is no
+# row's, and comparing one with a column overflows the driver.
+Id = Annotated[int, PathParameter(ge=0, le=2**31 - 1)]
 
 
 # ------------------------------------------------------------------- schemas
@@ -31,7 +45,8 @@ class _Schema(BaseModel):
 
 
 class NewListener(BaseModel):
-    name: str = Field("listener", max_length=200, description="A display name.")
+    name: str = Field("listener", description=f"A display name (at most {MAX_NAME_LENGTH} "
+                                              "characters, no control characters).")
 
 
 class ListenerCreated(_Schema):
@@ -121,11 +136,13 @@ class Info(BaseModel):
     personalization_steps: int
     max_upload_bytes: int
     max_label_bytes: int
+    max_song_seconds: float
 
 
 # -------------------------------------------------------------------- the app
 def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, precompute=True,
-               max_upload_mb=50.0, max_label_kb=1024.0, memory_mb=1024):
+               max_upload_mb=50.0, max_label_kb=1024.0, max_song_minutes=15.0, memory_mb=1024,
+               allowed_hosts=()):
     """The listener app as an ASGI application (serve it with uvicorn).
 
     Parameters
@@ -147,8 +164,16 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, preco
         song in the background (asking for them is then a cache hit).
     max_upload_mb, max_label_kb : float
         Largest audio and label CSV uploads.
+    max_song_minutes : float, default=15.0
+        Longest audio upload, checked from its header before it is decoded
+        (a small file can hold hours of audio at a low sample rate).
     memory_mb : int, default=1024
         RAM for cached song features and adaptations.
+    allowed_hosts : sequence of str, default=()
+        Host names the app answers besides 127.0.0.1 and localhost (its
+        address or a reverse proxy's name); other ``Host`` headers get 400,
+        so that a web page cannot reach the app through a rebinding domain.
+        ``"*"`` answers any.
 
     Returns
     -------
@@ -170,7 +195,8 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, preco
         data_dir = Path(platformdirs.user_data_dir("pdmer", appauthor=False)) / "app"
     service = Service(model, songs, data_dir, db_url=db_url,
                       max_upload_bytes=int(max_upload_mb * 2**20),
-                      max_label_bytes=int(max_label_kb * 1024), memory_mb=memory_mb)
+                      max_label_bytes=int(max_label_kb * 1024),
+                      max_song_seconds=60 * max_song_minutes, memory_mb=memory_mb)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -187,12 +213,38 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, preco
                     "listener (POST /api/listeners), then send its token as "
                     "'Authorization: Bearer <token>'.")
     app.state.service = service
-    # Multipart overhead on top of the largest file.
-    app.add_middleware(BodyLimit, max_bytes=service.max_upload_bytes + 64 * 1024)
+    # Multipart overhead on top of the largest file; small JSON everywhere else.
+    multipart = 64 * 1024
+    app.add_middleware(BodyLimit, default=MAX_JSON_BYTES, limits=[
+        ("POST", re.compile(r"/api/songs"), service.max_upload_bytes + multipart),
+        ("POST", re.compile(r"/api/songs/[^/]+/annotations"),
+         service.max_label_bytes + multipart)])
+    app.add_middleware(TrustedHostMiddleware,
+                       allowed_hosts=["127.0.0.1", "localhost", *allowed_hosts])
 
     @app.exception_handler(AppError)
     async def app_error(request, err: AppError):
         return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, err: RequestValidationError):
+        # FastAPI's own answer repeats the input, which may be megabytes.
+        problems = ["{}: {}".format(".".join(map(str, e["loc"])), e["msg"])
+                    for e in err.errors()[:3]]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(OSError)
+    async def os_error(request, err: OSError):
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise err
+        return _disk_full()
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request, err: OperationalError):
+        # SQLite's SQLITE_FULL; PostgreSQL's disk_full (SQLSTATE 53100).
+        if "disk is full" not in str(err.orig) and getattr(err.orig, "sqlstate", "") != "53100":
+            raise err
+        return _disk_full()
 
     app.include_router(api_routes(service), prefix="/api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -239,7 +291,8 @@ def api_routes(service: Service) -> APIRouter:
                     frame_seconds=FRAME_SECONDS,
                     personalization_steps=service.model.resolved_params_["inner_steps"],
                     max_upload_bytes=service.max_upload_bytes,
-                    max_label_bytes=service.max_label_bytes)
+                    max_label_bytes=service.max_label_bytes,
+                    max_song_seconds=service.library.max_song_seconds)
 
     @router.post("/listeners", response_model=ListenerCreated, status_code=201,
                  tags=["listeners"])
@@ -278,11 +331,11 @@ def api_routes(service: Service) -> APIRouter:
         return song_out(service.library.add(who, audio.filename, data), set())
 
     @router.get("/songs/{song_id}", response_model=SongOut, tags=["songs"])
-    def song(song_id: int, who=Depends(listener)):
+    def song(song_id: Id, who=Depends(listener)):
         return song_out(service.library.song(who, song_id), service.library.annotated_ids(who))
 
     @router.get("/songs/{song_id}/audio", tags=["songs"], response_class=FileResponse)
-    def audio(song_id: int, who=Depends(listener)):
+    def audio(song_id: Id, who=Depends(listener)):
         """The song's audio file."""
         found = service.library.song(who, song_id)
         if not os.path.exists(found.path):
@@ -292,7 +345,7 @@ def api_routes(service: Service) -> APIRouter:
     @router.post("/songs/{song_id}/annotations", response_model=AnnotationCreated,
                  status_code=201, tags=["annotations"])
     def upload_annotation(
-            song_id: int,
+            song_id: Id,
             labels: UploadFile = File(description="A label CSV: time,arousal,valence, one row "
                                                   "per 0.5 s frame (what `pdmer personalize` "
                                                   "reads)."),
@@ -307,7 +360,7 @@ def api_routes(service: Service) -> APIRouter:
 
     @router.get("/annotations/{annotation_id}", response_model=AnnotationDetail,
                 tags=["annotations"])
-    def annotation(annotation_id: int, who=Depends(listener)):
+    def annotation(annotation_id: Id, who=Depends(listener)):
         """One of your annotations with its curve."""
         found = service.annotation(who, annotation_id)
         arousal, valence = (list(column) for column in zip(*found.labels))
@@ -318,7 +371,7 @@ def api_routes(service: Service) -> APIRouter:
             labels=Curve(arousal=arousal, valence=valence))
 
     @router.delete("/annotations/{annotation_id}", status_code=204, tags=["annotations"])
-    def delete_annotation(annotation_id: int, who=Depends(listener)):
+    def delete_annotation(annotation_id: Id, who=Depends(listener)):
         service.delete_annotation(who, annotation_id)
 
     @router.post("/personalize", response_model=JobOut, status_code=202,
@@ -328,13 +381,13 @@ def api_routes(service: Service) -> APIRouter:
         return JobOut.model_validate(service.personalize(who))
 
     @router.get("/jobs/{job_id}", response_model=JobOut, tags=["personalization"])
-    def job(job_id: int, who=Depends(listener)):
+    def job(job_id: Id, who=Depends(listener)):
         """Progress of a personalization job."""
         return JobOut.model_validate(service.job(who, job_id))
 
     @router.get("/songs/{song_id}/predictions", response_model=Predictions,
                 tags=["predictions"])
-    def predictions(song_id: int, who=Depends(listener)):
+    def predictions(song_id: Id, who=Depends(listener)):
         """Arousal and valence every 0.5 s: yours and the population model's (cached)."""
         curves = service.curves(who, song_id)
         population = curves["population"]
@@ -363,29 +416,48 @@ def _read(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+def _disk_full():
+    return JSONResponse({"detail": "The server's disk is full; nothing was stored. Try again "
+                                   "later (and tell whoever runs the app)."}, status_code=507)
+
+
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` before reading them.
+    """Refuse request bodies over their route's limit before reading them.
 
     The HTTP server reads exactly Content-Length bytes, so checking the
     header bounds the body; bodies without one (chunked) are refused.
+    ``limits``: ``(method, compiled path pattern, bytes)``, first full match
+    wins; ``default`` for every other request.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, default: int, limits=()):
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = default
+        self.limits = limits
+
+    def _limit(self, method: str, path: str) -> int:
+        for wanted, pattern, limit in self.limits:
+            if method == wanted and pattern.fullmatch(path):
+                return limit
+        return self.default
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        if scope["type"] == "http":
             headers = dict(scope["headers"])
             length = headers.get(b"content-length")
+            limit = self._limit(scope["method"], scope["path"])
             status = message = None
             if length is None and b"chunked" in headers.get(b"transfer-encoding", b""):
-                status, message = 411, "Send uploads with a Content-Length header."
-            elif length is not None and int(length) > self.max_bytes:
+                status, message = 411, "Send request bodies with a Content-Length header."
+            elif length is not None and int(length) > limit:
                 status = 413
-                message = (f"The request is {int(length) / 2**20:.1f} MiB; the limit is "
-                           f"{self.max_bytes / 2**20:.1f} MiB.")
+                message = (f"The request body is {_size(int(length))}; the limit is "
+                           f"{_size(limit)} for {scope['method']} {scope['path']}.")
             if status is not None:
                 await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.3g} KiB"

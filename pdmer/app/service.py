@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
+import threading
 import time
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,14 +44,16 @@ from pdmer.app.storage import (
 )
 from pdmer.app.worker import BACKGROUND, IDLE, INTERACTIVE, ModelWorker
 from pdmer.estimators import ListenerAdaptation
-from pdmer.estimators.validation import check_y
-from pdmer.features.audio import AudioError
+from pdmer.estimators.validation import LABEL_RANGE, LABEL_TOLERANCE, check_y
 from pdmer.labels import FRAME_SECONDS
 from pdmer_datasets.csvfiles import read_labels
 
 log = logging.getLogger("pdmer.app")
 
 _PROGRESS_INTERVAL = 0.2  # seconds between job progress writes
+
+MAX_NAME_LENGTH = 200
+"""Longest listener name (characters)."""
 
 
 class Service:
@@ -71,12 +75,15 @@ class Service:
         Largest audio upload.
     max_label_bytes : int, default=1 MiB
         Largest label CSV upload.
+    max_song_seconds : float, default=900
+        Longest audio upload (checked from its header, before decoding).
     memory_mb : int, default=1024
         Memory for song features and adaptations kept in RAM (half each).
     """
 
     def __init__(self, model, songs_dir, data_dir, db_url=None,
-                 max_upload_bytes=50 * 2**20, max_label_bytes=2**20, memory_mb=1024):
+                 max_upload_bytes=50 * 2**20, max_label_bytes=2**20, max_song_seconds=900.0,
+                 memory_mb=1024):
         if getattr(model, "listener_", None) is not None:
             raise ValueError("The model has a current listener (listener_); call "
                              "reset_personalization() first: the app applies each "
@@ -97,11 +104,14 @@ class Service:
         self.db = Database(db_url or f"sqlite:///{self.data_dir / 'app.sqlite'}")
         half = int(memory_mb) * 2**20 // 2
         self.library = SongLibrary(self.db, songs_dir, uploads, front_end, self._on_worker,
-                                   self.max_upload_bytes, half)
+                                   self.max_upload_bytes, max_song_seconds, half)
         # Touched only on the worker thread, so it needs no lock.
         self._adaptations = LRUCache(half, getsizeof=_adaptation_bytes)
         self.worker = None
         self.precompute = False
+        # Requests run on a thread pool: looking for a queued job and adding
+        # one must not interleave (one process per database: Database.claim).
+        self._enqueue = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     def start(self, prefetch=True, precompute=True):
@@ -116,6 +126,9 @@ class Service:
             song they can see in the background, so that asking is a cache hit.
         """
         self.precompute = precompute
+        # Another live app on this database may be running the jobs found
+        # "running" below; refuse to start beside it.
+        self.db.claim()
         self.worker = ModelWorker()
         self.library.scan()
         with self.db.session() as session:
@@ -146,9 +159,16 @@ class Service:
     # ------------------------------------------------------------ listeners
     def create_listener(self, name: str) -> tuple[Listener, str]:
         """A new listener and its token (only the token's hash is stored)."""
+        name = name.strip()
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+            raise Invalid("The name holds control or surrogate characters (e.g. NUL, a line "
+                          "break); use printable text.")
+        if len(name) > MAX_NAME_LENGTH:
+            raise Invalid(f"The name has {len(name)} characters; use at most "
+                          f"{MAX_NAME_LENGTH} characters.")
         token = secrets.token_urlsafe(32)
         with self.db.session() as session:
-            listener = Listener(name=name.strip()[:200] or "listener",
+            listener = Listener(name=name or "listener",
                                 token_hash=storage.hash_token(token))
             session.add(listener)
             session.commit()
@@ -202,12 +222,13 @@ class Service:
             path.write_bytes(data)
             try:
                 labels, offset = read_labels(path, self.frame_offset)
+                _check_range(labels, name)
                 [labels] = check_y([labels], 1)
             except ValueError as err:
                 raise Invalid(strip_folder(err, tmp)) from None
         try:
             features = self._on_worker(INTERACTIVE, self.library.features, song, offset)
-        except (AudioError, ValueError) as err:
+        except Invalid as err:
             raise Invalid(f"{name}: the labels start at {offset:g} s, but {song.title} "
                           f"cannot be analysed from there: {err}") from None
         if len(labels) > features.n_frames:
@@ -247,7 +268,7 @@ class Service:
     # ------------------------------------------------------------------ jobs
     def personalize(self, listener: Listener) -> Job:
         """Queue an adaptation to all of the listener's annotations."""
-        with self.db.session() as session:
+        with self._enqueue, self.db.session() as session:
             if not session.scalar(select(func.count(Annotation.id)).where(
                     Annotation.listener_id == listener.id)):
                 raise Invalid("Annotate a song first: personalization learns from your "
@@ -389,6 +410,18 @@ class Service:
 
 
 # -------------------------------------------------------------------- helpers
+def _check_range(labels: np.ndarray, name: str) -> None:
+    """Refuse labels far outside the documented range (the CLI only warns)."""
+    far = np.argwhere(np.abs(labels) > LABEL_TOLERANCE)
+    if far.size:
+        frame, column = far[0]
+        raise ValueError(
+            f"{name}, line {frame + 2}: {('arousal', 'valence')[column]} "
+            f"{labels[frame, column]:g} is outside [{LABEL_RANGE[0]:g}, {LABEL_RANGE[1]:g}], "
+            f"the range of the pad (the app refuses values beyond +-{LABEL_TOLERANCE:g}); "
+            "rescale the labels.")
+
+
 def _adaptation_bytes(adapted) -> int:
     return sum(t.numel() * t.element_size() for t in adapted.params.values())
 

@@ -32,6 +32,11 @@ log = logging.getLogger("pdmer.app")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 """Audio files the app lists and accepts (what libsndfile decodes)."""
 
+MAX_SAMPLE_RATE = 96000
+"""Highest sample rate of an upload (Hz): hi-res audio, not more."""
+MAX_CHANNELS = 8
+"""Most channels of an upload (7.1 surround)."""
+
 
 class SongLibrary:
     """Songs in the database, their files and their features.
@@ -49,12 +54,14 @@ class SongLibrary:
         ``run_on_model(priority, function, *args)`` runs on the model thread
         and returns the result (extraction shares the model's thread).
     max_upload_bytes : int
+    max_song_seconds : float
+        Longest upload, checked from the header before decoding.
     memory_bytes : int
         RAM for features kept in memory.
     """
 
     def __init__(self, db, songs_dir, uploads_dir, front_end, run_on_model,
-                 max_upload_bytes, memory_bytes):
+                 max_upload_bytes, max_song_seconds, memory_bytes):
         self.db = db
         self.songs_dir = Path(songs_dir)
         self.uploads_dir = Path(uploads_dir)
@@ -62,6 +69,7 @@ class SongLibrary:
         self.frame_offset = float(front_end.frame_offset)
         self.run_on_model = run_on_model
         self.max_upload_bytes = int(max_upload_bytes)
+        self.max_song_seconds = float(max_song_seconds)
         # Touched only on the model thread, so it needs no lock.
         self._features = LRUCache(memory_bytes, getsizeof=_features_bytes)
 
@@ -147,7 +155,9 @@ class SongLibrary:
         with tempfile.TemporaryDirectory(dir=self.uploads_dir) as tmp:
             path = Path(tmp) / name
             path.write_bytes(data)
-            try:  # the front end's checks: decodable, not silent, one frame long
+            try:
+                self._check_size(str(path), name)
+                # The front end's checks: decodable, finite, not silent, one frame long.
                 self.run_on_model(INTERACTIVE, self.extract, str(path), self.frame_offset)
                 duration = sf.info(str(path)).duration
             except (AudioError, ValueError, RuntimeError, sf.LibsndfileError) as err:
@@ -161,12 +171,37 @@ class SongLibrary:
             session.commit()
         return song
 
+    def _check_size(self, path: str, name: str):
+        """Check from the header that an upload decodes to a reasonable size (a few
+        KiB at 100 Hz hold hours of audio), before decoding it."""
+        try:
+            info = sf.info(path)
+        except (sf.LibsndfileError, RuntimeError):
+            return  # not audio: decoding it says why
+        if info.samplerate > MAX_SAMPLE_RATE:
+            raise Invalid(f"{name} has a sample rate of {info.samplerate} Hz; the app takes up "
+                          f"to {MAX_SAMPLE_RATE} Hz. Resample it (e.g. ffmpeg -ar 44100).")
+        if info.channels > MAX_CHANNELS:
+            raise Invalid(f"{name} has {info.channels} channels; the app takes up to "
+                          f"{MAX_CHANNELS}. Mix it down (e.g. ffmpeg -ac 2).")
+        if info.duration > self.max_song_seconds:
+            raise TooLarge(f"{name} is {info.duration:.1f} s long; the limit is "
+                           f"{self.max_song_seconds / 60:g} minutes (--max-song-minutes).")
+
     def features(self, song: Song, offset: float):
-        """A song's features from ``offset`` on (worker thread; memory, disk, or extracted)."""
+        """A song's features from ``offset`` on (worker thread; memory, disk, or extracted).
+
+        Raises :class:`Invalid`, naming the song by its title (never its path),
+        if the audio cannot be used from ``offset``.
+        """
         key = (song.id, song.sha256, float(offset))
         features = self._features.get(key)
         if features is None:
-            features = self.extract(song.path, offset)
+            try:
+                features = self.extract(song.path, offset)
+            except (AudioError, ValueError, FileNotFoundError) as err:
+                raise Invalid(" ".join(str(err).replace(song.path, song.title).split())) \
+                    from None
             remember(self._features, key, features)
             if offset == self.frame_offset and features.n_frames != song.n_frames:
                 with self.db.session() as session:  # sf.info may misjudge MP3 lengths

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -34,6 +35,9 @@ SCHEMA_VERSION = 1
 
 MIGRATIONS: dict = {}
 """``{version: function(connection)}``: brings a database from ``version`` to ``version + 1``."""
+
+# PostgreSQL advisory lock that marks a database as used by a live app.
+_ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"pdmer app").digest()[:8], "big", signed=True)
 
 
 def _now() -> datetime:
@@ -179,6 +183,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
         self._check_schema()
+        self._claim = None
 
     @property
     def name(self) -> str:
@@ -204,7 +209,47 @@ class Database:
                 connection.execute(SchemaVersion.__table__.update().values(
                     version=SCHEMA_VERSION))
 
+    def claim(self):
+        """Make this process the only app on the database until :meth:`dispose`.
+
+        SQLite: a lock on ``<database>.lock``; PostgreSQL: a session advisory
+        lock. Both end with the process, however it ends. Other databases
+        are not claimed.
+
+        Raises
+        ------
+        RuntimeError
+            Another live process has claimed it.
+        """
+        from pdmer.files import try_lock
+
+        dialect, database = self.engine.dialect.name, self.engine.url.database
+        if dialect == "sqlite" and database not in (None, "", ":memory:"):
+            self._claim = try_lock(f"{database}.lock")
+        elif dialect == "postgresql":
+            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                  {"key": _ADVISORY_KEY}).scalar():
+                self._claim = connection
+            else:
+                connection.close()
+        else:
+            return
+        if self._claim is None:
+            raise RuntimeError(
+                f"Another pdmer app is using the database {self.name}; stop it first (two "
+                "apps on one database would run the same personalization jobs), or give "
+                "this one another --db or --data-dir.")
+
     def dispose(self):
+        if self._claim is not None:
+            if self.engine.dialect.name == "postgresql":
+                self._claim.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                    {"key": _ADVISORY_KEY})
+                self._claim.close()
+            else:
+                self._claim.release()
+            self._claim = None
         self.engine.dispose()
 
 

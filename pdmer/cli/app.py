@@ -24,15 +24,23 @@ _INSTALL = "pip install 'pdmer[app]'"
               help="Address to listen on; tokens travel in clear text, so put a TLS proxy "
                    "in front of anything but localhost.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another Host header to answer besides 127.0.0.1, localhost and --host, "
+                   "e.g. a reverse proxy's name (repeatable; '*' answers any). Other hosts "
+                   "get 400, so that web pages cannot reach the app by DNS rebinding.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
               show_default=True, help="Largest audio upload.")
+@click.option("--max-song-minutes", type=click.FloatRange(min=0, min_open=True), default=15.0,
+              show_default=True, help="Longest audio upload (read from its header before "
+                                      "it is decoded).")
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
               help="Extract the songs' features in the background at start.")
 @click.option("--precompute/--no-precompute", default=True, show_default=True,
               help="After a listener's personalization, compute their curves of every song "
                    "in the background.")
 @threads_option
-def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetch, precompute):
+def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upload_mb,
+              max_song_minutes, prefetch, precompute):
     """Serve the listener app for MODEL and the songs in `--songs`.
 
     Listeners annotate a song while it plays (a valence-arousal pad sampled
@@ -51,7 +59,8 @@ def serve_app(model, songs, db_url, data_dir, host, port, max_upload_mb, prefetc
             f"{_INSTALL}") from err
     application = create_app(model, songs, db_url=db_url, data_dir=data_dir,
                              prefetch=prefetch, precompute=precompute,
-                             max_upload_mb=max_upload_mb)
+                             max_upload_mb=max_upload_mb, max_song_minutes=max_song_minutes,
+                             allowed_hosts=(host, *allowed_hosts))
     service = application.state.service
     click.echo(f"Database: {service.db.name}; data in {service.data_dir}.")
     click.echo(f"Open http://{host}:{port}/ (API documentation at /docs); Ctrl+C stops.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -57,6 +58,33 @@ def train(data, output, model_name, config, params, data_home, split, labels, jo
     cls = resolve_estimator(model_name)
     settings = read_config(config) if config else {}
     settings.update(parse_params(params))
+    lock = _lock_checkpoint(settings.get("checkpoint_path"))
+    try:
+        _train(cls, settings, data, output, data_home, split, labels, jobs, quiet)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_checkpoint(checkpoint):
+    """Hold ``<checkpoint>.lock`` for the run: two runs on one checkpoint overwrite it."""
+    from pdmer.files import try_lock
+
+    # A bad value is the estimator's to refuse; torchrun's other processes
+    # share the checkpoint of process 0's run.
+    if not isinstance(checkpoint, (str, os.PathLike)) or not os.fspath(checkpoint) \
+            or os.environ.get("RANK", "0") != "0":
+        return None
+    lock = try_lock(f"{os.fspath(checkpoint)}.lock")
+    if lock is None:
+        raise click.ClickException(
+            f"Another pdmer train is using the checkpoint {checkpoint} (it holds "
+            f"{checkpoint}.lock). Wait for it to end, or give this run another "
+            "checkpoint_path.")
+    return lock
+
+
+def _train(cls, settings, data, output, data_home, split, labels, jobs, quiet):
     if not quiet:
         settings.setdefault("verbose", 1)
     source = load_data(data, data_home=data_home, split=split, labels=labels)

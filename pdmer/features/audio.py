@@ -34,6 +34,10 @@ _TRUNCATION = 0.01
 _HEADER_SIZE = re.compile(
     r"^\s*(?:RIFF|RIFX|RF64|FORM|riff|data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 _BLOCK = 1 << 18  # frames decoded per step
+# Largest sample magnitude read from a file. A float file may go past full
+# scale (1.0), but not by 60 dB: such a file is damaged or unnormalised, and
+# its spectrogram overflows float32 (NaN features, NaN curves).
+_MAX_SAMPLE = 1e3
 
 
 class AudioError(ValueError):
@@ -225,6 +229,7 @@ def read_audio(path, signals: dict) -> tuple[dict, int]:
             # read() stops at the header's length, like soundfile.read; not
             # blocks(), which pads an MP3's overestimated end with stale samples.
             while len(block := f.read(_BLOCK, dtype="float32", always_2d=True)):
+                _check_samples(block, path, out.n, rate)
                 out.add(block)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(
@@ -235,6 +240,18 @@ def read_audio(path, signals: dict) -> tuple[dict, int]:
     if out.n == 0:
         raise AudioError(f"{path}: the audio is empty.")
     return out.result(), int(rate)
+
+
+def _check_samples(block: np.ndarray, source, start: int, rate: int) -> None:
+    """Refuse NaN, infinite or absurdly large samples, naming the first one."""
+    if np.abs(block).max() <= _MAX_SAMPLE:  # False for NaN
+        return
+    frame, channel = np.argwhere(~(np.abs(block) <= _MAX_SAMPLE))[0]
+    raise AudioError(
+        f"{source}: sample {start + frame} ({(start + frame) / rate:.3f} s), channel "
+        f"{channel + 1}, is {block[frame, channel]:g}; samples must be finite and within "
+        f"+-{_MAX_SAMPLE:g} (full scale is 1). The file is damaged or was written "
+        "unnormalised: export it again.")
 
 
 def waveform_signals(data, rate, signals: dict, source="<array>") -> tuple[dict, int]:
