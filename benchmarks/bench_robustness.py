@@ -1,31 +1,34 @@
-"""Does personalization hold on data nobody tuned for? DSAML and its fair
-competitors over synthetic data conditions x seeds, one Markdown table.
+"""Does personalization hold on data nobody tuned for? DSAML and the strongest
+simple competitors over synthetic data conditions x seeds, per listener kind.
 
 Every cell (condition, seed) is one ``pdmer.experiments.run_benchmark`` run of
 DSAML on a synthetic set generated with the condition's parameters, with
 listeners AND songs held out (only songs no training listener annotated are
 scored), at the CPU preset. Rows per cell: meta-trained and not personalized;
-meta-trained and personalized from one song (DSAML, the default personalized
-configuration); the same network trained plainly on the same tasks, not
-adapted; and that plain network fine-tuned on the support song with the
-personalization's steps and step size.
+meta-trained and personalized from one song (the estimators' default method
+of the preset); the same network trained plainly on the same tasks, not
+adapted, fine-tuned on the support song with the personalization's steps and
+step size, fine-tuned with the (steps, step size, parameters) that served the
+held-out *training* listeners best, and calibrated to the listener in closed
+form (ridge strength chosen on those training listeners); the meta-trained
+model calibrated the same way. No row's settings are chosen on test listeners.
 
-Per condition the table gives the mean CCC (arousal and valence averaged) of
-each row over seeds, the personalization gain (personalized - not
-personalized), the spread of the personalized model's predictions (their
-within-song std over the labels'; below 0.5 the model is flagged as
-collapsed), the margin of personalized DSAML over plain + fine-tune, and how
-often the best validation came at the last check (still improving); then the
-averages over conditions.
+Conditions are "dev" (where pdmer's settings were chosen: the CPU preset and
+the method's starting values) or "test" (reported, never tuned on). The
+report has one table over conditions (mean CCC of arousal and valence over
+seeds, margin over the best competitor, gain, spread, collapse), one per
+listener kind (the personalized model, the best competitor of that
+condition and the model not personalized, seed means), and the averages over
+the test conditions.
 
 Cells are cached as JSON in the output folder (``<output>/<condition>/seed-<n>/
 result.json``): an interrupted run resumes where it stopped, and a finished
-one only prints the table. Generated audio is deleted after each cell unless
+one only prints the tables. Generated audio is deleted after each cell unless
 ``--keep-data``.
 
-    nice -n 10 python benchmarks/bench_robustness.py                  # 5+ conditions x 3 seeds
+    nice -n 10 python benchmarks/bench_robustness.py                  # 11 conditions x 3 seeds
     python benchmarks/bench_robustness.py --quick                     # smoke run, seconds
-    python benchmarks/bench_robustness.py --conditions baseline,label-start-15s --seeds 0
+    python benchmarks/bench_robustness.py --conditions baseline,swapped-cues --seeds 0
 """
 
 from __future__ import annotations
@@ -38,39 +41,52 @@ import time
 
 import numpy as np
 
-# name -> (what it changes, keyword arguments of pdmer_datasets.synthetic.generate
+# name -> (role, what it changes, keyword arguments of pdmer_datasets.synthetic.generate
 # on top of the preset's data: 40 songs of 20 s at 22.05 kHz, labels from 0 s,
-# 32 listeners annotating 16 songs each, a quarter with reversed valence).
-# "duration" is the labelled length; frame_offset adds unlabelled audio before it.
+# 32 listeners annotating 16 songs each (24 in training), a quarter with reversed
+# valence; run_benchmark arguments). "duration" is the labelled length;
+# frame_offset adds unlabelled audio before it.
 MIXED = {"typical": 0.2, "reversed": 0.2, "shifted": 0.2, "compressed": 0.2, "lagged": 0.2}
+FOUR_KINDS = {"typical": 0.25, "reversed": 0.25, "shifted": 0.25, "compressed": 0.25}
 CONDITIONS = {
-    "baseline": ("the CPU preset's data", {}),
-    "16kHz-45s-labels-from-15s-mixed": (
-        "16 kHz songs of 45 s, labels from 15 s, typical / reversed / shifted / compressed / "
-        "lagged (1-3 s) listeners in equal parts (like the independent set of issue 10)",
-        dict(sample_rate=16000, duration=30.0, frame_offset=15.0, listener_mix=MIXED)),
-    "44kHz-30-60s": ("44.1 kHz songs of 30 to 60 s",
-                     dict(sample_rate=44100, duration=(30.0, 60.0))),
-    "half-reversed": ("half of the listeners perceive valence reversed",
-                      dict(reversed_fraction=0.5)),
-    "noisy-raters": ("rater noise std 0.15 (default 0.03-0.1), 16 kHz",
-                     dict(noise_std=0.15, sample_rate=16000)),
-    "shifted-compressed-lagged": (
-        "no reversed listeners: shifted, compressed and lagged ones, 30 s songs",
-        dict(listener_mix={"typical": 0.25, "shifted": 0.25, "compressed": 0.25,
-                           "lagged": 0.25}, duration=30.0)),
-    "no-reversed-30s-more-songs": ("no reversed listeners, 30 s songs, 60 songs",
-                                   dict(reversed_fraction=0.0, duration=30.0, n_songs=60)),
+    "baseline": ("dev", "the CPU preset's data", {}, {}),
+    "half-reversed": ("dev", "half of the listeners perceive valence reversed",
+                      dict(reversed_fraction=0.5), {}),
+    "16kHz-45s-from-15s-four-kinds": (
+        "test", "16 kHz songs of 45 s labelled from 15 s, typical / reversed / shifted / "
+        "compressed listeners in equal parts (issue 18's independent set)",
+        dict(sample_rate=16000, duration=30.0, frame_offset=15.0, listener_mix=FOUR_KINDS), {}),
+    "16kHz-45s-from-15s-five-kinds": (
+        "test", "as above with lagged listeners (1-3 s) as a fifth kind",
+        dict(sample_rate=16000, duration=30.0, frame_offset=15.0, listener_mix=MIXED), {}),
+    "reversed-minority": ("test", "one listener in eight reversed",
+                          dict(reversed_fraction=0.125), {}),
+    "small-pool": ("test", "20 listeners (15 in training) of 12 songs each",
+                   dict(n_listeners=20, songs_per_listener=12), {}),
+    "unseen-reversed": ("test", "four kinds; training without the reversed listeners",
+                        dict(listener_mix=FOUR_KINDS), dict(train_without_kinds=["reversed"])),
+    "unseen-compressed": ("test", "four kinds; training without the compressed listeners",
+                          dict(listener_mix=FOUR_KINDS),
+                          dict(train_without_kinds=["compressed"])),
+    "long-labels-60s": ("test", "60 s songs, labelled throughout", dict(duration=60.0), {}),
+    "noisy-raters": ("test", "rater noise std 0.15 (default 0.03-0.1), 16 kHz",
+                     dict(noise_std=0.15, sample_rate=16000), {}),
+    "swapped-cues": ("test", "arousal and valence carried by each other's musical cues",
+                     dict(cues="swapped"), {}),
 }
 
-ROLES = {"not personalized": "not personalized", "personalized": "personalized",
-         "plain": "plain", "plain + fine-tuned": "plain + FT"}
+# The competitors of the personalized model, by row role (none is tuned on test listeners).
+COMPETITORS = {"not personalized": "not personalized", "plain": "plain",
+               "plain + fine-tuned": "plain + FT", "plain + tuned fine-tune": "plain + tuned FT",
+               "plain + calibration": "plain + calibration",
+               "not personalized + calibration": "meta + calibration"}
 
-# Other personalization methods, as personalized rows beside the default
-# (first-order MAML adapting the BiLSTM and head: ANIL-style): name ->
+# Other personalization methods, as personalized rows beside the default: name ->
 # estimator parameters on top of the meta-trained row's.
 VARIANTS = {
-    "FOMAML all": dict(inner_params="all"),
+    "FOMAML": dict(meta_learning="fomaml"),
+    "FOMAML all": dict(meta_learning="fomaml", inner_params="all"),
+    "calibrated": dict(meta_learning="calibrated"),
     "MAML": dict(meta_learning="maml"),
     "Meta-SGD": dict(meta_learning="metasgd"),
 }
@@ -80,7 +96,7 @@ QUICK = dict(preset="tiny", seeds=(0,), max_duration=4.0, max_offset=2.0)
 
 def condition_params(name, quick):
     """The condition's generator parameters (smaller when ``quick``)."""
-    params = dict(CONDITIONS[name][1])
+    params = dict(CONDITIONS[name][2])
     if quick:  # smoke runs: short songs, little unlabelled audio
         params["duration"] = QUICK["max_duration"]
         if "frame_offset" in params:
@@ -95,10 +111,12 @@ def run_cell(name, seed, preset, output, estimator_params, variants, keep_data, 
     from pdmer.experiments import run_benchmark
 
     params = condition_params(name, quick)
+    options = CONDITIONS[name][3]
     folder = os.path.join(output, name, f"seed-{seed}")
     done = finished_cell(folder, {v: VARIANTS[v] for v in variants},
                          dict(preset=preset, seed=seed, data_params=params,
-                              estimator_params=estimator_params or {}, mean_label_rows=False))
+                              estimator_params=estimator_params or {}, mean_label_rows=False,
+                              **options))
     if done is not None:
         return done
     data_home = os.path.join(folder, "data")
@@ -106,7 +124,7 @@ def run_cell(name, seed, preset, output, estimator_params, variants, keep_data, 
                            seed=seed, output=folder, data_home=data_home, verbose=0,
                            log=log, data_params=params, estimator_params=estimator_params,
                            mean_label_rows=False, resume=True, n_jobs=n_jobs,
-                           variants={v: VARIANTS[v] for v in variants},
+                           variants={v: VARIANTS[v] for v in variants}, **options,
                            command=f"benchmarks/bench_robustness.py cell {name} seed {seed}")
     if not keep_data:
         shutil.rmtree(data_home, ignore_errors=True)
@@ -138,48 +156,108 @@ def finished_cell(folder, variants, settings):
     return result
 
 
+def seed_means(cells, name, seeds, variants):
+    """``{row label: {column: seed mean}}`` of one condition, or None without cells.
+
+    Rows: "personalized", the competitors (:data:`COMPETITORS`) and the
+    variants; columns: "ccc_mean", "spread", "ccc_mean_<kind>" and
+    "still_improving" (a share).
+    """
+    results = [cells[(name, s)] for s in seeds if (name, s) in cells]
+    if not results:
+        return None
+    roles = ["personalized", *COMPETITORS]
+    out = {}
+    for label in [*roles, *variants]:
+        rows = []
+        for result in results:
+            for row in result.rows:
+                if (row["role"] == label if label in roles else
+                        row["role"] == "variant" and row["row"].endswith(f" {label}")):
+                    rows.append(row)
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if k == "ccc_mean" or k.startswith("ccc_mean_")
+                or k in ("spread", "still_improving")]
+        out[label] = {k: float(np.mean([float(r[k] or 0) for r in rows if r.get(k) is not None]
+                                       or [np.nan])) for k in keys}
+        out[label]["n_seeds"] = len(rows)
+        out[label]["per_seed"] = [r["ccc_mean"] for r in rows]
+    return out
+
+
+def best_competitor(means) -> str:
+    """The competitor row with the highest seed-mean CCC."""
+    return max((label for label in COMPETITORS if label in means),
+               key=lambda label: means[label]["ccc_mean"])
+
+
+def kinds_of(means) -> list:
+    return sorted(k[len("ccc_mean_"):] for k in means["personalized"]
+                  if k.startswith("ccc_mean_") and not np.isnan(means["personalized"][k]))
+
+
 def table(cells, conditions, seeds, variants=()) -> str:
-    """The one Markdown table: per condition over seeds, then the averages."""
+    """The report: conditions, then listener kinds, then the averages over test conditions."""
     from pdmer.evaluation import COLLAPSE_RATIO
     from pdmer.experiments import markdown_table
 
-    lines, per_condition = {}, []
+    overview, by_kind, test_lines = {}, {}, []
     for name in conditions:
-        results = [cells[(name, s)] for s in seeds if (name, s) in cells]
-        if not results:
+        means = seed_means(cells, name, seeds, variants)
+        if means is None:
             continue
-        by_role = [{r["role"]: r for r in result.rows} for result in results]
-        line = {f"ccc {label}": float(np.mean([b[role]["ccc_mean"] for b in by_role]))
-                for role, label in ROLES.items()}
-        for variant in variants:
-            line[f"ccc {variant}"] = float(np.mean([
-                r["ccc_mean"] for result in results for r in result.rows
-                if r["role"] == "variant" and r["row"].endswith(f" {variant}")]))
-        gains = [b["personalized"]["ccc_mean"] - b["not personalized"]["ccc_mean"]
-                 for b in by_role]
-        margins = [b["personalized"]["ccc_mean"] - b["plain + fine-tuned"]["ccc_mean"]
-                   for b in by_role]
-        spreads = [b["personalized"]["spread"] for b in by_role]
-        line["gain"] = float(np.mean(gains))
-        line["gain > 0"] = f"{sum(g > 0 for g in gains)}/{len(gains)}"
-        line["spread"] = float(np.mean(spreads))
-        line["collapsed"] = f"{sum(s < COLLAPSE_RATIO for s in spreads)}/{len(spreads)}"
-        line["margin vs plain + FT"] = float(np.mean(margins))
-        improving = [b["personalized"]["still_improving"] for b in by_role]
-        line["best = last"] = f"{sum(bool(i) for i in improving)}/{len(improving)}"
-        label = name
-        if len(results) < len(seeds):
-            label += f" ({len(results)} of {len(seeds)} seeds)"
-        lines[label] = line
-        per_condition.append(line)
-    if per_condition:
-        lines["**average over conditions**"] = {
-            key: float(np.mean([line[key] for line in per_condition]))
-            for key in per_condition[0] if isinstance(per_condition[0][key], float)}
-    columns = [f"ccc {label}" for label in ROLES.values()] + [
-        f"ccc {variant}" for variant in variants] + [
-        "gain", "gain > 0", "spread", "collapsed", "margin vs plain + FT", "best = last"]
-    return markdown_table(lines, columns, index="condition")
+        role = CONDITIONS[name][0]
+        best = best_competitor(means)
+        personalized = means["personalized"]
+        spreads = [r["spread"] for s in seeds if (name, s) in cells
+                   for r in cells[(name, s)].rows if r["role"] == "personalized"]
+        per_seed_best = [max(r["ccc_mean"] for r in cells[(name, s)].rows
+                             if r["role"] in COMPETITORS) for s in seeds if (name, s) in cells]
+        margins = [p - b for p, b in zip(personalized["per_seed"], per_seed_best)]
+        kind_margins = {k: personalized[f"ccc_mean_{k}"] - means[best][f"ccc_mean_{k}"]
+                        for k in kinds_of(means)}
+        kind_gains = {k: personalized[f"ccc_mean_{k}"]
+                      - means["not personalized"][f"ccc_mean_{k}"] for k in kinds_of(means)}
+        line = {"role": role, "ccc personalized": personalized["ccc_mean"],
+                **{f"ccc {short}": means[label]["ccc_mean"]
+                   for label, short in COMPETITORS.items() if label in means},
+                **{f"ccc {v}": means[v]["ccc_mean"] for v in variants if v in means},
+                "best competitor": COMPETITORS[best],
+                "margin": personalized["ccc_mean"] - means[best]["ccc_mean"],
+                "margin > 0 (seeds)": f"{sum(m > 0 for m in margins)}/{len(margins)}",
+                "worst kind margin": min(kind_margins.values()) if kind_margins else np.nan,
+                "worst kind gain": min(kind_gains.values()) if kind_gains else np.nan,
+                "spread": float(np.mean(spreads)),
+                "collapsed": f"{sum(x < COLLAPSE_RATIO for x in spreads)}/{len(spreads)}"}
+        label = name if personalized["n_seeds"] == len(seeds) else (
+            f"{name} ({personalized['n_seeds']} of {len(seeds)} seeds)")
+        overview[label] = line
+        if role == "test":
+            test_lines.append(line)
+        for kind in kinds_of(means):
+            by_kind[f"{name} / {kind}"] = {
+                "personalized": personalized[f"ccc_mean_{kind}"],
+                "best competitor": means[best][f"ccc_mean_{kind}"],
+                "margin": kind_margins[kind],
+                "not personalized": means["not personalized"][f"ccc_mean_{kind}"],
+                "gain": kind_gains[kind],
+                **{f"{short}": means[c][f"ccc_mean_{kind}"]
+                   for c, short in COMPETITORS.items()
+                   if c in means and c not in (best, "not personalized")}}
+    if test_lines:
+        overview["**average over test conditions**"] = {
+            key: float(np.mean([line[key] for line in test_lines]))
+            for key in test_lines[0] if isinstance(test_lines[0][key], float)}
+    columns = (["role", "ccc personalized"] + [f"ccc {short}" for short in COMPETITORS.values()]
+               + [f"ccc {v}" for v in variants]
+               + ["best competitor", "margin", "margin > 0 (seeds)", "worst kind margin",
+                  "worst kind gain", "spread", "collapsed"])
+    kind_columns = (["personalized", "best competitor", "margin", "not personalized", "gain"]
+                    + list(COMPETITORS.values()))
+    return (markdown_table(overview, columns, index="condition") + "\n\nPer listener kind "
+            "(seed means; the best competitor is the condition's, by mean CCC over all "
+            "listeners):\n\n" + markdown_table(by_kind, kind_columns, index="condition / kind"))
 
 
 def main(argv=None):
@@ -197,9 +275,9 @@ def main(argv=None):
                         help="torch threads per model (default 1)")
     parser.add_argument("--jobs", "-j", type=int, default=-1,
                         help="models trained at once (default -1: one per core)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
+    parser.add_argument("--variants", default="",
                         help="comma-separated personalization methods beside the default, "
-                             f"of: {', '.join(VARIANTS)} (empty: none)")
+                             f"of: {', '.join(VARIANTS)} (default: none)")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated audio")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny preset, seed 0, 4 s songs")
@@ -239,10 +317,11 @@ def main(argv=None):
     from pdmer.experiments.hardware import fingerprint
     from pdmer.experiments.reporting import write_text
 
-    header = (f"DSAML and fair competitors, preset `{preset}`, seeds "
+    header = (f"DSAML and the strongest simple competitors, preset `{preset}`, seeds "
               f"{', '.join(map(str, seeds))}, song-disjoint splits; mean CCC of arousal and "
-              f"valence on held-out listeners' unseen songs. {time.perf_counter() - started:.0f} "
-              f"s on {fingerprint()['summary']}.\n\n")
+              f"valence on held-out listeners' unseen songs. Settings were chosen on the dev "
+              f"conditions only. {time.perf_counter() - started:.0f} s on "
+              f"{fingerprint()['summary']}.\n\n")
     write_text(os.path.join(output, "robustness.md"), header + text + "\n")
     print(header + text)
     return 0

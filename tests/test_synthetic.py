@@ -463,3 +463,23 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path):
         f"S00{i}.wav" for i in range(5)]
     assert not (tmp_path / "tmp8s7d6f5g.tmp").exists()
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_swapped_cues_let_valence_drive_loudness():
+    from pdmer_datasets.synthetic.synth import synthesize
+
+    n_frames, sr = 40, 8000
+    curve = np.zeros((n_frames, 2), dtype=np.float32)
+    curve[:, 1] = np.where(np.arange(n_frames) < n_frames // 2, -0.9, 0.9)  # valence steps up
+
+    def loudness(cues):
+        audio = synthesize(curve, 0.0, sr, np.random.default_rng(0), cues)
+        halves = audio.reshape(2, -1)
+        return np.sqrt((halves ** 2).mean(axis=1))
+
+    quiet, loud = loudness("swapped")
+    assert loud > 2 * quiet  # valence now sets loudness, as arousal does by default
+    default = loudness("default")
+    assert default[1] < 1.5 * default[0]
+    with pytest.raises(ValueError, match="cues must be one of"):
+        synthetic.generate("unused", cues="inverted")

@@ -46,7 +46,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                   data_home=None, cache_dir=None, device="auto", verbose=1, log=print,
                   command=None, split="songs", unseen_listeners=False, data_params=None,
                   estimator_params=None, mean_label_rows=True, variants=None,
-                  resume=False, n_jobs=1) -> BenchmarkResult:
+                  train_without_kinds=(), resume=False, n_jobs=1) -> BenchmarkResult:
     """Train and score DSAML, its baselines and the fair competitors.
 
     Parameters
@@ -97,6 +97,10 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
         PDMER: more personalized rows per model, each trained with its own
         estimator parameters on top of the meta-trained row's (e.g.
         ``{"MAML": {"meta_learning": "maml"}}``; role "variant").
+    train_without_kinds : sequence of str, default=()
+        Synthetic PDMER: train without the listeners of these kinds
+        (:data:`pdmer_datasets.synthetic.LISTENER_KINDS`), to score test
+        listeners of a kind training never saw.
     resume : bool, default=False
         Return the result already in ``output`` when it was made with the
         same arguments, instead of running again.
@@ -117,7 +121,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                    split=split if task == "pdmer" else None,
                    unseen_listeners=unseen_listeners, data_params=data_params or {},
                    estimator_params=estimator_params or {}, mean_label_rows=mean_label_rows,
-                   variants=variants or {},
+                   variants=variants or {}, train_without_kinds=list(train_without_kinds),
                    device=device)
     if resume and output is not None:
         done = _finished(output, request)
@@ -128,7 +132,8 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
     data_home = data_home_for(dataset, data_home, output)
     log(f"Loading {dataset} ({task}) ...")
     data = load_split(dataset, task, config, seed, data_home, split=split,
-                      unseen_listeners=unseen_listeners, data_params=data_params)
+                      unseen_listeners=unseen_listeners, data_params=data_params,
+                      train_without_kinds=train_without_kinds)
     for note in data.notes:
         log(f"Note: {note}")
     waveforms = any(MODELS[k][1]._input == "wave" for k in models)

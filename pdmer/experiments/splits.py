@@ -65,7 +65,7 @@ def seen_listeners(train, test) -> np.ndarray:
 
 
 def load_split(dataset, task, preset, seed, data_home, *, split="songs",
-               unseen_listeners=False, data_params=None) -> Split:
+               unseen_listeners=False, data_params=None, train_without_kinds=()) -> Split:
     """Load (or generate) a data set and split it for ``task``.
 
     Parameters
@@ -82,6 +82,9 @@ def load_split(dataset, task, preset, seed, data_home, *, split="songs",
         Drop test annotators who also annotated training songs.
     data_params : dict, optional
         Synthetic generator parameters on top of the preset's.
+    train_without_kinds : sequence of str, default=()
+        Synthetic PDMER: drop the training listeners of these kinds, so the
+        test listeners of these kinds are of a kind training never saw.
 
     Returns
     -------
@@ -106,6 +109,9 @@ def load_split(dataset, task, preset, seed, data_home, *, split="songs",
             else:
                 train, test = table.split_annotators(
                     test_size=fractions["test_listeners"], random_state=seed)
+            if train_without_kinds:
+                unseen = [who for who, kind in kinds.items() if kind in train_without_kinds]
+                train = train.subset(np.flatnonzero(~np.isin(train.annotators, unseen)))
         else:
             table = data.mean_table()
             order = np.random.default_rng(seed).permutation(len(table))
@@ -126,6 +132,9 @@ def load_split(dataset, task, preset, seed, data_home, *, split="songs",
                 f"{data.data_home}: run `pdmer download {dataset}` (or pass --data-home "
                 f"where it is). {err}") from err
     notes = []
+    if train_without_kinds:
+        notes.append(f"Training listeners of kind(s) {', '.join(train_without_kinds)} were "
+                     "dropped: test listeners of those kinds are of a kind training never saw.")
     seen = seen_listeners(train, test)
     if len(seen) and (dataset != "synthetic" or task == "pdmer"):
         n_test = len(np.unique(test.annotators))

@@ -18,7 +18,7 @@ from pdmer_datasets.synthetic.curves import song_curves, song_frames
 from pdmer_datasets.synthetic.dataset import AUDIO_DIR, SyntheticDataset
 from pdmer_datasets.synthetic.listeners import (LISTENER_KINDS, assign_songs, draw_listeners,
                                                 smooth_noise)
-from pdmer_datasets.synthetic.synth import write_song
+from pdmer_datasets.synthetic.synth import CUES, write_song
 
 _DEFAULT_REVERSED = 0.25
 _DEFAULT_NOISE = (0.03, 0.1)
@@ -45,7 +45,8 @@ _DEFAULT_NOISE = (0.03, 0.1)
 def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
              duration=20.0, sample_rate=22050, frame_offset=0.0,
              reversed_fraction=None, listener_mix=None, noise_std=_DEFAULT_NOISE,
-             random_state=0, n_jobs=None, overwrite=False) -> SyntheticDataset:
+             cues="default", random_state=0, n_jobs=None,
+             overwrite=False) -> SyntheticDataset:
     """Write (or reuse) a synthetic data set of songs and simulated listeners.
 
     When ``root`` already holds a complete data set made with the same
@@ -97,6 +98,12 @@ def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
         Rater noise: the standard deviation of each listener's smooth
         annotation noise, the same for all, or drawn per listener from a
         ``(low, high)`` range.
+    cues : {"default", "swapped"}, default="default"
+        Which musical cues carry which dimension (:data:`CUES`): by default
+        arousal sets tempo, note rate, loudness, articulation and
+        percussion, and valence mode, dissonance, brightness and register;
+        "swapped" exchanges them, a mapping from audio to emotion a model
+        tuned on the default one has not seen.
     random_state : int, default=0
         Seed; the same seed and parameters give identical files.
     n_jobs : int or None, default=None
@@ -147,7 +154,7 @@ def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
     """
     params = _check_params(n_songs, n_listeners, songs_per_listener, duration,
                            sample_rate, frame_offset, reversed_fraction, listener_mix,
-                           noise_std, random_state)
+                           noise_std, cues, random_state)
     root = Path(root)
     if not overwrite and _matches(root, params):
         try:
@@ -172,7 +179,7 @@ def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
 
     Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(write_song)(audio_dir / f"{sid}.wav", curve, frame_offset,
-                            sample_rate, random_state, i)
+                            sample_rate, random_state, i, cues)
         for i, (sid, curve) in enumerate(curves.items()))
     _remove_leftovers(root, audio_dir, keep={f"{sid}.wav" for sid in song_ids})
 
@@ -248,9 +255,11 @@ def _mix(listener_mix, reversed_fraction) -> dict:
 
 
 def _check_params(n_songs, n_listeners, songs_per_listener, duration, sample_rate,
-                  frame_offset, reversed_fraction, listener_mix, noise_std,
+                  frame_offset, reversed_fraction, listener_mix, noise_std, cues,
                   random_state) -> dict:
     """The parameters as stored in meta.json, after the checks types cannot express."""
+    if cues not in CUES:
+        raise ValueError(f"cues must be one of {', '.join(CUES)}; got {cues!r}.")
     if songs_per_listener > n_songs:
         raise ValueError(f"songs_per_listener={songs_per_listener} exceeds "
                          f"n_songs={n_songs}.")
@@ -266,6 +275,8 @@ def _check_params(n_songs, n_listeners, songs_per_listener, duration, sample_rat
             "songs_per_listener": int(songs_per_listener), "duration": duration,
             "sample_rate": int(sample_rate), "frame_offset": float(frame_offset),
             "listener_mix": _mix(listener_mix, reversed_fraction), "noise_std": noise_std,
+            # Absent from data sets made before cues existed (all "default").
+            **({} if cues == "default" else {"cues": cues}),
             "random_state": int(random_state)}
 
 

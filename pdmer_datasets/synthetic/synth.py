@@ -13,6 +13,9 @@ from pdmer.labels import FRAME_SECONDS
 from pdmer.files import atomic_write
 from pdmer_datasets.synthetic._seeds import AUDIO, stream
 
+CUES = ("default", "swapped")
+"""Which cues carry which dimension: the default mapping, or arousal and valence exchanged."""
+
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 _MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 
@@ -165,8 +168,8 @@ def _drum_samples(rng, sr):
     return tuple((x * attack).astype(np.float32) for x in (kick, snare, hat))
 
 
-def synthesize(curve, frame_offset, sr, rng):
-    """Mono float32 audio of one song whose emotion follows ``curve``."""
+def synthesize(curve, frame_offset, sr, rng, cues="default"):
+    """Mono float32 audio of one song whose emotion follows ``curve`` (see :data:`CUES`)."""
     n_frames = curve.shape[0]
     n = int(round((frame_offset + n_frames * FRAME_SECONDS) * sr))
     n_ctl = -(-n // _HOP)
@@ -174,6 +177,8 @@ def synthesize(curve, frame_offset, sr, rng):
     centers = frame_offset + (np.arange(n_frames) + 0.5) * FRAME_SECONDS
     aro = np.interp(t_ctl, centers, curve[:, 0])  # one value per block
     val = np.interp(t_ctl, centers, curve[:, 1])
+    if cues == "swapped":
+        aro, val = val, aro
 
     def up(x):  # control blocks -> samples
         return np.repeat(np.asarray(x, dtype=np.float32), _HOP)[:n]
@@ -296,10 +301,10 @@ def synthesize(curve, frame_offset, sr, rng):
     return melody
 
 
-def write_song(path, curve, frame_offset, sr, random_state, index):
+def write_song(path, curve, frame_offset, sr, random_state, index, cues="default"):
     """Synthesize song ``index`` and write it as a 16-bit mono WAV, atomically."""
     import soundfile as sf
 
-    audio = synthesize(curve, frame_offset, sr, stream(random_state, AUDIO, index))
+    audio = synthesize(curve, frame_offset, sr, stream(random_state, AUDIO, index), cues)
     atomic_write(path, lambda tmp: sf.write(tmp, audio, sr, subtype="PCM_16", format="WAV"),
                  suffix=".wav")
