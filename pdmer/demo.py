@@ -6,8 +6,11 @@ are held out, and on the held-out listeners' unseen songs it compares
 
 - the meta-trained model, not personalized and personalized from ONE song
   of each held-out listener,
-- the same network trained plainly on the same tasks, not adapted and
+- the same network trained plainly on the same tasks, not adapted,
   fine-tuned on that one song with the personalization's steps and step size,
+  fine-tuned with the settings that served held-out training listeners best,
+  and calibrated to the listener in closed form (as is the meta-trained model:
+  :mod:`pdmer.evaluation.competitors`),
 - a model trained without meta-learning on mean labels (traditional DMER),
 
 with how much each row's predictions move and whether training converged.
@@ -30,6 +33,9 @@ ROWS = {
     "personalized": "meta-trained + personalized (1 song)",
     "plain": "plain training, same tasks, not adapted",
     "plain + fine-tuned": "plain training + fine-tuned on the same song",
+    "plain + tuned fine-tune": "plain training + fine-tuned, settings tuned on training listeners",
+    "plain + calibration": "plain training + listener calibration (closed form)",
+    "not personalized + calibration": "meta-trained + listener calibration (closed form)",
     "mean labels": "mean-label model (no meta-learning)",
     "mean labels + fine-tuned": "mean-label model + fine-tuned on the same song",
 }
