@@ -276,6 +276,9 @@ def test_the_api_is_documented_and_the_docs_page_needs_no_cdn(shared_url):
         assert path in schema["paths"], path
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     assert "swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    # The docs page renders the description as Markdown: the placeholder must
+    # be code, or "<token>" is read as an HTML tag and vanishes.
+    assert "`Authorization: Bearer <token>`" in schema["info"]["description"]
 
 
 def test_pdmer_app_without_the_extra_says_how_to_install_it(built, monkeypatch):

@@ -184,8 +184,10 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, preco
         title="pdmer listener app", version=pdmer.__version__, lifespan=lifespan,
         description="Annotate songs while listening, personalize the emotion model to "
                     "each listener, and get their arousal/valence curves. Create a "
-                    "listener (POST /api/listeners), then send its token as "
-                    "'Authorization: Bearer <token>'.")
+                    "listener (`POST /api/listeners`), then send its token as "
+                    # Code spans: the docs page renders Markdown, where a bare
+                    # <token> is an HTML tag and vanishes.
+                    "`Authorization: Bearer <token>`.")
     app.state.service = service
     # Multipart overhead on top of the largest file.
     app.add_middleware(BodyLimit, max_bytes=service.max_upload_bytes + 64 * 1024)
