@@ -299,3 +299,22 @@ def test_the_api_docs_show_the_authorization_header(app_url, browser):
                 message="the docs page did not render its description")
     assert "Authorization: Bearer <token>" in text, text
     assert "Bearer '" not in text
+
+
+def test_the_pad_names_the_quadrants_as_the_plots_do(app_url, browser):
+    from pdmer.plotting import QUADRANTS
+
+    driver = browser
+    driver.get(app_url["url"] + "/")
+    wait(lambda: js(driver, "return state.info !== null"), message="the page did not load")
+    # The page's own drawing of the plane's axes, with fillText recorded.
+    drawn = js(driver, """const texts = [];
+        const ctx = document.createElement('canvas').getContext('2d');
+        const fill = ctx.fillText.bind(ctx);
+        ctx.fillText = (text, x, y) => { texts.push([text, x, y]); fill(text, x, y); };
+        planeAxes(ctx, 320, 320);
+        return texts;""")
+    where = {text: (x > 160, y < 160) for text, x, y in drawn}
+    assert {name: (signs[0] > 0, signs[1] > 0) for name, signs in QUADRANTS.items()} == {
+        name: where[name] for name in QUADRANTS}
+    assert "excited" not in where

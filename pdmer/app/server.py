@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pdmer.app.errors import AppError
 from pdmer.app.service import Service
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import FRAME_SECONDS, QUADRANTS
 
 STATIC = Path(__file__).with_name("static")
 
@@ -121,6 +121,9 @@ class Info(BaseModel):
     personalization_steps: int
     max_upload_bytes: int
     max_label_bytes: int
+    quadrants: dict[str, tuple[int, int]] = Field(
+        description="The valence-arousal plane's quadrant names and their (valence, "
+                    "arousal) signs, as pdmer's plots name them.")
 
 
 # -------------------------------------------------------------------- the app
@@ -241,7 +244,7 @@ def api_routes(service: Service) -> APIRouter:
                     frame_seconds=FRAME_SECONDS,
                     personalization_steps=service.model.resolved_params_["inner_steps"],
                     max_upload_bytes=service.max_upload_bytes,
-                    max_label_bytes=service.max_label_bytes)
+                    max_label_bytes=service.max_label_bytes, quadrants=QUADRANTS)
 
     @router.post("/listeners", response_model=ListenerCreated, status_code=201,
                  tags=["listeners"])

@@ -381,12 +381,11 @@ function planeAxes(ctx, w, h) {
   ctx.stroke();
   ctx.fillStyle = COLORS.text;
   ctx.font = "12px system-ui, sans-serif";
-  ctx.textAlign = "left";
-  ctx.fillText("tense", 8, 18);
-  ctx.fillText("sad", 8, h - 10);
-  ctx.textAlign = "right";
-  ctx.fillText("excited", w - 8, 18);
-  ctx.fillText("calm", w - 8, h - 10);
+  // Named as pdmer's plots name them (pdmer.labels.QUADRANTS, served by /api/info).
+  for (const [name, [valence, arousal]] of Object.entries(state.info.quadrants)) {
+    ctx.textAlign = valence > 0 ? "right" : "left";
+    ctx.fillText(name, valence > 0 ? w - 8 : 8, arousal > 0 ? 18 : h - 10);
+  }
   ctx.textAlign = "center";
   ctx.fillText("arousal ↑", w / 2 + 30, 14);
   ctx.fillText("valence →", w - 40, h / 2 - 6);
