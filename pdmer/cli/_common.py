@@ -304,7 +304,8 @@ def device_option(function):
     return click.option(
         "--device", default=None, metavar="DEVICE",
         help="Torch device for the model: cpu, cuda, cuda:1, mps or auto (a GPU if "
-             "there is one). Default: the model's setting (auto).")(function)
+             "there is one). Default: the model's device parameter (auto, unless "
+             "the model file or --config names another).")(function)
 
 
 def quiet_option(function):

@@ -31,7 +31,7 @@ from pdmer_datasets import write_labels
 @inputs_options
 @click.option("--listener", "-l", type=click.Path(exists=True, dir_okay=False),
               help="A listener file from `pdmer personalize`: predict for that listener.")
-@click.option("--output", "-o", default=".", show_default=True,
+@click.option("--output", "-o", default=".", show_default=True, metavar="PATH",
               help="A table of all songs: curves.csv, curves.json or curves.parquet "
                    "(columns song, time, arousal, valence); - for CSV on stdout; or a "
                    "folder for one <song>.csv per song.")
