@@ -90,7 +90,7 @@ class DemoResult:
 
 
 def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1,
-             log=print, preset="small", n_jobs=-1) -> DemoResult:
+             log=print, preset="small", n_jobs=-1, device="auto") -> DemoResult:
     """Run the demo end to end and write ``personalization.png`` to ``output_dir``.
 
     Parameters
@@ -108,6 +108,8 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
         The benchmark preset (``"tiny"`` for tests).
     n_jobs : int, default=-1
         Models trained at once, one torch thread each (-1: one per core).
+    device : str, default="auto"
+        Torch device of the models ("auto": a GPU if there is one).
 
     Returns
     -------
@@ -124,6 +126,7 @@ def run_demo(output_dir="pdmer-demo", random_state=0, n_episodes=None, verbose=1
         result = run_benchmark(
             dataset="synthetic", task="pdmer", models=["dsaml"], preset=preset,
             seed=random_state, output=output_dir, verbose=verbose, log=log, n_jobs=n_jobs,
+            device=device,
             estimator_params=None if n_episodes is None else {"n_episodes": n_episodes},
             command=f"pdmer demo --seed {random_state}"
                     + ("" if n_episodes is None else f" --episodes {n_episodes}"))

@@ -16,3 +16,9 @@ DIMENSIONS = ("arousal", "valence")
 
 AROUSAL = DIMENSIONS.index("arousal")
 VALENCE = DIMENSIONS.index("valence")
+
+QUADRANTS = {"happy": (1, 1), "tense": (-1, 1), "sad": (-1, -1), "calm": (1, -1)}
+"""Names of the valence-arousal plane's quadrants, after Russell's circumplex,
+with their (valence, arousal) signs: happy (pleasant, aroused), tense
+(unpleasant, aroused), sad (unpleasant, not aroused), calm (pleasant, not
+aroused). The plots and the listener app both name the quadrants from here."""

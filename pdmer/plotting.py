@@ -31,12 +31,9 @@ import os
 import numpy as np
 
 from pdmer.files import atomic_write
-from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_SECONDS, VALENCE
+from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_SECONDS, QUADRANTS, VALENCE
 
 __all__ = ["QUADRANTS", "plot_curves", "plot_song", "plot_trajectory"]
-
-QUADRANTS = {"happy": (1, 1), "tense": (-1, 1), "sad": (-1, -1), "calm": (1, -1)}
-"""Quadrant names of the valence-arousal plane and their (valence, arousal) signs."""
 
 # Styles of the named curves; further curves (``others``) cycle through _OTHER.
 _STYLE = {
@@ -143,9 +140,8 @@ def plot_trajectory(prediction=None, truth=None, personalized=None, *, others=No
     """The song's path through the valence-arousal plane.
 
     Valence is the horizontal axis, arousal the vertical one; the quadrants
-    are named after :data:`QUADRANTS` (happy: pleasant and excited, tense:
-    unpleasant and excited, sad: unpleasant and calm, calm: pleasant and
-    calm). With a single curve the path is coloured by time (with a colour
+    are named after :data:`pdmer.labels.QUADRANTS` (happy, tense, sad, calm),
+    as the listener app names them. With a single curve the path is coloured by time (with a colour
     bar); with several, each has its own colour. A circle marks where a path
     starts and a triangle where it ends.
 

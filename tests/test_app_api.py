@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +278,25 @@ def test_the_api_is_documented_and_the_docs_page_needs_no_cdn(shared_url):
         assert path in schema["paths"], path
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     assert "swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    # The docs page renders the description as Markdown: the placeholder must
+    # be code, or "<token>" is read as an HTML tag and vanishes.
+    assert "`Authorization: Bearer <token>`" in schema["info"]["description"]
+
+
+def test_the_app_names_the_quadrants_as_the_plots_do(shared_url):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pdmer.plotting import QUADRANTS, plot_trajectory
+
+    with httpx.Client(base_url=shared_url) as client:
+        served = client.get("/api/info").json()["quadrants"]
+    assert {name: tuple(signs) for name, signs in served.items()} == QUADRANTS
+    ax = plot_trajectory(np.zeros((3, 2))).axes[0]
+    assert {t.get_text() for t in ax.texts} == set(served)
+    # The page draws the names it is served, none of its own.
+    script = (Path(create_app.__code__.co_filename).parent / "static" / "app.js").read_text()
+    assert not any(f'"{name}"' in script for name in (*QUADRANTS, "excited"))
 
 
 def test_pdmer_app_without_the_extra_says_how_to_install_it(built, monkeypatch):

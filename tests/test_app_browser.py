@@ -266,3 +266,55 @@ def test_annotate_personalize_listen_in_a_real_browser(app_url, browser):
     assert sources and all(s.startswith((app_url["url"], "blob:")) for s in sources), sources
     logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not logs, logs
+
+
+def test_a_first_visit_lists_every_song_once(app_url, browser):
+    # Creating a listener set location.hash (whose hashchange routes) and then
+    # routed again: two overlapping song lists, each appending every row. It
+    # showed in about 1 first visit in 3, so visit a few times.
+    driver = browser
+    titles = sorted(p.stem for p in Path(app_url["songs"]).iterdir())
+    for visit in range(4):
+        driver.get(app_url["url"] + "/")
+        js(driver, "localStorage.clear()")
+        driver.get("about:blank")
+        driver.get(app_url["url"] + "/")  # no hash, no token: a newcomer
+        wait(lambda: visible(driver, "new-name"), message="the start page did not show")
+        driver.find_element("id", "new-name").send_keys(f"newcomer{visit}")
+        driver.find_element("css selector", "#new-listener button").click()
+        wait(lambda: len(driver.find_elements("css selector", "#songs tbody tr"))
+             >= len(titles), message="the song list did not show")
+        time.sleep(0.5)  # room for a second list to arrive
+        shown = js(driver, "return [...document.querySelectorAll('#songs tbody tr')]"
+                           ".map(r => r.cells[0].textContent)")
+        assert sorted(shown) == titles, f"visit {visit}: {shown}"
+        assert driver.current_url.endswith("#/songs")
+
+
+def test_the_api_docs_show_the_authorization_header(app_url, browser):
+    driver = browser
+    driver.get(app_url["url"] + "/docs")
+    text = wait(lambda: js(driver, "const d = document.querySelector('.info .description');"
+                                   "return d && d.innerText"),
+                message="the docs page did not render its description")
+    assert "Authorization: Bearer <token>" in text, text
+    assert "Bearer '" not in text
+
+
+def test_the_pad_names_the_quadrants_as_the_plots_do(app_url, browser):
+    from pdmer.plotting import QUADRANTS
+
+    driver = browser
+    driver.get(app_url["url"] + "/")
+    wait(lambda: js(driver, "return state.info !== null"), message="the page did not load")
+    # The page's own drawing of the plane's axes, with fillText recorded.
+    drawn = js(driver, """const texts = [];
+        const ctx = document.createElement('canvas').getContext('2d');
+        const fill = ctx.fillText.bind(ctx);
+        ctx.fillText = (text, x, y) => { texts.push([text, x, y]); fill(text, x, y); };
+        planeAxes(ctx, 320, 320);
+        return texts;""")
+    where = {text: (x > 160, y < 160) for text, x, y in drawn}
+    assert {name: (signs[0] > 0, signs[1] > 0) for name, signs in QUADRANTS.items()} == {
+        name: where[name] for name in QUADRANTS}
+    assert "excited" not in where

@@ -45,7 +45,7 @@ def cli_run(tmp_path_factory, data_home):
 def test_cli_pdmer_prints_tables_and_writes_files(cli_run):
     result, output = cli_run
     assert result.exit_code == 0, result.output
-    text = result.output
+    text = result.stdout  # warnings go to stderr
     assert "## Parameters" in text and "## Table 2" in text and "## Table 4" in text
     # DSAML, every baseline with (†) and without MAML, and the fair competitors.
     for row in ["DSAML"] + [f"{b}†" for b in BASELINES] + list(BASELINES):
@@ -185,7 +185,7 @@ def test_several_seeds_and_resume(tmp_path):
     again = CliRunner().invoke(main, args + ["--resume"])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "seed-1" / "result.json").stat().st_mtime_ns == before
-    assert again.output.split("Wrote")[0] == result.output.split("Wrote")[0]
+    assert again.stdout.split("Wrote")[0] == result.stdout.split("Wrote")[0]
 
 
 def test_resume_reruns_when_settings_differ(tmp_path):

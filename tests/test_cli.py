@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 from click.testing import CliRunner
 
 from pdmer.cli import main
@@ -51,3 +52,72 @@ def test_library_errors_are_one_line_and_debug_shows_the_traceback():
 def test_download_group_is_listed():
     result = CliRunner().invoke(main, ["--help"])
     assert "download" in result.output
+
+
+# ------------------------------------------------- options and messages (issue 20)
+MODEL_COMMANDS = ("train", "personalize", "predict", "evaluate", "benchmark", "demo", "app",
+                  "extract")
+
+
+def commands(group=main, prefix=()):
+    """(name, click command) of every command, subcommands of groups included."""
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from commands(command, prefix + (name,))
+        else:
+            yield " ".join(prefix + (name,)), command
+
+
+def option_names(command):
+    return {opt for param in command.params for opt in param.opts + param.secondary_opts}
+
+
+def test_every_command_that_runs_a_model_takes_a_device():
+    missing = [name for name, command in commands()
+               if name in MODEL_COMMANDS and "--device" not in option_names(command)]
+    assert missing == []
+
+
+def test_quiet_and_jobs_are_spelled_one_way_everywhere():
+    for name, command in commands():
+        for param in command.params:
+            if "-j" in param.opts or "--jobs" in param.opts or "--n-jobs" in param.opts:
+                assert param.opts == ["--n-jobs", "-j"], name
+            if "--quiet" in param.opts or "-q" in param.opts:
+                assert sorted(param.opts) == ["--quiet", "-q"], name
+    # Commands that print progress or messages can be silenced.
+    talkative = MODEL_COMMANDS + ("download imagebind",)
+    assert [n for n, c in commands() if n in talkative and "-q" not in option_names(c)] == []
+
+
+def test_help_and_docs_name_front_end_parameters_alike():
+    from pathlib import Path
+
+    usage = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert "front_end__n_mels" in usage and "features__" not in usage
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.rst").read_text()
+    assert "-p front_end__n_mels=64" in " ".join(docs.split())
+    assert "-p features__n_mels" not in docs
+
+
+def test_warnings_are_one_clean_line_each():
+    import warnings
+
+    from pdmer.estimators import CollapseWarning, FrameOffsetWarning
+
+    @main.command("warn-for-test")
+    def warn_for_test():
+        warnings.warn("DSAMLRegressor may have collapsed to a near-constant\n   output.",
+                      CollapseWarning)
+        warnings.warn("The labels are shorter than the audio.", FrameOffsetWarning)
+        warnings.warn("Labels outside [-1, 1]: 3 frames.", UserWarning)
+
+    try:
+        result = CliRunner().invoke(main, ["warn-for-test"])
+    finally:
+        main.commands.pop("warn-for-test")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "Warning: DSAMLRegressor may have collapsed to a near-constant output.",
+        "Warning: The labels are shorter than the audio.",
+        "Warning: Labels outside [-1, 1]: 3 frames."]

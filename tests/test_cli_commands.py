@@ -94,7 +94,7 @@ def test_train_param_overrides_config_and_mean_labels(workspace, tmp_path):
 def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
     out = tmp_path / "m.safetensors"
     result = run("train", "synthetic", "--data-home", workspace["data"].root, "-o", out,
-                 "--config", workspace["config"], "-p", "n_episodes=1", "-q")
+                 "--config", workspace["config"], "-p", "n_episodes=1")
     assert result.exit_code == 0, result.output
     assert load(out).tasks_ == "annotator"
     # The training split only: the test split's listeners and songs stay unseen.
@@ -278,6 +278,118 @@ def test_predict_refuses_two_songs_with_one_name(workspace, tmp_path):
     result = run("predict", workspace["model"], song, copy, "-o", tmp_path)
     assert result.exit_code == 2
     assert "would both be written as S000.csv" in one_line_error(result)
+
+
+def read_table(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(workspace, tmp_path_factory):
+    """A folder tree of the synthetic songs as WAV, OGG and (where libsndfile
+    writes it) MP3, plus a text file named .mp3 and a file that is not audio."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("songs")
+    (folder / "more").mkdir()
+    formats = {"wav": "WAV", "ogg": "OGG"}
+    if "MP3" in sf.available_formats():
+        formats["mp3"] = "MP3"
+    data = workspace["data"]
+    written = []
+    for i, (ext, fmt) in enumerate(formats.items()):
+        audio, rate = sf.read(data.audio_path(data.song_ids[i]))
+        target = folder / ("more" if i else ".") / f"song{i}.{ext}"
+        sf.write(target, audio, rate, format=fmt)
+        written.append(target)
+    (folder / "notes.txt.md").write_text("not audio, not listed: no audio extension")
+    return folder, written, set(formats)
+
+
+def test_predict_a_folder_of_mixed_formats_into_one_table(workspace, mixed_folder, tmp_path):
+    import soundfile as sf
+
+    folder, songs, formats = mixed_folder
+    if "mp3" not in formats:
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} does not write MP3 (needs 1.1)")
+    table = tmp_path / "curves.csv"
+    result = run("predict", workspace["model"], folder, "-o", table)
+    assert result.exit_code == 0, result.output
+    rows = read_table(table)
+    assert list(rows[0]) == ["song", "time", "arousal", "valence"]
+    # One row per frame per song, each song as the per-song files count it.
+    per_song = run("predict", workspace["model"], *songs, "-o", tmp_path / "each")
+    assert per_song.exit_code == 0, per_song.output
+    for song in songs:
+        mine = [r for r in rows if r["song"] == str(song)]
+        expected = read_prediction(tmp_path / "each" / f"{song.stem}.csv")
+        assert len(mine) == len(expected) > 0
+        np.testing.assert_allclose([float(r["time"]) for r in mine], expected[:, 0])
+        np.testing.assert_allclose([[float(r["arousal"]), float(r["valence"])] for r in mine],
+                                   expected[:, 1:], atol=1e-6)
+    assert {r["song"] for r in rows} == {str(s) for s in songs}
+
+
+def test_predict_reports_a_bad_file_and_writes_the_others(workspace, mixed_folder, tmp_path,
+                                                          capfd):
+    folder, songs, _ = mixed_folder
+    bad = tmp_path / "in" / "readme.mp3"
+    bad.parent.mkdir()
+    bad.write_text("This is a text file, not an MP3.\n")
+    table = tmp_path / "curves.json"
+    result = run("predict", workspace["model"], songs[0], bad, "-o", table)
+    assert result.exit_code == 1
+    assert {r["song"] for r in json.loads(table.read_text())} == {str(songs[0])}
+    failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and str(bad) in failed[0]
+    assert "not a recognised audio format" in failed[0] and ".." not in failed[0]
+    assert failed[0].count(str(bad)) == 1
+    # libmpg123's notes ("Note: Illegal Audio-MPEG-Header ...") went to the C stderr.
+    assert "Note:" not in capfd.readouterr().err
+
+
+def test_predict_takes_list_files_and_writes_csv_to_stdout(workspace, mixed_folder, tmp_path):
+    folder, songs, _ = mixed_folder
+    listing = tmp_path / "songs.txt"
+    listing.write_text("# my corpus\n" + "".join(f"{s}\n" for s in songs[:2]))
+    result = run("predict", workspace["model"], listing, "-o", "-", "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "song,time,arousal,valence"
+    assert {line.split(",")[0] for line in lines[1:]} == {str(s) for s in songs[:2]}
+    assert result.stderr == ""  # -q, and the data alone on stdout
+    same = run("predict", workspace["model"], "--list", listing, "-o", "-", "-q")
+    assert same.stdout == result.stdout
+
+
+def test_predict_parquet_needs_pyarrow(workspace, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow fails
+    result = run("predict", workspace["model"], workspace["table"].X[0], "-o",
+                 tmp_path / "c.parquet")
+    assert result.exit_code == 1
+    assert "needs pyarrow" in one_line_error(result) and "pip install pyarrow" in result.output
+    assert not (tmp_path / "c.parquet").exists()
+
+
+def test_predict_parquet_table(workspace, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    result = run("predict", workspace["model"], workspace["table"].X[0], "-o",
+                 tmp_path / "c.parquet")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.column_names == ["song", "time", "arousal", "valence"]
+    assert table.num_rows == workspace["data"].n_frames
+
+
+def test_predict_plot_needs_a_folder(workspace, tmp_path):
+    result = run("predict", workspace["model"], workspace["table"].X[0], "-o",
+                 tmp_path / "c.csv", "--plot")
+    assert result.exit_code == 2
+    assert "give --output a folder" in one_line_error(result)
 
 
 # --------------------------------------------------------------------- evaluate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,40 @@ def test_build_is_offline():
     # Intersphinx would fetch other projects' inventories over the network.
     conf = (ROOT / "docs" / "conf.py").read_text()
     assert "sphinx.ext.intersphinx" not in conf
+
+
+# ------------------------------------------------ what the docs promise (issue 20)
+DEMO_TIME = "about 1.5 minutes on 2 CPU cores"
+# A duration on some cores, e.g. "80 s on 2 cores", "three minutes on a CPU".
+_DURATION_ON_CORES = re.compile(
+    r"(?:\d+(?:\.\d+)?|one|two|three|four|five)\s*(?:s|seconds?|min|minutes?)\s+on\s+"
+    r"(?:a CPU|\d+ (?:CPU )?cores?)")
+
+
+def _sentences(path):
+    text = " ".join(path.read_text().split())
+    return re.split(r"(?<=\.)\s+", text)
+
+
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.rst"))]
+
+
+def test_the_docs_give_the_demo_one_duration():
+    said = {}
+    for path in DOC_FILES:
+        for sentence in _sentences(path):
+            if "demo" in sentence:
+                for found in _DURATION_ON_CORES.findall(sentence):
+                    said.setdefault(found, []).append(path.name)
+    assert said and set(said) == {DEMO_TIME.removeprefix("about ")}, said
+
+
+def test_the_docs_say_pdmer_is_installed_from_source_until_it_is_on_pypi():
+    for path in DOC_FILES:
+        for sentence in _sentences(path):
+            # "pip install pdmer" as a command, not "pip install 'pdmer[app]'"
+            # (extras of an installed pdmer) or "pip install ." from a clone.
+            if re.search(r"pip install pdmer(?![\w\[-])", sentence):
+                assert "not on PyPI" in sentence, f"{path.name}: {sentence}"
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "python -m build" in readme and "pip install dist/pdmer-" in readme

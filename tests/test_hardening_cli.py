@@ -311,3 +311,54 @@ def test_predict_refuses_a_diverged_listener_file(ws, tmp_path):
     assert result.exit_code == 1
     assert "hold NaN or infinite values" in one_line_error(result)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ------------------------------------------------- newcomer's messages (issue 20)
+
+
+def test_a_listener_file_given_as_model_points_to_listener_option(ws, tmp_path):
+    table = ws["table"]
+    model = load(ws["model"])
+    listener = model.adapt_listener(model.front_end.transform(table.X[:1]), table.y[:1],
+                                    steps=1)
+    listener.save(tmp_path / "me.safetensors")
+    for args in (["predict", tmp_path / "me.safetensors", table.X[0], "-o", tmp_path],
+                 ["evaluate", tmp_path / "me.safetensors", ws["data_csv"]]):
+        result = run(*args)
+        assert result.exit_code == 2
+        assert "is a listener file" in one_line_error(result)
+        assert "-l/--listener" in result.output
+
+
+def test_a_misspelled_parameter_gets_did_you_mean(ws, tmp_path):
+    result = run("train", ws["data_csv"], "-o", tmp_path / "m.safetensors",
+                 "-p", "front_end__n_melz=32")
+    assert result.exit_code == 2
+    error = one_line_error(result)
+    assert "has no parameter 'front_end__n_melz'; did you mean 'front_end__n_mels'?" in error
+    assert "inner_lr" not in error  # not a list of every name
+    result = run("train", ws["data_csv"], "-o", tmp_path / "m.safetensors", "-p", "n_episode=1")
+    assert "did you mean 'n_episodes'?" in one_line_error(result)
+
+
+def test_train_quiet_hides_the_extraction_bar(ws, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(dict(TINY_MODEL, n_episodes=1, device="auto",
+                                      front_end=FEATURES)))
+    result = run("train", ws["data_csv"], "-o", tmp_path / "m.safetensors", "-q",
+                 "--config", config, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "Extracting" not in result.output and "%|" not in result.output
+    assert load(tmp_path / "m.safetensors").device == "cpu"  # --device over the config
+
+
+def test_a_text_file_named_mp3_is_not_a_recognised_audio_format(ws, tmp_path, capfd):
+    fake = tmp_path / "song.mp3"
+    fake.write_text("lyrics, not audio\n" * 20)
+    result = run("predict", ws["model"], fake, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    [failed] = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert failed.startswith(f"failed: Cannot decode audio file {fake}: not a recognised "
+                             "audio format.")
+    assert failed.endswith(".") and ".." not in failed and "does not exist" not in failed
+    assert "Illegal Audio-MPEG-Header" not in capfd.readouterr().err

@@ -27,7 +27,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pdmer.app.errors import AppError
 from pdmer.app.service import MAX_NAME_LENGTH, Service
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import FRAME_SECONDS, QUADRANTS
 
 STATIC = Path(__file__).with_name("static")
 
@@ -137,6 +137,9 @@ class Info(BaseModel):
     max_upload_bytes: int
     max_label_bytes: int
     max_song_seconds: float
+    quadrants: dict[str, tuple[int, int]] = Field(
+        description="The valence-arousal plane's quadrant names and their (valence, "
+                    "arousal) signs, as pdmer's plots name them.")
 
 
 # -------------------------------------------------------------------- the app
@@ -210,8 +213,10 @@ def create_app(model, songs, *, db_url=None, data_dir=None, prefetch=True, preco
         title="pdmer listener app", version=pdmer.__version__, lifespan=lifespan,
         description="Annotate songs while listening, personalize the emotion model to "
                     "each listener, and get their arousal/valence curves. Create a "
-                    "listener (POST /api/listeners), then send its token as "
-                    "'Authorization: Bearer <token>'.")
+                    "listener (`POST /api/listeners`), then send its token as "
+                    # Code spans: the docs page renders Markdown, where a bare
+                    # <token> is an HTML tag and vanishes.
+                    "`Authorization: Bearer <token>`.")
     app.state.service = service
     # Multipart overhead on top of the largest file; small JSON everywhere else.
     multipart = 64 * 1024
@@ -292,7 +297,7 @@ def api_routes(service: Service) -> APIRouter:
                     personalization_steps=service.model.resolved_params_["inner_steps"],
                     max_upload_bytes=service.max_upload_bytes,
                     max_label_bytes=service.max_label_bytes,
-                    max_song_seconds=service.library.max_song_seconds)
+                    max_song_seconds=service.library.max_song_seconds, quadrants=QUADRANTS)
 
     @router.post("/listeners", response_model=ListenerCreated, status_code=201,
                  tags=["listeners"])

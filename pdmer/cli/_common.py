@@ -9,6 +9,7 @@ module only turns their errors into command-line ones.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import math
 import os
@@ -120,7 +121,8 @@ def parse_params(items):
 
 
 def read_config(path):
-    """A JSON object of estimator parameters; ``features`` may be an object of
+    """A JSON object of estimator parameters; ``front_end`` (``features``
+    before pdmer 0.2) may be an object of
     :class:`~pdmer.features.AudioFeatures` parameters."""
     try:
         config = json.loads(Path(path).read_text())
@@ -158,16 +160,31 @@ def set_params(estimator, params):
     valid = estimator.get_params(deep=True)
     for key in params:
         if key not in valid:
-            top = sorted(k for k in valid if "__" not in k)
-            raise click.BadParameter(
-                f"{type(estimator).__name__} has no parameter {key!r}. Its parameters: "
-                f"{', '.join(top)}; front-end ones as front_end__<name>.",
-                param_hint="--param")
+            name = type(estimator).__name__
+            close = _close_names(key, valid)
+            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close else
+                    f"see pdmer.{name} in the API reference for its parameters, and "
+                    "pdmer.AudioFeatures for the front end's (front_end__<name>).")
+            raise click.BadParameter(f"{name} has no parameter {key!r}; {hint}",
+                                     param_hint="--param")
     try:
         estimator.set_params(**params)
     except (TypeError, ValueError) as err:
         raise click.BadParameter(str(err), param_hint="--param") from err
     return estimator
+
+
+def _close_names(key, valid) -> list:
+    """The parameter names ``key`` may be a typo of (difflib), compared part by
+    part, so that ``front_end__n_melz`` suggests ``front_end__n_mels`` and not
+    every ``front_end__`` name."""
+    # "features" is the front end's name before pdmer 0.2, still accepted.
+    names = [k for k in valid if k != "features" and not k.startswith("features__")]
+    prefix, _, rest = key.rpartition("__")
+    if prefix and any(k.startswith(prefix + "__") for k in names):
+        inner = [k[len(prefix) + 2:] for k in names if k.startswith(prefix + "__")]
+        return [f"{prefix}__{k}" for k in difflib.get_close_matches(rest, inner, n=3)]
+    return difflib.get_close_matches(key, names, n=3)
 
 
 def front_end(estimator, frame_offset=None):
@@ -181,11 +198,12 @@ def front_end(estimator, frame_offset=None):
 
 
 def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting features",
-            failures=None):
+            failures=None, progress=True):
     """Features of distinct audio files once each: {path: SongFeatures}.
 
     With ``failures`` (a list), files that cannot be read are appended to it
     as ``(path, error)`` and left out, instead of the first one stopping all.
+    ``progress=False`` (``-q``) hides the progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -196,7 +214,7 @@ def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting 
     out = {}
     # Chunks let the bar move on long lists (joblib parallelises within one).
     step = max(1, 4 * (os.cpu_count() or 1))
-    with tqdm(total=len(distinct), desc=label, unit="song", disable=len(distinct) < 2) as bar:
+    with tqdm(total=len(distinct), desc=label, unit="song", disable=not progress or len(distinct) < 2) as bar:
         for start in range(0, len(distinct), step):
             chunk = distinct[start:start + step]
             if failures is None:
@@ -235,7 +253,10 @@ def transform_each(features, paths, failures) -> dict:
 def report_failures(failures):
     """One line per failed file on stderr; exit status 1 if there were any."""
     for path, err in failures:
-        click.echo(f"failed: {path}: {' '.join(str(err).split())}", err=True)
+        message = " ".join(str(err).split())
+        # Most audio errors name the file already.
+        click.echo(f"failed: {message}" if os.fspath(path) in message
+                   else f"failed: {path}: {message}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
 
@@ -270,12 +291,52 @@ class JobCount(click.ParamType):
         return number
 
 
-def jobs_option(*names, default=None, show_default=False,
+def jobs_option(default=None, show_default=False,
                 help="Songs whose features are extracted in parallel (joblib; -1: all "
                      "cores)."):
-    """``--jobs/-j``: parallel feature extraction (never 0)."""
-    return click.option(*(names or ("--jobs", "-j")), type=JobCount(), default=default,
+    """``-j/--n-jobs``: parallel work, as scikit-learn's ``n_jobs`` (never 0)."""
+    return click.option("--n-jobs", "-j", type=JobCount(), default=default,
                         show_default=show_default, help=help)
+
+
+def device_option(function):
+    """``--device``: where the model runs (the one a model file says, by default)."""
+    return click.option(
+        "--device", default=None, metavar="DEVICE",
+        help="Torch device for the model: cpu, cuda, cuda:1, mps or auto (a GPU if "
+             "there is one). Default: the model's device parameter (auto, unless "
+             "the model file or --config names another).")(function)
+
+
+def quiet_option(function):
+    """``-q/--quiet``: no progress bars or messages; errors and warnings still show."""
+    return click.option("--quiet", "-q", is_flag=True,
+                        help="No progress bars or messages (errors and warnings still "
+                             "show).")(function)
+
+
+def load_model(path, device=None):
+    """:func:`pdmer.load` for a MODEL argument, on ``device`` if given.
+
+    Raises
+    ------
+    click.BadParameter
+        If ``path`` is a listener file, the usual mix-up with ``-l``.
+    """
+    from safetensors import safe_open
+
+    from pdmer.io import load
+
+    try:
+        with safe_open(os.fspath(path), framework="pt") as handle:
+            is_listener = (handle.metadata() or {}).get("pdmer_listener") is not None
+    except Exception:  # not safetensors at all: load() says so
+        is_listener = False
+    if is_listener:
+        raise click.BadParameter(
+            f"{path} is a listener file (from `pdmer personalize`), not a model: give the "
+            "model file as MODEL and this file with -l/--listener.", param_hint="MODEL")
+    return load(path) if device is None else load(path, device=device)
 
 
 def threads_option(function):

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 
 class _Group(click.Group):
-    """A command group that turns library errors into one clear line."""
+    """A command group that turns library errors into one clear line, and
+    warnings into one ``Warning: ...`` line each."""
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as err:
-            if ctx.find_root().params.get("debug"):
+        with warnings.catch_warnings():
+            # Python's format names the source file and echoes a source line:
+            # noise for someone who runs a command, not a library.
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
-            raise click.ClickException(_one_line(err)) from err
+            except Exception as err:
+                if ctx.find_root().params.get("debug"):
+                    raise
+                raise click.ClickException(_one_line(err)) from err
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    text = " ".join(str(message).split()) or category.__name__
+    click.echo(f"Warning: {text}", err=True)
 
 
 def _one_line(err: BaseException) -> str:

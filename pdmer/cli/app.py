@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pdmer.cli._group import main
-from pdmer.cli._common import threads_option
+from pdmer.cli._common import device_option, load_model, quiet_option, threads_option
 
 _INSTALL = "pip install 'pdmer[app]'"
 
@@ -38,9 +38,11 @@ _INSTALL = "pip install 'pdmer[app]'"
 @click.option("--precompute/--no-precompute", default=True, show_default=True,
               help="After a listener's personalization, compute their curves of every song "
                    "in the background.")
+@device_option
 @threads_option
+@quiet_option
 def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upload_mb,
-              max_song_minutes, prefetch, precompute):
+              max_song_minutes, prefetch, precompute, device, quiet):
     """Serve the listener app for MODEL and the songs in `--songs`.
 
     Listeners annotate a song while it plays (a valence-arousal pad sampled
@@ -57,11 +59,12 @@ def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upl
         raise click.ClickException(
             f"pdmer app needs the optional app dependencies ({err.name} is missing): "
             f"{_INSTALL}") from err
-    application = create_app(model, songs, db_url=db_url, data_dir=data_dir,
+    application = create_app(load_model(model, device), songs, db_url=db_url, data_dir=data_dir,
                              prefetch=prefetch, precompute=precompute,
                              max_upload_mb=max_upload_mb, max_song_minutes=max_song_minutes,
                              allowed_hosts=(host, *allowed_hosts))
     service = application.state.service
-    click.echo(f"Database: {service.db.name}; data in {service.data_dir}.")
-    click.echo(f"Open http://{host}:{port}/ (API documentation at /docs); Ctrl+C stops.")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    if not quiet:
+        click.echo(f"Database: {service.db.name}; data in {service.data_dir}.")
+        click.echo(f"Open http://{host}:{port}/ (API documentation at /docs); Ctrl+C stops.")
+    uvicorn.run(application, host=host, port=port, log_level="warning" if quiet else "info")

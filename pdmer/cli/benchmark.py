@@ -6,6 +6,7 @@ import os
 
 import click
 
+from pdmer.cli._common import jobs_option, quiet_option
 from pdmer.cli._group import main
 from pdmer.experiments.presets import MODELS
 
@@ -54,16 +55,18 @@ _MODELS = tuple(MODELS)
                    "default <output>/data).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Cache extracted features here, so that reruns skip the extraction.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:n].")
+@click.option("--device", default="auto", show_default=True,
+              help="Torch device for the models: cpu, cuda, cuda:1, mps or auto (a GPU if "
+                   "there is one).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: torch's). On a shared machine use the number "
                    "of free cores.")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True,
-              help="Models trained at once (-1: one per core); give each --threads "
-                   "cores / jobs. Results do not depend on it.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
+@jobs_option(default=1, show_default=True,
+             help="Models trained at once (-1: one per core); give each --threads "
+                  "cores / jobs. Results do not depend on it.")
+@quiet_option
 def benchmark(dataset, task, models, ablations, protocol, split, unseen_listeners, preset,
-              episodes, seeds, output, resume, data_home, cache_dir, device, threads, jobs,
+              episodes, seeds, output, resume, data_home, cache_dir, device, threads, n_jobs,
               quiet):
     """Run the DSAML paper's protocols on DSAML, its baselines and the fair competitors.
 
@@ -91,7 +94,7 @@ def benchmark(dataset, task, models, ablations, protocol, split, unseen_listener
             log=(lambda message: None) if quiet else (lambda m: click.echo(m, err=True)),
             command=_command_line(dataset, task, models, ablations, protocol, split,
                                   unseen_listeners, preset, episodes, seed, data_home, device),
-            split=split, unseen_listeners=unseen_listeners, resume=resume, n_jobs=jobs,
+            split=split, unseen_listeners=unseen_listeners, resume=resume, n_jobs=n_jobs,
             estimator_params=None if episodes is None else {"n_episodes": episodes}))
     for result in results:
         click.echo(result.markdown())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pdmer.cli._common import quiet_option
 from pdmer.cli._group import main
 
 
@@ -13,8 +14,11 @@ from pdmer.cli._group import main
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 @click.option("--episodes", type=click.IntRange(min=1), default=None,
               help="Meta-training episodes (default: the demo preset).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo(output, seed, episodes, quiet):
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Torch device for the models: cpu, cuda, cuda:1, mps or auto (a GPU if "
+                   "there is one).")
+@quiet_option
+def demo(output, seed, episodes, device, quiet):
     """Offline demo: personalize DSAML to held-out synthetic listeners from ONE song.
 
     Generates synthetic songs and listeners, holds out a quarter of the
@@ -27,7 +31,9 @@ def demo(output, seed, episodes, quiet):
     from pdmer.demo import run_demo
 
     result = run_demo(output, random_state=seed, n_episodes=episodes, verbose=0 if quiet else 1,
-                      log=lambda message: click.echo(message, err=True))
+                      log=(lambda message: None) if quiet else (
+                          lambda message: click.echo(message, err=True)),
+                      device=device)
     click.echo(f"\nHeld-out listeners: {', '.join(result.listeners)} (scored on their songs "
                "that no training listener annotated; one of their songs is the support)\n")
     click.echo(result.table())

@@ -7,7 +7,15 @@ import json
 import click
 
 from pdmer.cli._group import main
-from pdmer.cli._common import data_options, extract, load_data, threads_option
+from pdmer.cli._common import (
+    data_options,
+    device_option,
+    extract,
+    load_data,
+    load_model,
+    quiet_option,
+    threads_option,
+)
 
 COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence", "pcc_mean",
            "rmse_arousal", "rmse_valence", "rmse_mean")
@@ -30,9 +38,11 @@ COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence
 @click.option("--seed", default=0, show_default=True, help="Draws the support songs.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="A Markdown table or JSON.")
+@device_option
 @threads_option
-def evaluate(model, data, data_home, split, labels, jobs, personalized, support, average,
-             seed, fmt):
+@quiet_option
+def evaluate(model, data, data_home, split, labels, n_jobs, personalized, support, average,
+             seed, fmt, device, quiet):
     """Score MODEL on the labelled DATA: CCC, PCC and RMSE per dimension.
 
     DATA is a data set name (deam, pmemo, synthetic with --data-home) or a data
@@ -42,16 +52,18 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
     from pdmer.experiments import markdown_table
-    from pdmer.io import load
     from pdmer.metrics import evaluate as score_curves
 
-    estimator = load(model)
+    estimator = load_model(model, device)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
     if personalized and source.annotators is None:
         raise click.UsageError("--personalize needs annotator ids: use --labels annotators "
                                "and data with an annotator column.")
-    click.echo(f"Evaluating {type(estimator).__name__} on {source.description}.", err=True)
-    features = extract(estimator, source.X, frame_offset=source.frame_offset, n_jobs=jobs)
+    if not quiet:
+        click.echo(f"Evaluating {type(estimator).__name__} on {source.description}.",
+                   err=True)
+    features = extract(estimator, source.X, frame_offset=source.frame_offset, n_jobs=n_jobs,
+                       progress=not quiet)
     X = [features[x] for x in source.X]
     if not personalized:
         rows = {"model": score_curves(source.y, estimator.predict(X))}
@@ -63,7 +75,7 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
             raise click.UsageError(f"No listener has --support + 1 = {support + 1} songs: "
                                    "nothing is left to score after adapting.")
         skipped = len(set(map(str, source.annotators))) - len(episodes)
-        if skipped:
+        if skipped and not quiet:
             click.echo(f"{skipped} listener(s) with fewer than {support + 1} songs were not "
                        "scored.", err=True)
         rows = {}

@@ -8,9 +8,14 @@ from pathlib import Path
 import click
 
 from pdmer.cli._group import download, main
-from pdmer.cli._common import FiniteFloatRange, jobs_option, report_failures, transform_each
-
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au")
+from pdmer.cli._common import (
+    FiniteFloatRange,
+    jobs_option,
+    quiet_option,
+    report_failures,
+    transform_each,
+)
+from pdmer.cli._inputs import audio_files, inputs_options
 
 
 @download.command("imagebind")
@@ -24,7 +29,7 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au
 @click.option("--keep-checkpoint", is_flag=True,
               help="Keep the downloaded 4.5 GB checkpoint after extracting the audio branch.")
 @click.option("--force", is_flag=True, help="Reinstall even if the weights are present.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def download_imagebind(checkpoint, url, output, keep_checkpoint, force, quiet):
     """Install ImageBind-huge's audio branch (the 'imagebind' global encoder).
 
@@ -59,39 +64,9 @@ def download_imagebind(checkpoint, url, output, keep_checkpoint, force, quiet):
                    "`pdmer extract --weights ...`.")
 
 
-def _audio_files(inputs, list_file, recursive):
-    files = []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            found = item.rglob("*") if recursive else item.glob("*")
-            files += sorted(p for p in found if p.suffix.lower() in AUDIO_SUFFIXES
-                            and p.is_file())
-        else:
-            files.append(item)
-    if list_file is not None:
-        base = Path(list_file).parent
-        for line in Path(list_file).read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                path = Path(line)
-                files.append(path if path.is_absolute() else base / path)
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise click.BadParameter(f"no such file: {', '.join(missing[:5])}"
-                                 + (" ..." if len(missing) > 5 else ""), param_hint="INPUTS")
-    if not files:
-        raise click.UsageError("No audio files found: give audio files, folders holding "
-                               f"{'/'.join(s[1:] for s in AUDIO_SUFFIXES)} files, or --list.")
-    return list(dict.fromkeys(str(p) for p in files))
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True))
-@click.option("--list", "list_file", type=click.Path(exists=True, dir_okay=False),
-              help="A text file with one audio path per line (relative to the file).")
-@click.option("--recursive/--no-recursive", default=True, show_default=True,
-              help="Look for audio in subfolders of folder INPUTS.")
+@inputs_options
 @click.option("--encoder", default="auto", show_default=True,
               help="Global encoder: auto, logmel-stats, imagebind (see `pdmer info`).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
@@ -106,23 +81,24 @@ def _audio_files(inputs, list_file, recursive):
               show_default=True, help="Seconds of audio around each frame for the encoder.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache folder [default: the user cache's features folder].")
-@jobs_option("--n-jobs", "-j", default=1, show_default=True,
+@jobs_option(default=1, show_default=True,
              help="Songs decoded and analysed in parallel (-1: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
 @click.option("--skip-errors", is_flag=True,
               help="Report unreadable or too-short files and go on with the others.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def extract(inputs, list_file, recursive, encoder, weights, precision, frame_offset,
+@quiet_option
+def extract(inputs, list_files, recursive, encoder, weights, precision, frame_offset,
             global_window, cache_dir, n_jobs, device, skip_errors, quiet):
     """Extract features of audio files into the feature cache.
 
-    INPUTS are audio files or folders. Later training and prediction with the
-    same settings (AudioFeatures(cache_dir=...)) read the cached features
-    instead of decoding and encoding the audio again.
+    INPUTS are audio files, folders of them or list files. Later training
+    and prediction with the same settings (AudioFeatures(cache_dir=...))
+    read the cached features instead of decoding and encoding the audio
+    again.
     """
     from pdmer.features import AudioFeatures, ImageBindEncoder, cache_size, default_feature_dir
 
-    files = _audio_files(inputs, list_file, recursive)
+    files = audio_files(inputs, list_files, recursive)
     cache_dir = Path(cache_dir) if cache_dir else default_feature_dir()
     global_encoder = encoder
     if weights is not None or precision != "auto":
@@ -134,15 +110,17 @@ def extract(inputs, list_file, recursive, encoder, weights, precision, frame_off
                           global_window=global_window, cache_dir=cache_dir, n_jobs=n_jobs,
                           device=device, progress=not quiet)
     resolved = front.encoder()
-    click.echo(f"{len(files)} audio files; global encoder: {resolved.name}; "
-               f"cache: {cache_dir}", err=True)
+    if not quiet:
+        click.echo(f"{len(files)} audio files; global encoder: {resolved.name}; "
+                   f"cache: {cache_dir}", err=True)
     start = time.perf_counter()
     failures = []
     results = (list(transform_each(front, files, failures).values()) if skip_errors
                else front.transform(files))
     seconds = time.perf_counter() - start
     frames = sum(r.n_frames for r in results)
-    click.echo(f"Extracted {len(results)} songs ({frames} frames, {frames / 2:.0f} s) in "
-               f"{seconds:.1f} s with encoder {resolved.name}; cache {cache_dir} holds "
-               f"{cache_size(cache_dir) / 2**20:.1f} MiB.")
+    if not quiet:
+        click.echo(f"Extracted {len(results)} songs ({frames} frames, {frames / 2:.0f} s) "
+                   f"in {seconds:.1f} s with encoder {resolved.name}; cache {cache_dir} "
+                   f"holds {cache_size(cache_dir) / 2**20:.1f} MiB.")
     report_failures(failures)

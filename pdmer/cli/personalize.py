@@ -7,7 +7,14 @@ import os
 import click
 
 from pdmer.cli._group import main
-from pdmer.cli._common import FiniteFloatRange, extract, threads_option
+from pdmer.cli._common import (
+    FiniteFloatRange,
+    device_option,
+    extract,
+    load_model,
+    quiet_option,
+    threads_option,
+)
 from pdmer_datasets import read_labels
 
 
@@ -24,8 +31,10 @@ from pdmer_datasets import read_labels
 @click.option("--frame-offset", type=FiniteFloatRange(min=0), default=None,
               help="Audio time of frame 0 for label files with a frame column "
                    "(default: the model's).")
+@device_option
 @threads_option
-def personalize(model, audio, labels, output, steps, lr, frame_offset):
+@quiet_option
+def personalize(model, audio, labels, output, steps, lr, frame_offset, device, quiet):
     """Adapt MODEL to one listener from ONE song they annotated.
 
     AUDIO is the song; LABELS the listener's label CSV for it (columns time or
@@ -33,16 +42,17 @@ def personalize(model, audio, labels, output, steps, lr, frame_offset):
     file that `pdmer predict --listener` uses; the model file is not changed.
     """
     from pdmer.files import check_writable
-    from pdmer.io import load
 
     check_writable(output, what="the listener file")
-    estimator = load(model)
+    estimator = load_model(model, device)
     default_offset = estimator.make_front_end().frame_offset
     y, offset = read_labels(labels, default_offset if frame_offset is None else frame_offset)
     features = extract(estimator, [audio], frame_offset=offset)
     estimator.personalize([features[os.fspath(audio)]], [y], steps=steps, lr=lr)
     estimator.listener_.save(output)
     listener = estimator.listener_
+    if quiet:
+        return
     click.echo(f"Wrote {output}: {listener.n_parameters:,} adapted parameters "
                f"({os.path.getsize(output) / 1024:.0f} KiB) from {len(y)} frames "
                f"({len(y) * 0.5:g} s from {offset:g} s), {listener.info['steps']} steps "

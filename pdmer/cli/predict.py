@@ -1,4 +1,5 @@
-"""``pdmer predict``: arousal and valence curves of audio files, as CSV (and PNG)."""
+"""``pdmer predict``: arousal and valence curves of audio files, as one table or one CSV
+(and PNG) per song."""
 
 from __future__ import annotations
 
@@ -11,72 +12,116 @@ import numpy as np
 from pdmer.cli._group import main
 from pdmer.cli._common import (
     FiniteFloatRange,
+    device_option,
     extract,
     jobs_option,
+    load_model,
+    quiet_option,
     report_failures,
     threads_option,
 )
+from pdmer.cli._curves import check_table_writer, output_kind, write_table
+from pdmer.cli._inputs import audio_files, inputs_options
 from pdmer_datasets import write_labels
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True))
+@inputs_options
 @click.option("--listener", "-l", type=click.Path(exists=True, dir_okay=False),
               help="A listener file from `pdmer personalize`: predict for that listener.")
-@click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for <song>.csv (and <song>.png).")
+@click.option("--output", "-o", default=".", show_default=True, metavar="PATH",
+              help="A table of all songs: curves.csv, curves.json or curves.parquet "
+                   "(columns song, time, arousal, valence); - for CSV on stdout; or a "
+                   "folder for one <song>.csv per song.")
 @click.option("--plot", is_flag=True,
-              help="Also write <song>.png: the curves over time and in the valence-arousal "
-                   "plane (with --listener, before and after personalization).")
+              help="Also write <song>.png into the --output folder: the curves over time "
+                   "and in the valence-arousal plane (with --listener, before and after "
+                   "personalization).")
 @click.option("--frame-offset", type=FiniteFloatRange(min=0), default=None,
               help="Audio time in seconds of the first frame (default: the model's, e.g. "
                    "15 for a model trained on DEAM; 0 predicts from the start).")
 @jobs_option()
+@device_option
 @threads_option
-def predict(model, audio, listener, output, plot, frame_offset, jobs):
-    """Predict (arousal, valence) every 0.5 s for each AUDIO file with MODEL.
+@quiet_option
+def predict(model, inputs, list_files, recursive, listener, output, plot, frame_offset,
+            n_jobs, device, quiet):
+    """Predict (arousal, valence) every 0.5 s of each audio file with MODEL.
 
-    Writes one CSV per song to --output with the columns time (seconds, the
-    start of each 0.5 s frame), arousal and valence -- the label CSV format
-    `pdmer personalize` reads. A song that cannot be read is reported (one
-    line each on stderr) and the others are still written; the exit status
-    is then 1.
+    INPUTS are audio files, folders (searched for audio files) and list files
+    (.txt/.m3u, one audio path per line). With --output a .csv, .json or
+    .parquet file, one table holds every song's frames (columns song, time,
+    arousal, valence); with a folder, each song gets a CSV with the columns
+    time (seconds, the start of each 0.5 s frame), arousal and valence -- the
+    label CSV format `pdmer personalize` reads. A song that cannot be read is
+    reported (one line each on stderr) and the others are still written; the
+    exit status is then 1.
+
+    \b
+    Examples:
+      pdmer predict model.safetensors songs/ -o curves.csv
+      pdmer predict model.safetensors song.mp3 -o - | head
     """
     from pdmer.files import check_writable
-    from pdmer.io import load
 
-    outputs = {}
-    for path in audio:
-        stem = Path(path).stem
-        if stem in outputs:
-            raise click.BadParameter(
-                f"{outputs[stem]} and {path} would both be written as {stem}.csv; predict "
-                "them into different --output folders.", param_hint="AUDIO")
-        outputs[stem] = path
-    check_writable(Path(output) / f"{next(iter(outputs))}.csv", what="the predictions")
-    estimator = load(model)
+    kind = output_kind(output)
+    audio = audio_files(inputs, list_files, recursive)
+    if kind == "folder":
+        stems = _folder_names(audio)
+        check_writable(Path(output) / f"{next(iter(stems.values()))}.csv",
+                       what="the predictions")
+    elif plot:
+        raise click.UsageError("--plot writes one PNG per song: give --output a folder.")
+    elif kind == "table":
+        check_table_writer(output)
+        check_writable(output, what="the predictions")
+    estimator = load_model(model, device)
     offset = estimator.make_front_end().frame_offset if frame_offset is None else frame_offset
     if listener:
         estimator.use_listener(listener)
     failures = []
-    features = extract(estimator, audio, frame_offset=offset, n_jobs=jobs, failures=failures)
-    outputs = {stem: path for stem, path in outputs.items() if os.fspath(path) in features}
-    songs = [features[os.fspath(p)] for p in outputs.values()]
-    curves = estimator.predict(songs) if songs else []
+    features = extract(estimator, audio, frame_offset=offset, n_jobs=n_jobs, failures=failures,
+                       progress=not quiet)
+    read = [path for path in audio if path in features]
+    songs = [features[path] for path in read]
+    curves = dict(zip(read, estimator.predict(songs) if songs else []))
+    # Data on stdout: messages go to stderr.
+    say = (lambda message: None) if quiet else (
+        lambda message: click.echo(message, err=kind == "stdout"))
+    if kind != "folder":
+        target = write_table(curves, offset, output)
+        say(f"{len(curves)} songs, {sum(map(len, curves.values()))} frames -> {target}")
+        report_failures(failures)
+        return
     before = None
     if listener and plot and songs:
         estimator.reset_personalization()
-        before = estimator.predict(songs)
-    for i, (stem, path) in enumerate(outputs.items()):
-        target = Path(output) / f"{stem}.csv"
-        write_labels(target, curves[i], offset)
+        before = dict(zip(read, estimator.predict(songs)))
+    for path, curve in curves.items():
+        target = Path(output) / f"{stems[path]}.csv"
+        write_labels(target, curve, offset)
         written = [str(target)]
         if plot:
-            written.append(str(_plot(Path(output) / f"{stem}.png", path, curves[i],
-                                     None if before is None else before[i], offset)))
-        click.echo(f"{path}: {len(curves[i])} frames -> {', '.join(written)}")
+            written.append(str(_plot(Path(output) / f"{stems[path]}.png", path, curve,
+                                     None if before is None else before[path], offset)))
+        say(f"{path}: {len(curve)} frames -> {', '.join(written)}")
     report_failures(failures)
+
+
+def _folder_names(audio) -> dict:
+    """{path: file stem}, refusing two songs that would overwrite each other's files."""
+    seen = {}
+    for path in audio:
+        stem = Path(path).stem
+        if stem in seen:
+            raise click.BadParameter(
+                f"{seen[stem]} and {path} would both be written as {stem}.csv; write one "
+                "table (-o curves.csv), or predict them into different --output folders.",
+                param_hint="INPUTS")
+        seen[stem] = path
+    return {path: stem for stem, path in seen.items()}
 
 
 def _plot(target, source, curve, before, offset):

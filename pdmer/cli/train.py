@@ -15,6 +15,8 @@ from pdmer.cli._common import (
     load_data,
     parse_params,
     read_config,
+    device_option,
+    quiet_option,
     resolve_estimator,
     threads_option,
 )
@@ -28,16 +30,19 @@ from pdmer.cli._common import (
               help="Estimator: dsaml, or a baseline (crnn, dnn, mcrnn, damff); "
                    "`pdmer info` lists what is installed.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
-              help="JSON object of estimator parameters; 'features' may hold "
+              help="JSON object of estimator parameters; 'front_end' may hold "
                    "AudioFeatures parameters.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="An estimator parameter (repeatable; overrides --config). Values are "
                    "JSON or Python literals, e.g. -p size=small -p n_episodes=200 "
-                   "-p front_end__n_mels=64.")
+                   "-p front_end__n_mels=64 (the names of pdmer.DSAMLRegressor and, "
+                   "as front_end__<name>, of pdmer.AudioFeatures).")
 @data_options("train")
+@device_option
 @threads_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def train(data, output, model_name, config, params, data_home, split, labels, jobs, quiet):
+@quiet_option
+def train(data, output, model_name, config, params, data_home, split, labels, n_jobs, device,
+          quiet):
     """Fit a model on DATA and save it.
 
     DATA is a data set name (deam, pmemo, or synthetic with --data-home) or a
@@ -58,9 +63,11 @@ def train(data, output, model_name, config, params, data_home, split, labels, jo
     cls = resolve_estimator(model_name)
     settings = read_config(config) if config else {}
     settings.update(parse_params(params))
+    if device is not None:
+        settings["device"] = device
     lock = _lock_checkpoint(settings.get("checkpoint_path"))
     try:
-        _train(cls, settings, data, output, data_home, split, labels, jobs, quiet)
+        _train(cls, settings, data, output, data_home, split, labels, n_jobs, quiet)
     finally:
         if lock is not None:
             lock.release()
@@ -84,14 +91,15 @@ def _lock_checkpoint(checkpoint):
     return lock
 
 
-def _train(cls, settings, data, output, data_home, split, labels, jobs, quiet):
+def _train(cls, settings, data, output, data_home, split, labels, n_jobs, quiet):
     if not quiet:
         settings.setdefault("verbose", 1)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
     estimator = build_estimator(cls, settings, source.frame_offset)
-    click.echo(f"Training {cls.__name__} on {source.description}.", err=True)
+    if not quiet:
+        click.echo(f"Training {cls.__name__} on {source.description}.", err=True)
     started = time.perf_counter()
-    features = extract(estimator, source.X, n_jobs=jobs)
+    features = extract(estimator, source.X, n_jobs=n_jobs, progress=not quiet)
     estimator.fit([features[x] for x in source.X], source.y, annotators=source.annotators)
     estimator.save(output)
     best = getattr(estimator, "best_validation_ccc_", None)

@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from pdmer.features._stderr import decoder_notes_hidden
+
 #: ``"mean"``: the mix of all channels (librosa's mono, pdmer's local patches);
 #: ``"first"``: channel 0 only (what ImageBind's Kaldi fbank reads).
 CHANNEL_MODES = ("mean", "first")
@@ -38,6 +40,8 @@ _BLOCK = 1 << 18  # frames decoded per step
 # scale (1.0), but not by 60 dB: such a file is damaged or unnormalised, and
 # its spectrogram overflows float32 (NaN features, NaN curves).
 _MAX_SAMPLE = 1e3
+# What libsndfile (>= 1.1) decodes, as messages name it.
+_FORMATS = "WAV, FLAC, OGG, MP3 and AIFF"
 
 
 class AudioError(ValueError):
@@ -222,20 +226,33 @@ def read_audio(path, signals: dict) -> tuple[dict, int]:
         Xing/Info header, Ogg) cannot be told from a shorter song.
     """
     path = check_audio_path(path)
-    try:
-        with sf.SoundFile(path) as f:
-            announced, rate, log = f.frames, f.samplerate, f.extra_info
-            out = _Signals(signals, rate, max(announced, 0))
-            # read() stops at the header's length, like soundfile.read; not
-            # blocks(), which pads an MP3's overestimated end with stale samples.
-            while len(block := f.read(_BLOCK, dtype="float32", always_2d=True)):
-                _check_samples(block, path, out.n, rate)
-                out.add(block)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(
-            f"Cannot decode audio file {path}: {err}. Check that it is a "
-            "complete WAV/FLAC/OGG/MP3 file (re-download or re-encode it)."
-        ) from err
+    with decoder_notes_hidden():
+        try:
+            f = sf.SoundFile(path)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            # The file exists and is a regular file (checked above), whatever
+            # libsndfile's reason says (for a text file named .mp3: "File does
+            # not exist or is not a regular file").
+            raise AudioError(
+                f"Cannot decode audio file {path}: not a recognised audio format. pdmer "
+                f"reads {_FORMATS} files; check that this one is audio and complete "
+                "(download it again, or convert it, e.g. `ffmpeg -i song.m4a song.wav`)."
+            ) from err
+        try:
+            with f:
+                announced, rate, log = f.frames, f.samplerate, f.extra_info
+                out = _Signals(signals, rate, max(announced, 0))
+                # read() stops at the header's length, like soundfile.read; not
+                # blocks(), which pads an MP3's overestimated end with stale samples.
+                while len(block := f.read(_BLOCK, dtype="float32", always_2d=True)):
+                    _check_samples(block, path, out.n, rate)
+                    out.add(block)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            reason = " ".join(str(err).split()).rstrip(".")
+            raise AudioError(
+                f"Cannot decode audio file {path}: {reason}. Check that it is a complete "
+                f"{_FORMATS} file (download it again, or re-encode it)."
+            ) from err
     _check_complete(path, out.n, announced, rate, log)
     if out.n == 0:
         raise AudioError(f"{path}: the audio is empty.")

@@ -41,10 +41,17 @@ function say(id, text, isError = false) {
 }
 
 // ------------------------------------------------------------------ routes
+// Each route() call takes a number; one that finds a newer call started
+// while it awaited the server leaves the page to that one, so overlapping
+// navigations never render a view twice.
+let routeCalls = 0;
+
 async function route() {
+  const call = ++routeCalls;
   if (state.cleanup) { state.cleanup(); state.cleanup = null; }
   for (const section of document.querySelectorAll("main > section")) section.hidden = true;
   if (!state.info) state.info = await api("/info");
+  if (call !== routeCalls) return;
   if (!state.token) return show("start");
   try {
     await refreshMe();
@@ -52,6 +59,7 @@ async function route() {
     if (err.status === 401) { forgetToken(); return show("start"); }
     throw err;
   }
+  if (call !== routeCalls) return;
   const [, view, id] = (location.hash || "#/songs").split("/");
   if (view === "annotate") return openAnnotate(Number(id));
   if (view === "listen") return openListen(Number(id));
@@ -79,8 +87,10 @@ function forgetToken() {
 function useToken(token) {
   state.token = token;
   localStorage.setItem("pdmer-token", token);
-  location.hash = "#/songs";
-  route();
+  // A new hash fires hashchange, whose handler routes; routing here as well
+  // listed every song twice on a listener's first visit.
+  if (location.hash === "#/songs") route().catch(showError);
+  else location.hash = "#/songs";
 }
 
 $("new-listener").addEventListener("submit", async (event) => {
@@ -105,8 +115,12 @@ async function openSongs() {
   const body = $("songs").querySelector("tbody");
   body.replaceChildren();
   const songs = await api("/songs");
+  // Rows replace, never add to, what is there: the table shows one list
+  // even if another openSongs() filled it while this one awaited the server.
+  const rows = [];
   for (const song of songs) {
-    const row = body.insertRow();
+    const row = document.createElement("tr");
+    rows.push(row);
     row.dataset.songId = song.id;
     row.insertCell().textContent = song.title;
     row.insertCell().textContent = minutes(song.duration);
@@ -118,6 +132,7 @@ async function openSongs() {
     links.append(link(`#/annotate/${song.id}`, "Annotate", "annotate-link"),
                  link(`#/listen/${song.id}`, "Listen", "listen-link"));
   }
+  body.replaceChildren(...rows);
 }
 
 function link(href, text, className) {
@@ -366,12 +381,11 @@ function planeAxes(ctx, w, h) {
   ctx.stroke();
   ctx.fillStyle = COLORS.text;
   ctx.font = "12px system-ui, sans-serif";
-  ctx.textAlign = "left";
-  ctx.fillText("tense", 8, 18);
-  ctx.fillText("sad", 8, h - 10);
-  ctx.textAlign = "right";
-  ctx.fillText("excited", w - 8, 18);
-  ctx.fillText("calm", w - 8, h - 10);
+  // Named as pdmer's plots name them (pdmer.labels.QUADRANTS, served by /api/info).
+  for (const [name, [valence, arousal]] of Object.entries(state.info.quadrants)) {
+    ctx.textAlign = valence > 0 ? "right" : "left";
+    ctx.fillText(name, valence > 0 ? w - 8 : 8, arousal > 0 ? 18 : h - 10);
+  }
   ctx.textAlign = "center";
   ctx.fillText("arousal ↑", w / 2 + 30, 14);
   ctx.fillText("valence →", w - 40, h / 2 - 6);
