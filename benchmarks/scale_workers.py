@@ -351,7 +351,7 @@ def worker_accuracy(cfg):
     from pdmer.evaluation import plan_episodes, run_episodes
     from pdmer.experiments.presets import PRESETS
     from pdmer.features import AudioFeatures
-    from pdmer.metrics import evaluate
+    from pdmer.scoring import evaluate
     from pdmer_datasets import synthetic
 
     preset = PRESETS["small"]  # the demo's data, front end and DSAML width

@@ -128,9 +128,9 @@ def test_no_module_over_the_size_limit(package):
 
 def test_the_core_library_does_not_import_the_data_sets():
     # import pdmer stays free of mirdata: only experiments and applications
-    # (cli, app, demo, the deprecated benchmark alias) read pdmer_datasets.
+    # (cli, app, demo) read pdmer_datasets.
     graph = import_graph()
-    allowed = ("pdmer.experiments", "pdmer.cli", "pdmer.app", "pdmer.demo", "pdmer.benchmark")
+    allowed = ("pdmer.experiments", "pdmer.cli", "pdmer.app", "pdmer.demo")
     users = sorted(name for name, targets in graph.items()
                    if name.startswith("pdmer.") and not name.startswith(allowed)
                    and any(t.startswith("pdmer_datasets") for t in targets))

@@ -12,7 +12,6 @@ import ast
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import click
@@ -120,7 +119,7 @@ def parse_params(items):
 
 
 def read_config(path):
-    """A JSON object of estimator parameters; ``features`` may be an object of
+    """A JSON object of estimator parameters; ``front_end`` may be an object of
     :class:`~pdmer.features.AudioFeatures` parameters."""
     try:
         config = json.loads(Path(path).read_text())
@@ -129,13 +128,12 @@ def read_config(path):
     if not isinstance(config, dict):
         raise click.BadParameter(f"{path} must hold a JSON object of parameters.",
                                  param_hint="--config")
-    for key in ("front_end", "features"):  # "features" before pdmer 0.2
-        front_end = config.pop(key, None)
-        if isinstance(front_end, dict):
-            config.update({f"front_end__{k}": v for k, v in front_end.items()})
-        elif front_end is not None:
-            raise click.BadParameter(f"{path}: '{key}' must be an object of AudioFeatures "
-                                     "parameters.", param_hint="--config")
+    front_end = config.pop("front_end", None)
+    if isinstance(front_end, dict):
+        config.update({f"front_end__{k}": v for k, v in front_end.items()})
+    elif front_end is not None:
+        raise click.BadParameter(f"{path}: 'front_end' must be an object of AudioFeatures "
+                                 "parameters.", param_hint="--config")
     return config
 
 
@@ -146,9 +144,7 @@ def build_estimator(cls, params, frame_offset):
     estimator = cls()
     front_end = clone(estimator.make_front_end()).set_params(frame_offset=frame_offset)
     estimator.set_params(front_end=front_end)
-    # Front-end parameters were called features__<name> before pdmer 0.2.
-    set_params(estimator, {re.sub(r"^features__", "front_end__", k): v
-                           for k, v in params.items()})
+    set_params(estimator, params)
     # Bad values fail now, not after minutes of feature extraction.
     estimator.check_params()
     return estimator

@@ -43,7 +43,7 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
     from pdmer.experiments import markdown_table
     from pdmer.io import load
-    from pdmer.metrics import evaluate as score_curves
+    from pdmer.scoring import evaluate as score_curves
 
     estimator = load(model)
     source = load_data(data, data_home=data_home, split=split, labels=labels)

@@ -28,7 +28,7 @@ from pdmer.cli._common import (
               help="Estimator: dsaml, or a baseline (crnn, dnn, mcrnn, damff); "
                    "`pdmer info` lists what is installed.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
-              help="JSON object of estimator parameters; 'features' may hold "
+              help="JSON object of estimator parameters; 'front_end' may hold "
                    "AudioFeatures parameters.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="An estimator parameter (repeatable; overrides --config). Values are "

@@ -119,9 +119,7 @@ SHARED_PARAMETERS = """\
         Seed for initialisation, task sampling and dropout; runs repeat
         exactly on the CPU.
     verbose : int, default=0
-        Show a progress bar of episodes with the running loss.
-    features : AudioFeatures, optional
-        Deprecated alias of ``front_end``."""
+        Show a progress bar of episodes with the running loss."""
 """The parameters every estimator shares, as numpydoc; estimator docstrings
 include them where they write ``%(shared_parameters)s``."""
 
@@ -186,6 +184,5 @@ PARAMETER_CONSTRAINTS = {
     "distributed": [StrOptions({"auto"}), Options(bool, {False})],
     "random_state": [Interval(Integral, 0, None, closed="left"), None],
     "verbose": ["verbose"],
-    "features": [HasMethods(["transform"]), None],
 }
 """Constraints of the shared parameters (scikit-learn's ``_parameter_constraints``)."""

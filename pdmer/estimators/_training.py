@@ -15,7 +15,7 @@ from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, fingerprin
 from pdmer.meta.learner import MetaLearner, seeded
 from pdmer.meta.methods import get_method
 from pdmer.meta.trainer import Trainer
-from pdmer.metrics import ccc
+from pdmer.scoring import ccc
 from pdmer.nn.normalization import InputNormalization
 from pdmer.nn.precision import bf16_supported
 
@@ -184,7 +184,7 @@ class MetaTrainingMixin:
         # Settings that change how a run is computed, not what it computes
         # (batched tasks differ only in dropout draws, processes in rounding).
         skip = {"verbose", "checkpoint_path", "checkpoint_interval", "device", "n_episodes",
-                "predict_batch_size", "features", "front_end", "frame_offset", "task_batching",
+                "predict_batch_size", "front_end", "frame_offset", "task_batching",
                 "distributed"}
         settings = {**self.get_params(deep=False), **self._settings(),
                     "feature_spec": self.feature_spec_}

@@ -10,7 +10,6 @@ progress callbacks) and the model's tensor work to
 from __future__ import annotations
 
 import inspect
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -77,7 +76,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                  max_grad_norm=None, input_normalization=None, checkpoint_path=None,
                  checkpoint_interval=100, predict_batch_size=8, front_end=None,
                  frame_offset=None, device="auto", mixed_precision=True, task_batching="auto",
-                 distributed="auto", random_state=None, verbose=0, features=None):
+                 distributed="auto", random_state=None, verbose=0):
         self.meta_learning = meta_learning
         self.tasks = tasks
         self.n_episodes = n_episodes
@@ -105,7 +104,6 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
-        self.features = features
 
     @staticmethod
     def _shared(values: dict) -> dict:
@@ -239,9 +237,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         AudioFeatures
             Not a copy when nothing had to change.
         """
-        front_end = self.front_end if self.front_end is not None else self.features
-        if front_end is None:
-            front_end = self._default_features()
+        front_end = self.front_end if self.front_end is not None else self._default_features()
         changes = {}
         if self.frame_offset is not None and front_end.frame_offset != self.frame_offset:
             changes["frame_offset"] = float(self.frame_offset)
@@ -352,7 +348,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         """Mean CCC of arousal and valence, averaged over songs."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported; scores are averaged over songs.")
-        # NaN labels mark frames to ignore, as in pdmer.metrics.
+        # NaN labels mark frames to ignore, as in pdmer.scoring.
         return ccc(list(y), self.predict(X))
 
     def save(self, path):
@@ -381,12 +377,6 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int, not a "
                     f"bool. Got {value!r} instead.")
-        if self.features is not None:
-            if self.front_end is not None:
-                raise ValueError("features is the old name of front_end: give front_end only.")
-            warnings.warn("The 'features' parameter was renamed 'front_end' in pdmer 0.2 and "
-                          "will be removed in 0.4; pass front_end= instead.", FutureWarning,
-                          stacklevel=3)
 
     def _check_features(self, spec: dict) -> None:
         """Refuse features the model cannot use: raw-audio models need waveforms."""

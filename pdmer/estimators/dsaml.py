@@ -103,7 +103,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
                  predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
                  mixed_precision=True, task_batching="auto", distributed="auto",
-                 random_state=None, verbose=0, features=None):
+                 random_state=None, verbose=0):
         self.size = size
         self.d_model = d_model
         self.n_heads = n_heads

@@ -4,8 +4,8 @@
 held-out listener adapts on and the songs they are scored on;
 :func:`run_episodes` adapts and predicts without changing the model;
 :func:`personalized_score`, :func:`personalized_scorer` and
-:func:`cross_validate_personalized` score with them (also importable from
-:mod:`pdmer.metrics`, as before). See the "Evaluation" page of the user guide.
+:func:`cross_validate_personalized` score with them. See the "Evaluation"
+page of the user guide.
 """
 
 from pdmer.evaluation.crossval import (

@@ -423,7 +423,6 @@ def _parameter_counts(fitted) -> list:
 
 def _fit_settings(key, estimator, seconds) -> dict:
     params = estimator.get_params(deep=False)
-    params.pop("features", None)
     return {"model": MODELS[key[0]][0], "estimator": type(estimator).__name__,
             "params": params, "fit_seconds": round(seconds, 2), **convergence(estimator),
             "n_parameters": estimator.n_parameters_}
