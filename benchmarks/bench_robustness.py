@@ -236,13 +236,13 @@ def main(argv=None):
             print(f"[{name}, seed {seed}] done in {time.perf_counter() - cell_started:.0f} s",
                   file=sys.stderr, flush=True)
     text = table(cells, conditions, seeds, variants)
-    from pdmer.experiments.hardware import fingerprint
+    from pdmer.experiments.hardware import describe_machine
     from pdmer.experiments.reporting import write_text
 
     header = (f"DSAML and fair competitors, preset `{preset}`, seeds "
               f"{', '.join(map(str, seeds))}, song-disjoint splits; mean CCC of arousal and "
               f"valence on held-out listeners' unseen songs. {time.perf_counter() - started:.0f} "
-              f"s on {fingerprint()['summary']}.\n\n")
+              f"s on {describe_machine()['summary']}.\n\n")
     write_text(os.path.join(output, "robustness.md"), header + text + "\n")
     print(header + text)
     return 0

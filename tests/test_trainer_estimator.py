@@ -23,7 +23,8 @@ from pdmer import (
     SongFeatures,
 )
 from pdmer.estimators import FrameOffsetWarning, TRAINING_PRESETS
-from pdmer.estimators.registry import ESTIMATORS, model_id, resolve_device
+from pdmer.estimators.persistence import ESTIMATORS, model_id
+from pdmer.nn.device import resolve_device
 
 from conftest import TINY_MODEL, make_annotator_table, make_songs
 

@@ -72,7 +72,7 @@ def estimator_names() -> dict:
     import inspect
 
     from pdmer.estimators import BaseEmotionRegressor
-    from pdmer.estimators.registry import ESTIMATORS
+    from pdmer.estimators.persistence import ESTIMATORS
 
     names = {}
     for cls_name, cls in ESTIMATORS.items():
@@ -142,7 +142,7 @@ def build_estimator(cls, params, frame_offset):
     from sklearn.base import clone
 
     estimator = cls()
-    front_end = clone(estimator.make_front_end()).set_params(frame_offset=frame_offset)
+    front_end = clone(estimator.make_front_end(frame_offset))
     estimator.set_params(front_end=front_end)
     set_params(estimator, params)
     # Bad values fail now, not after minutes of feature extraction.
@@ -166,16 +166,6 @@ def set_params(estimator, params):
     return estimator
 
 
-def front_end(estimator, frame_offset=None):
-    """The estimator's feature extractor, at ``frame_offset`` if given."""
-    from sklearn.base import clone
-
-    features = clone(estimator.make_front_end())
-    if frame_offset is not None:
-        features.set_params(frame_offset=float(frame_offset))
-    return features
-
-
 def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting features",
             failures=None):
     """Features of distinct audio files once each: {path: SongFeatures}.
@@ -183,9 +173,10 @@ def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting 
     With ``failures`` (a list), files that cannot be read are appended to it
     as ``(path, error)`` and left out, instead of the first one stopping all.
     """
+    from sklearn.base import clone
     from tqdm.auto import tqdm
 
-    features = front_end(estimator, frame_offset)
+    features = clone(estimator.make_front_end(frame_offset))
     if n_jobs is not None:
         features.set_params(n_jobs=n_jobs)
     distinct = list(dict.fromkeys(os.fspath(p) for p in paths))

@@ -42,7 +42,7 @@ def evaluate(model, data, data_home, split, labels, jobs, personalized, support,
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
     from pdmer.experiments import markdown_table
-    from pdmer.io import load
+    from pdmer import load
     from pdmer.scoring import evaluate as score_curves
 
     estimator = load(model)

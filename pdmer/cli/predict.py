@@ -44,7 +44,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
     is then 1.
     """
     from pdmer.files import check_writable
-    from pdmer.io import load
+    from pdmer import load
 
     outputs = {}
     for path in audio:
@@ -56,7 +56,7 @@ def predict(model, audio, listener, output, plot, frame_offset, jobs):
         outputs[stem] = path
     check_writable(Path(output) / f"{next(iter(outputs))}.csv", what="the predictions")
     estimator = load(model)
-    offset = estimator.make_front_end().frame_offset if frame_offset is None else frame_offset
+    offset = estimator.make_front_end(frame_offset).frame_offset
     if listener:
         estimator.use_listener(listener)
     failures = []

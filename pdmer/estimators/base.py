@@ -14,8 +14,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
-from sklearn.utils._param_validation import Interval, InvalidParameterError
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from pdmer.estimators.validation import check_annotators, check_X, check_y, song_key
@@ -28,13 +27,15 @@ from pdmer.estimators._params import (
 from pdmer.estimators._personalization import PersonalizationMixin
 from pdmer.estimators._songs import distinct, feature_spec, mean_label_rows, to_songs
 from pdmer.estimators._training import MetaTrainingMixin
-from pdmer.estimators.presets import merge_presets
-from pdmer.estimators.registry import model_id, register, resolve_device
+from pdmer.estimators.sizes import merge_presets
+from pdmer.estimators.persistence import model_id, register, save_estimator
 from pdmer.evaluation.protocol import Episode
 from pdmer.features.container import SongFeatures
 from pdmer.features.frontend import AudioFeatures
 from pdmer.meta.tasks import TaskSampler, split_tasks
+from pdmer.nn.device import resolve_device
 from pdmer.scoring import ccc
+from pdmer.sklearn_compat import Interval, InvalidParameterError, fit_context
 
 
 class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMixin,
@@ -225,12 +226,21 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         resolve_device(self.device, quiet=True)
         return self
 
-    def make_front_end(self) -> AudioFeatures:
+    def make_front_end(self, frame_offset=None) -> AudioFeatures:
         """The feature extractor this estimator applies to audio.
 
-        ``front_end`` (or the model's default), at ``frame_offset`` when it
-        is set; a fitted model keeps the global encoder it was trained with
-        where the front end says "auto".
+        ``front_end`` (or the model's default); a fitted model keeps the
+        global encoder it was trained with where the front end says "auto".
+        This is the one place that decides where label frame 0 starts: the
+        front end's ``frame_offset``, unless the estimator's ``frame_offset``
+        parameter or this call's overrides it.
+
+        Parameters
+        ----------
+        frame_offset : float, optional
+            Audio time of label frame 0 for this extraction (audio whose
+            labels start elsewhere than the model's); None keeps the
+            estimator's.
 
         Returns
         -------
@@ -239,8 +249,10 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         """
         front_end = self.front_end if self.front_end is not None else self._default_features()
         changes = {}
-        if self.frame_offset is not None and front_end.frame_offset != self.frame_offset:
-            changes["frame_offset"] = float(self.frame_offset)
+        if frame_offset is None:
+            frame_offset = self.frame_offset
+        if frame_offset is not None and front_end.frame_offset != frame_offset:
+            changes["frame_offset"] = float(frame_offset)
         if front_end.global_encoder == "auto" and getattr(self, "encoder_", None) in (
                 "imagebind", "logmel-stats"):
             # A fitted model extracts with the encoder it was trained with,
@@ -248,7 +260,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             changes["global_encoder"] = self.encoder_
         return clone(front_end).set_params(**changes) if changes else front_end
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, annotators=None):
         """Meta-train (or train) the model.
 
@@ -353,8 +365,6 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
 
     def save(self, path):
         """Save the fitted model to one safetensors file (no pickle); see :func:`pdmer.load`."""
-        from pdmer.io import save_estimator
-
         check_is_fitted(self, "network_")
         save_estimator(self, path)
 

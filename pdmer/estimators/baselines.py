@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators._params import TRAINING_ATTRIBUTES
 from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
+from pdmer.sklearn_compat import Interval
 
 CRNN_SIZES = {
     "paper": dict(conv_channels=32, n_conv_layers=3, rnn_hidden=32, rnn_layers=2),

@@ -1,23 +1,61 @@
-"""Saving and loading fitted estimators as safetensors files (no pickle)."""
+"""Model files: fitted estimators saved as safetensors files (no pickle).
+
+A model file holds the network's tensors and, as JSON metadata, the
+estimator's class name, its parameters and its fitted attributes. Loading
+finds the class by that name among the registered estimators (every
+subclass of :class:`~pdmer.estimators.BaseEmotionRegressor` registers
+itself), so the estimators import this module and never the reverse.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import numpy as np
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pdmer.files import atomic_write
-from pdmer.estimators.registry import ESTIMATORS, FITTED_ATTRIBUTES, model_id, resolve_device
 from pdmer.features.frontend import AudioFeatures
+from pdmer.files import atomic_write
 from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
+from pdmer.nn.device import resolve_device
+
+ESTIMATORS: dict[str, type] = {}
+"""Estimator classes by class name, for :func:`load` (filled as they are defined)."""
+
+FITTED_ATTRIBUTES = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_",
+                     "best_episode_", "best_validation_ccc_", "resolved_params_",
+                     "n_episodes_run_", "stopped_early_", "prediction_std_ratio_",
+                     "validation_listeners_")
+"""Fitted attributes (besides the network's weights) that a model file carries."""
 
 FORMAT_VERSION = "2"
 """Version of the model file layout: the estimator's parameters (the front
 end's as ``front_end``) and its fitted attributes as JSON metadata beside the
 network's tensors."""
+
+
+def register(cls: type) -> type:
+    """Record an estimator class under its name; returns it (usable as a decorator)."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def model_id(network: torch.nn.Module) -> str:
+    """Identity of a network's state (weights and buffers), 16 hex digits.
+
+    Listener files record it, so an adaptation is only ever applied to the
+    model it was computed from.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                      .numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _json_default(value):
