@@ -58,7 +58,7 @@ def build_model(root: Path, size: str, seconds: float):
     model = DSAMLRegressor(size=size, n_episodes=1, tasks_per_step=1, n_query=1,
                            inner_steps=2, validation_fraction=0, device="cpu",
                            random_state=0, train_window=20,
-                           features=AudioFeatures(global_encoder="logmel-stats"))
+                           front_end=AudioFeatures(global_encoder="logmel-stats"))
     model.fit(table.X, table.y, annotators=table.annotators)
     songs = root / "songs"
     songs.mkdir()

@@ -314,14 +314,14 @@ def main(argv=None):
             print(f"[{name}, seed {seed}] done in {time.perf_counter() - cell_started:.0f} s",
                   file=sys.stderr, flush=True)
     text = table(cells, conditions, seeds, variants)
-    from pdmer.experiments.hardware import fingerprint
+    from pdmer.experiments.hardware import describe_machine
     from pdmer.experiments.reporting import write_text
 
     header = (f"DSAML and the strongest simple competitors, preset `{preset}`, seeds "
               f"{', '.join(map(str, seeds))}, song-disjoint splits; mean CCC of arousal and "
               f"valence on held-out listeners' unseen songs. Settings were chosen on the dev "
               f"conditions only. {time.perf_counter() - started:.0f} s on "
-              f"{fingerprint()['summary']}.\n\n")
+              f"{describe_machine()['summary']}.\n\n")
     write_text(os.path.join(output, "robustness.md"), header + text + "\n")
     print(header + text)
     return 0

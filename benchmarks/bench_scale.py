@@ -19,7 +19,7 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), the
     estimator's own step (``DSAMLRegressor(mixed_precision="bf16")
     .meta_learner().task_backward``: inner steps in eval mode), pdmer's
-    batched tasks (:func:`pdmer.meta.batched.batched_tasks_backward`, s per
+    batched tasks (:func:`pdmer.meta.vmapped.vmapped_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
     head-only (ANIL-style) rows.
 ``episode``

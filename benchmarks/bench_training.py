@@ -43,7 +43,7 @@ import torch
 
 from pdmer import AudioFeatures, DSAMLRegressor
 from pdmer.evaluation import plan_episodes, run_episodes
-from pdmer.metrics import ccc
+from pdmer.scoring import ccc
 
 CONDITIONS = {
     # The demo's data: 20 s songs at 22.05 kHz, labels from 0 s.

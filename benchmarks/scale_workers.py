@@ -91,11 +91,11 @@ def pdmer_task(net, loss_fn, support, query, inner_params, first_order=True,
 
 
 def pdmer_batched(net, loss_fn, tasks, inner_params, mode="fomaml"):
-    from pdmer.meta.batched import batched_tasks_backward
+    from pdmer.meta.vmapped import vmapped_tasks_backward
 
     names = [n for n, _ in net.named_parameters()
              if inner_params == "all" or n.startswith(HEAD_PREFIXES)]
-    return batched_tasks_backward(loss_fn, net, names, tasks, mode, INNER_STEPS, INNER_LR,
+    return vmapped_tasks_backward(loss_fn, net, names, tasks, mode, INNER_STEPS, INNER_LR,
                                   weight=1.0 / len(tasks), reuse_context=inner_params == "head")
 
 
@@ -351,7 +351,7 @@ def worker_accuracy(cfg):
     from pdmer.evaluation import plan_episodes, run_episodes
     from pdmer.experiments.presets import PRESETS
     from pdmer.features import AudioFeatures
-    from pdmer.metrics import evaluate
+    from pdmer.scoring import evaluate
     from pdmer_datasets import synthetic
 
     preset = PRESETS["small"]  # the demo's data, front end and DSAML width

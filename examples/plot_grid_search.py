@@ -5,7 +5,7 @@ Grid search with personalized cross-validation
 Choose hyper-parameters by how well the model does *after* adapting to
 listeners it was not trained on -- the score that matters for PDMER. Folds
 split by listener (:class:`~sklearn.model_selection.GroupKFold`), and the
-scorer :func:`pdmer.metrics.personalized_scorer` personalizes the fitted
+scorer :func:`pdmer.evaluation.personalized_scorer` personalizes the fitted
 candidate to every test listener from one of their songs before scoring
 their other songs.
 """
@@ -19,7 +19,7 @@ import sklearn
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from pdmer import AudioFeatures, DSAMLRegressor
-from pdmer.metrics import personalized_scorer
+from pdmer.evaluation import personalized_scorer
 from pdmer_datasets import synthetic
 
 root = Path(tempfile.gettempdir()) / "pdmer-examples" / "synthetic"
@@ -76,13 +76,13 @@ plt.show()
 # %%
 # Without metadata routing
 # ------------------------
-# :func:`pdmer.metrics.cross_validate_personalized` runs the same protocol
+# :func:`pdmer.evaluation.cross_validate_personalized` runs the same protocol
 # for one estimator without any routing set-up (default: 5 listener folds)::
 #
-#     from pdmer.metrics import cross_validate_personalized
+#     from pdmer.evaluation import cross_validate_personalized
 #     scores = cross_validate_personalized(search.best_estimator_, X, y, annotators,
 #                                          cv=5, scoring=["ccc", "neg_rmse"])
 #
-# and :func:`pdmer.metrics.personalized_score` scores an already fitted model
+# and :func:`pdmer.evaluation.personalized_score` scores an already fitted model
 # on held-out listeners. Extracting features once (above) matters in a search:
 # every candidate and fold reuses them.

@@ -110,7 +110,7 @@ plt.show()
 # again when loaded, since code is never stored in model files::
 #
 #     model = pdmer.load("model.safetensors",
-#                        features=AudioFeatures(global_encoder=encoder))
+#                        front_end=AudioFeatures(global_encoder=encoder))
 #
 # For a catalogue, extract once into the feature cache (``cache_dir=`` or
 # ``pdmer extract --encoder imagebind songs/``): ImageBind-huge costs far

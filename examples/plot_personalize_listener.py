@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pdmer import AudioFeatures, DSAMLRegressor
-from pdmer.metrics import ccc
+from pdmer.scoring import ccc
 from pdmer.plotting import plot_curves, plot_trajectory
 from pdmer_datasets import synthetic
 

@@ -46,7 +46,7 @@ features = AudioFeatures(sample_rate=22050, n_mels=32, window_seconds=0.04,
 model = DSAMLRegressor(size="small", d_model=64, n_heads=4, n_layers=1, d_ff=128,
                        lstm_hidden=32, head_hidden=32, n_episodes=40, tasks_per_step=4,
                        n_query=3, inner_steps=8, inner_lr=0.05, outer_lr=2e-3,
-                       inner_params="head", train_window=30, features=features,
+                       inner_params="head", train_window=30, front_end=features,
                        random_state=0)
 model.fit(*train)  # X (audio paths), y, annotators
 

@@ -19,7 +19,8 @@ beside yours::
 
 import pdmer_datasets
 from pdmer import AudioFeatures, DSAMLRegressor
-from pdmer.metrics import evaluate, personalized_score
+from pdmer.evaluation import personalized_score
+from pdmer.scoring import evaluate
 
 # %%
 # Data and weights
@@ -55,7 +56,7 @@ test.X = [extracted[x] for x in test.X]
 # Adam at 5e-5, 2000 episodes. The best episode is chosen on raters held
 # out from the *training* data (the reference chose it on the test set).
 # The checkpoint makes an interrupted run resume.
-model = DSAMLRegressor(features=features, device="cuda", random_state=0,
+model = DSAMLRegressor(front_end=features, device="cuda", random_state=0,
                        checkpoint_path="dsaml-deam-pdmer.ckpt", verbose=1)
 model.fit(*train)
 model.save("dsaml-deam-pdmer.safetensors")
@@ -79,7 +80,7 @@ extracted.update(zip(missing, features.transform(missing)))
 mean_train.X = [extracted[x] for x in mean_train.X]
 mean_test.X = [extracted[x] for x in mean_test.X]
 
-dmer = DSAMLRegressor(features=features, tasks="song", device="cuda", random_state=0,
+dmer = DSAMLRegressor(front_end=features, tasks="song", device="cuda", random_state=0,
                       checkpoint_path="dsaml-deam-dmer.ckpt", verbose=1)
 dmer.fit(*mean_train)
 dmer.save("dsaml-deam-dmer.safetensors")

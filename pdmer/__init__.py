@@ -14,8 +14,8 @@ from pdmer.estimators import (
     ListenerAdaptation,
     MCRNNRegressor,
 )
+from pdmer.estimators.persistence import load
 from pdmer.features import AudioFeatures, SongFeatures
-from pdmer.io import load
 from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_RATE, FRAME_SECONDS, VALENCE
 
 try:

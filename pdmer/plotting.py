@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from pdmer.files import atomic_write
-from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_SECONDS, QUADRANTS, VALENCE
+from pdmer.labels import AROUSAL, DIMENSIONS, FRAME_SECONDS, QUADRANTS, VALENCE, frame_times
 
 __all__ = ["QUADRANTS", "plot_curves", "plot_song", "plot_trajectory"]
 
@@ -114,7 +114,7 @@ def plot_curves(prediction=None, truth=None, personalized=None, *, others=None,
         fig = axes[0].figure
     for dim, ax in zip((AROUSAL, VALENCE), axes):
         for label, curve, style in curves:
-            ax.plot(_times(len(curve), frame_offset), curve[:, dim], label=label, **style)
+            ax.plot(frame_times(len(curve), frame_offset), curve[:, dim], label=label, **style)
         ax.set_ylabel(DIMENSIONS[dim])
         if value_range is not None:
             low, high = value_range
@@ -123,7 +123,7 @@ def plot_curves(prediction=None, truth=None, personalized=None, *, others=None,
             ax.axhline(0.5 * (low + high), color="0.6", lw=0.8, zorder=1)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s)")
-    first, last = frame_offset, max(_times(len(c), frame_offset)[-1] for _, c, _ in curves)
+    first, last = frame_offset, max(frame_times(len(c), frame_offset)[-1] for _, c, _ in curves)
     axes[-1].set_xlim(first, max(last, first + FRAME_SECONDS))
     axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 1.0), fontsize=8,
                    ncol=min(len(curves), 4), framealpha=0.85)
@@ -209,7 +209,7 @@ def plot_trajectory(prediction=None, truth=None, personalized=None, *, others=No
                 fontsize=11, color="0.45", style="italic", zorder=1)
     if len(curves) == 1:
         label, curve, _ = curves[0]
-        times = _times(len(curve), frame_offset)
+        times = frame_times(len(curve), frame_offset)
         points = curve[:, [VALENCE, AROUSAL]]
         segments = np.stack([points[:-1], points[1:]], axis=1)
         line = LineCollection(segments, cmap="viridis", lw=2.2, zorder=3)
@@ -309,8 +309,7 @@ def save_figure(fig, path, dpi=120) -> None:
 
 
 # ---------------------------------------------------------------------------
-def _times(n_frames, frame_offset):
-    return float(frame_offset) + FRAME_SECONDS * np.arange(n_frames)
+
 
 
 def _check_curve(curve, name):

@@ -15,9 +15,11 @@ from collections import namedtuple
 
 import numpy as np
 
+from pdmer.labels import DATASET_FRAME_OFFSET, frame_times
 from pdmer_datasets._csv import clean_curve, column, read_csv_rows, song_id, to_float
 
-FRAME_OFFSET = 15.0
+FRAME_OFFSET = DATASET_FRAME_OFFSET
+"""Audio time of label frame 0: column ``sample_15000ms`` is frame 0."""
 INDEX_VERSION = "1.0"
 
 AVG = "annotations/annotations averaged per song"
@@ -118,7 +120,7 @@ def averaged_dynamic(arousal_csv, valence_csv) -> dict:
     for sid in arousal.keys() & valence.keys():
         n = min(len(arousal[sid]), len(valence[sid]))
         labels = np.stack([arousal[sid][:n], valence[sid][:n]], axis=1).astype(np.float32)
-        out[sid] = Dynamic(FRAME_OFFSET + 0.5 * np.arange(n), labels)
+        out[sid] = Dynamic(frame_times(n, FRAME_OFFSET), labels)
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mirdata import core, validate as mir_validate
 
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import whole_frames
 from pdmer_datasets._install import STATE_DIR, fetch_parts
 from pdmer.files import atomic_write
 from pdmer_datasets.registry import DATASETS
@@ -240,8 +240,7 @@ class LoaderDataset(core.Dataset):
             return dict.fromkeys(song_ids)
         rel = {sid: self._index["tracks"][sid]["audio"][0] for sid in song_ids}
         seconds = self._decoded_durations(list(rel.values()), progress)
-        return {sid: max(0, int((seconds[r] - self.frame_offset) / FRAME_SECONDS + 1e-6))
-                for sid, r in rel.items()}
+        return {sid: whole_frames(seconds[r], self.frame_offset) for sid, r in rel.items()}
 
     def _decoded_durations(self, rel_paths, progress) -> dict:
         import soundfile as sf

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pdmer.labels import DIMENSIONS, FRAME_SECONDS
+from pdmer.labels import DIMENSIONS, FRAME_SECONDS, frame_time, frame_times
 from pdmer_datasets._csv import read_text
 from pdmer.files import atomic_write
 from pdmer_datasets.table import AnnotationTable
@@ -152,7 +152,7 @@ def read_labels(path, frame_offset=0.0):
         line = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 2
         raise ValueError(f"{path}, line {line}: NaN or infinite value; labels must be "
                          "finite (trim unannotated frames or interpolate them).")
-    times = values[:, 0] if clock == "time" else frame_offset + FRAME_SECONDS * values[:, 0]
+    times = values[:, 0] if clock == "time" else frame_time(values[:, 0], frame_offset)
     steps = np.diff(times)
     bad = np.flatnonzero(np.abs(steps - FRAME_SECONDS) > _GRID_TOLERANCE)
     if bad.size:
@@ -181,7 +181,7 @@ def write_labels(path, labels, frame_offset=0.0):
         Audio time of the first frame.
     """
     labels = np.asarray(labels, dtype=np.float64)
-    times = frame_offset + FRAME_SECONDS * np.arange(len(labels))
+    times = frame_times(len(labels), frame_offset)
 
     def write(tmp):
         with open(tmp, "w", newline="") as handle:

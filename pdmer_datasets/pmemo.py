@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from mirdata import core
 
+from pdmer.labels import DATASET_FRAME_OFFSET
 from pdmer_datasets._csv import column, read_csv_rows, song_id, to_float
 from pdmer_datasets._install import installed
 from pdmer_datasets._loader import (LoaderDataset, LoaderTrack, PackageIndex, choose_indexes,
@@ -59,7 +60,7 @@ from pdmer_datasets.table import AnnotationTable
 __all__ = ["Dataset", "Track", "REMOTES", "FRAME_OFFSET", "make_index", "MANUAL_STEPS"]
 
 NAME = "pmemo"
-FRAME_OFFSET = 15.0
+FRAME_OFFSET = DATASET_FRAME_OFFSET
 """Audio time of label frame 0: frameTime 15.5 s is the END of [15.0, 15.5] s."""
 
 MIN_DURATION = 25.0

@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
         data = synthetic.generate(root / "synthetic", random_state=0, **DATA)
         table = data.annotator_table()
         model = DSAMLRegressor(**dict(TINY_MODEL, inner_steps=4),
-                               features=AudioFeatures(**FEATURES))
+                               front_end=AudioFeatures(**FEATURES))
         n_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

@@ -119,6 +119,14 @@ def test_no_private_imports_across_packages():
     assert offences == []
 
 
+def test_private_scikit_learn_imports_stay_in_the_adapter():
+    paths = modules()
+    users = sorted({name for name in paths for _, target, names in imports(name, paths)
+                    if target.split(".")[0] == "sklearn" and any(
+                        part.startswith("_") for part in target.split(".") + names)})
+    assert users == ["pdmer.sklearn_compat"]
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_over_the_size_limit(package):
     sizes = {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
@@ -128,9 +136,9 @@ def test_no_module_over_the_size_limit(package):
 
 def test_the_core_library_does_not_import_the_data_sets():
     # import pdmer stays free of mirdata: only experiments and applications
-    # (cli, app, demo, the deprecated benchmark alias) read pdmer_datasets.
+    # (cli, app, demo) read pdmer_datasets.
     graph = import_graph()
-    allowed = ("pdmer.experiments", "pdmer.cli", "pdmer.app", "pdmer.demo", "pdmer.benchmark")
+    allowed = ("pdmer.experiments", "pdmer.cli", "pdmer.app", "pdmer.demo")
     users = sorted(name for name, targets in graph.items()
                    if name.startswith("pdmer.") and not name.startswith(allowed)
                    and any(t.startswith("pdmer_datasets") for t in targets))

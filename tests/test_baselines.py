@@ -29,9 +29,9 @@ from pdmer import (
     DSAMLRegressor,
     MCRNNRegressor,
 )
-from pdmer.benchmark import PAPER_FEATURES, parameter_counts
+from pdmer.experiments import PAPER_FEATURES, parameter_counts
 from pdmer.estimators.base import DEFAULT_WAVEFORM_RATE
-from pdmer.metrics import get_scorer
+from pdmer.scoring import get_scorer
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
 
 from conftest import make_annotator_table
@@ -262,7 +262,7 @@ def test_waveform_model_end_to_end_from_audio(tmp_path):
     annotators = np.array(["a"] * 3 + ["b"] * 3)
     features = AudioFeatures(sample_rate=rate, n_mels=16, global_window=2.0,
                              waveform_rate=2000)
-    est = tiny(MCRNNRegressor, features=features, n_episodes=2).fit(X, y, annotators=annotators)
+    est = tiny(MCRNNRegressor, front_end=features, n_episodes=2).fit(X, y, annotators=annotators)
     assert est.feature_spec_["n_waveform_samples"] == 1000
     out = est.predict(waves[:2])
     assert [p.shape for p in out] == [(8, 2), (8, 2)]

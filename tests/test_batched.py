@@ -5,7 +5,7 @@ import torch
 from torch.func import functional_call
 
 from pdmer.meta.batch import Song, collate
-from pdmer.meta.batched import batched_tasks_backward, stack_batches
+from pdmer.meta.vmapped import vmapped_tasks_backward, stack_batches
 from pdmer.meta.maml import maml_task_backward
 from pdmer.nn import DSAMLNet, diagonal_attention_loss, emotion_loss
 
@@ -91,7 +91,7 @@ def run_both(mode, lengths, inner="all", tasks_per_call=None):
         if runner == "sequential":
             losses = sequential(net, tasks, mode, names, reuse)
         else:
-            losses = batched_tasks_backward(
+            losses = vmapped_tasks_backward(
                 loss_and_context(net), net, names, tasks, mode, STEPS, LR,
                 weight=1 / len(tasks), reuse_context=reuse, tasks_per_call=tasks_per_call)
         grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
@@ -158,12 +158,12 @@ def test_bad_input():
     net = make_net()
     tasks = make_tasks(EQUAL)
     with pytest.raises(ValueError, match="mode must be one of"):
-        batched_tasks_backward(loss_and_context(net), net, [], tasks, "sgd", 1, 0.1)
+        vmapped_tasks_backward(loss_and_context(net), net, [], tasks, "sgd", 1, 0.1)
     with pytest.raises(ValueError, match="steps >= 1"):
-        batched_tasks_backward(loss_and_context(net), net, [], tasks, "fomaml", 0, 0.1)
+        vmapped_tasks_backward(loss_and_context(net), net, [], tasks, "fomaml", 0, 0.1)
     uneven = [tasks[0], (tasks[1][0], collate([song(6, 99)], "cpu"))]
     with pytest.raises(ValueError, match="same number of songs"):
-        batched_tasks_backward(loss_and_context(net), net, [], uneven, "fomaml", 1, 0.1)
+        vmapped_tasks_backward(loss_and_context(net), net, [], uneven, "fomaml", 1, 0.1)
 
 
 def test_dropout_draws_per_task_masks():
@@ -173,7 +173,7 @@ def test_dropout_draws_per_task_masks():
     names = [n for n, _ in net.named_parameters()]
     # Two identical tasks: only their dropout masks can tell them apart.
     task = make_tasks([(6, 6)])[0]
-    losses = batched_tasks_backward(loss_and_context(net), net, names, [task, task], "fomaml",
+    losses = vmapped_tasks_backward(loss_and_context(net), net, names, [task, task], "fomaml",
                                     STEPS, LR)
     assert losses[0] != losses[1]
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
@@ -189,7 +189,7 @@ def test_first_order_updates_leave_the_meta_parameters_alone(runner):
     if runner == "sequential":
         sequential(net, tasks, "fomaml", names, False)
     else:
-        batched_tasks_backward(loss_and_context(net), net, names, tasks, "fomaml", STEPS, LR)
+        vmapped_tasks_backward(loss_and_context(net), net, names, tasks, "fomaml", STEPS, LR)
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.detach(), before[name], rtol=0, atol=0)
 

@@ -241,16 +241,6 @@ def test_pmemo_has_no_pdmer_task(tmp_path):
         quiet(dataset="pmemo", task="pdmer", data_home=str(tmp_path))
 
 
-def test_pdmer_benchmark_module_is_deprecated():
-    import pdmer.benchmark
-    import pdmer.experiments
-
-    with pytest.warns(DeprecationWarning, match="import run_benchmark from pdmer.experiments"):
-        assert pdmer.benchmark.run_benchmark is pdmer.experiments.run_benchmark
-    with pytest.raises(AttributeError):
-        pdmer.benchmark._plan  # noqa: B018
-
-
 def test_parallel_fits_give_the_same_rows_and_variants_add_personalized_rows(data_home):
     variants = {"MAML": {"meta_learning": "maml"}, "Meta-SGD": {"meta_learning": "metasgd"}}
     runs = [quiet(models=["dsaml"], data_home=data_home, mean_label_rows=False,

@@ -83,7 +83,7 @@ def test_train_param_overrides_config_and_mean_labels(workspace, tmp_path):
     out = tmp_path / "m.safetensors"
     result = run("train", workspace["root"] / "data.csv", "-o", out, "--config",
                  workspace["config"], "-p", "n_episodes=2", "-p", "dropout=0.0",
-                 "-p", "features__n_mels=12", "--labels", "mean", "-q")
+                 "-p", "front_end__n_mels=12", "--labels", "mean", "-q")
     assert result.exit_code == 0, result.output
     assert "tasks by song" in result.output
     model = load(out)
@@ -119,13 +119,13 @@ def test_train_refuses_a_split_the_data_set_lacks(workspace, tmp_path, split, co
 
 def test_train_a_raw_audio_baseline_by_name(workspace, tmp_path):
     # DNN learns from the waveform: its default front end keeps raw audio,
-    # and the front-end settings still reach it through features__.
+    # and the front-end settings still reach it through front_end__.
     out = tmp_path / "dnn.safetensors"
     result = run("train", workspace["root"] / "data.csv", "-o", out, "--model", "dnn",
                  "-p", "size=small", "-p", "n_episodes=1", "-p", "tasks_per_step=2",
                  "-p", "n_query=2", "-p", "inner_steps=1", "-p", "device=cpu",
-                 "-p", "features__sample_rate=16000", "-p", "features__n_mels=16",
-                 "-p", "features__waveform_rate=4000", "-q")
+                 "-p", "front_end__sample_rate=16000", "-p", "front_end__n_mels=16",
+                 "-p", "front_end__waveform_rate=4000", "-q")
     assert result.exit_code == 0, result.output
     model = load(out)
     assert type(model).__name__ == "DNNRegressor"

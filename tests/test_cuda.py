@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from conftest import TINY_MODEL, make_annotator_table
 from pdmer import CRNNRegressor, DAMFFRegressor, DNNRegressor, DSAMLRegressor, MCRNNRegressor
-from pdmer.meta.batched import batched_tasks_backward
+from pdmer.meta.vmapped import vmapped_tasks_backward
 from pdmer.meta.maml import maml_task_backward
 from pdmer.nn import DSAMLNet, band_to_dense, diagonal_attention_loss, emotion_loss
 from pdmer.nn.precision import autocast, bf16_supported, cpu_has_native_bf16
@@ -172,7 +172,7 @@ def test_batched_tasks_on_cuda_equal_cpu(mode):
                                                       batch.lengths, layout="band")
             return loss, out.context
 
-        losses = batched_tasks_backward(loss_fn, net, [n for n, _ in net.named_parameters()],
+        losses = vmapped_tasks_backward(loss_fn, net, [n for n, _ in net.named_parameters()],
                                         tasks, mode, 2, 0.05, weight=1 / 3)
         return losses, {n: p.grad.detach().cpu() for n, p in net.named_parameters()}
 

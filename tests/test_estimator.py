@@ -32,7 +32,8 @@ from sklearn.utils.validation import check_is_fitted
 import pdmer
 from pdmer import AudioFeatures, DSAMLRegressor, ListenerAdaptation, SongFeatures
 from pdmer.estimators.base import BaseEmotionRegressor
-from pdmer.metrics import cross_validate_personalized, get_scorer, personalized_scorer
+from pdmer.evaluation import cross_validate_personalized, personalized_scorer
+from pdmer.scoring import get_scorer
 
 from conftest import TINY_MODEL, make_annotator_table, make_songs
 
@@ -215,7 +216,7 @@ def test_score_is_mean_ccc(model, table):
     X, y, _ = table
     score = model.score(X, y)
     assert isinstance(score, float)
-    assert score == pytest.approx(pdmer.metrics.ccc(y, model.predict(X)))
+    assert score == pytest.approx(pdmer.scoring.ccc(y, model.predict(X)))
     with pytest.raises(ValueError, match="sample_weight"):
         model.score(X, y, sample_weight=np.ones(len(X)))
 

@@ -257,7 +257,7 @@ def test_callers_plan_identically(fitted, tmp_path):
     from pdmer import AudioFeatures
 
     features = AudioFeatures(sample_rate=16000, n_mels=16, global_window=2.0)
-    DSAMLRegressor(**TINY_MODEL, features=features, mixed_precision=False).fit(
+    DSAMLRegressor(**TINY_MODEL, front_end=features, mixed_precision=False).fit(
         *table).save(model_path)
     labels = tmp_path / "labels"
     labels.mkdir()

@@ -1,25 +1,12 @@
-"""Scores and diagnostics of pdmer.evaluation (the personalized API moved there
-from pdmer.metrics, which keeps re-exporting it; tests/test_metrics.py tests it
-through pdmer.metrics)."""
+"""Scores and diagnostics of pdmer.evaluation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import pdmer.evaluation as evaluation
-import pdmer.metrics as metrics
 from pdmer.evaluation import COLLAPSE_RATIO, prediction_spread, score_episodes
-from pdmer.metrics import ccc, rmse
-
-
-def test_personalized_api_is_reexported_by_metrics():
-    for name in ("personalized_score", "personalized_scorer", "PersonalizedScorer",
-                 "cross_validate_personalized"):
-        assert getattr(metrics, name) is getattr(evaluation, name)
-        assert name in dir(metrics) and name in evaluation.__all__
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        metrics.nothing  # noqa: B018
+from pdmer.scoring import ccc, rmse
 
 
 def test_score_episodes_averages_songs_or_listeners():

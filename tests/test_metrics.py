@@ -1,4 +1,4 @@
-"""Tests for pdmer.metrics: per-song metrics, scorers, personalized CV."""
+"""Per-song metrics, scorers (pdmer.scoring) and personalized CV (pdmer.evaluation)."""
 
 import pickle
 import warnings
@@ -10,19 +10,20 @@ from scipy.stats import pearsonr
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 
-from pdmer import metrics
-from pdmer.metrics import (
+from pdmer.evaluation import (
+    cross_validate_personalized,
+    personalized_score,
+    personalized_scorer,
+)
+from pdmer.scoring import (
     SCORERS,
     ccc,
-    cross_validate_personalized,
     evaluate,
     get_scorer,
     get_scorer_names,
     make_multimetric_scorer,
     make_scorers,
     pcc,
-    personalized_score,
-    personalized_scorer,
     rmse,
 )
 
@@ -662,10 +663,3 @@ def test_personalized_scorer_without_routing_explains():
     with pytest.raises(ValueError, match="support must be"):
         personalized_scorer(support=1.5)
 
-
-def test_public_api_is_exported():
-    for name in metrics.__all__:
-        obj = getattr(metrics, name)
-        assert callable(obj) == (name != "SCORERS")
-        if callable(obj):
-            assert obj.__doc__ and "Examples" in obj.__doc__, name

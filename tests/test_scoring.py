@@ -13,7 +13,6 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import GroupKFold, cross_validate
 
-import pdmer.metrics
 import pdmer.scoring
 from pdmer.scoring import (
     METRICS,
@@ -159,12 +158,6 @@ def test_name_validation_names_the_parameter():
         make_scorers([3])
     with pytest.raises(TypeError, match="'name' parameter of get_scorer must be"):
         get_scorer(3)
-
-
-def test_metrics_module_reexports_scoring():
-    for name in pdmer.scoring.__all__:
-        if name in pdmer.metrics.__all__:
-            assert getattr(pdmer.metrics, name) is getattr(pdmer.scoring, name), name
 
 
 def test_public_api_is_documented():

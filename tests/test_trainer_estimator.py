@@ -4,7 +4,6 @@ front-end and parameter API."""
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 import pdmer
 from pdmer import (
@@ -25,7 +23,8 @@ from pdmer import (
     SongFeatures,
 )
 from pdmer.estimators import FrameOffsetWarning, TRAINING_PRESETS
-from pdmer.estimators.registry import ESTIMATORS, model_id, resolve_device
+from pdmer.estimators.persistence import ESTIMATORS, model_id
+from pdmer.nn.device import resolve_device
 
 from conftest import TINY_MODEL, make_annotator_table, make_songs
 
@@ -177,31 +176,6 @@ def test_normalisation_works_for_every_estimator(cls):
               device="cpu", random_state=0, **small).fit(X, y, annotators=annotators)
     assert est.network_.input_normalization.fitted
     assert all(np.isfinite(p).all() for p in est.predict(X[:2]))
-
-
-def test_model_file_from_before_normalisation_still_loads(table, tmp_path):
-    # A file written before pdmer 0.2: no normalisation buffers, no
-    # input_normalization parameter, and the front end stored as "features".
-    X, y, annotators = table
-    est = tiny(input_normalization=False, front_end=AudioFeatures(n_mels=8))
-    est.fit(X, y, annotators=annotators)
-    est.save(tmp_path / "new.safetensors")
-    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    params = json.loads(metadata["params"])
-    for name in ("input_normalization", "patience", "max_grad_norm", "frame_offset"):
-        del params[name]
-    params["features"] = params.pop("front_end")
-    metadata["params"] = json.dumps(params)
-    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=metadata)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        old = pdmer.load(tmp_path / "old.safetensors")
-    assert old.features.n_mels == 8 and old.front_end is None
-    assert old.model_id_ == est.model_id_  # old listener files keep working
-    for p, q in zip(old.predict(X[:2]), est.predict(X[:2])):
-        np.testing.assert_array_equal(p, q)
 
 
 # ---------------------------------------------------------------------------
@@ -376,17 +350,6 @@ def test_short_labels_without_an_offset_warn(tmp_path):
     # The offset is used: audio from 3 s on pairs with the labels.
     songs = offset.make_front_end().transform(X[:1])
     assert songs[0].frame_offset == 3.0 and songs[0].n_frames == 10
-
-
-def test_features_is_a_deprecated_alias_of_front_end(table):
-    front_end = AudioFeatures(n_mels=16)
-    est = DSAMLRegressor(features=front_end)
-    assert est.make_front_end() is front_end
-    X, y, annotators = table
-    with pytest.warns(FutureWarning, match="'features' parameter was renamed 'front_end'"):
-        tiny(features=front_end, n_episodes=1).fit(X, y, annotators=annotators)
-    with pytest.raises(ValueError, match="give front_end only"):
-        tiny(features=front_end, front_end=front_end).fit(X, y, annotators=annotators)
 
 
 def test_make_front_end_keeps_the_fitted_encoder(fitted):

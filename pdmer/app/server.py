@@ -27,7 +27,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pdmer.app.errors import AppError
 from pdmer.app.service import MAX_NAME_LENGTH, Service
-from pdmer.labels import FRAME_SECONDS, QUADRANTS
+from pdmer.labels import FRAME_SECONDS, QUADRANTS, frame_times
 
 STATIC = Path(__file__).with_name("static")
 
@@ -371,8 +371,8 @@ def api_routes(service: Service) -> APIRouter:
         arousal, valence = (list(column) for column in zip(*found.labels))
         return AnnotationDetail(
             **annotation_out(found).model_dump(),
-            time=[round(found.frame_offset + FRAME_SECONDS * i, 6)
-                  for i in range(len(found.labels))],
+            time=[round(float(t), 6)
+                  for t in frame_times(len(found.labels), found.frame_offset)],
             labels=Curve(arousal=arousal, valence=valence))
 
     @router.delete("/annotations/{annotation_id}", status_code=204, tags=["annotations"])
@@ -399,7 +399,7 @@ def api_routes(service: Service) -> APIRouter:
         offset = service.frame_offset
         return Predictions(
             song_id=song_id, frame_offset=offset, frame_seconds=FRAME_SECONDS,
-            time=[round(offset + FRAME_SECONDS * i, 6) for i in range(len(population))],
+            time=[round(float(t), 6) for t in frame_times(len(population), offset)],
             population=_curve(population), personal=None if curves["personal"] is None
             else _curve(curves["personal"]), adaptation_id=curves["adaptation_id"])
 

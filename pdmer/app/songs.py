@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import tempfile
@@ -25,7 +24,7 @@ from pdmer.app.storage import Annotation, Listener, Prediction, Song
 from pdmer.app.worker import INTERACTIVE
 from pdmer.features.audio import AudioError
 from pdmer.features.cache import content_hash
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import whole_frames
 
 log = logging.getLogger("pdmer.app")
 
@@ -115,7 +114,7 @@ class SongLibrary:
 
     def _whole_frames(self, duration: float) -> int:
         # As AudioFeatures counts them (exact once extracted; see features()).
-        return max(0, int(math.floor((duration - self.frame_offset) / FRAME_SECONDS + 1e-6)))
+        return whole_frames(duration, self.frame_offset)
 
     def songs(self, listener: Listener) -> list[Song]:
         """The catalog and the listener's own uploads."""

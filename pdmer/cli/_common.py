@@ -13,7 +13,6 @@ import difflib
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import click
@@ -74,7 +73,7 @@ def estimator_names() -> dict:
     import inspect
 
     from pdmer.estimators import BaseEmotionRegressor
-    from pdmer.estimators.registry import ESTIMATORS
+    from pdmer.estimators.persistence import ESTIMATORS
 
     names = {}
     for cls_name, cls in ESTIMATORS.items():
@@ -121,8 +120,7 @@ def parse_params(items):
 
 
 def read_config(path):
-    """A JSON object of estimator parameters; ``front_end`` (``features``
-    before pdmer 0.2) may be an object of
+    """A JSON object of estimator parameters; ``front_end`` may be an object of
     :class:`~pdmer.features.AudioFeatures` parameters."""
     try:
         config = json.loads(Path(path).read_text())
@@ -131,13 +129,12 @@ def read_config(path):
     if not isinstance(config, dict):
         raise click.BadParameter(f"{path} must hold a JSON object of parameters.",
                                  param_hint="--config")
-    for key in ("front_end", "features"):  # "features" before pdmer 0.2
-        front_end = config.pop(key, None)
-        if isinstance(front_end, dict):
-            config.update({f"front_end__{k}": v for k, v in front_end.items()})
-        elif front_end is not None:
-            raise click.BadParameter(f"{path}: '{key}' must be an object of AudioFeatures "
-                                     "parameters.", param_hint="--config")
+    front_end = config.pop("front_end", None)
+    if isinstance(front_end, dict):
+        config.update({f"front_end__{k}": v for k, v in front_end.items()})
+    elif front_end is not None:
+        raise click.BadParameter(f"{path}: 'front_end' must be an object of AudioFeatures "
+                                 "parameters.", param_hint="--config")
     return config
 
 
@@ -146,11 +143,9 @@ def build_estimator(cls, params, frame_offset):
     from sklearn.base import clone
 
     estimator = cls()
-    front_end = clone(estimator.make_front_end()).set_params(frame_offset=frame_offset)
+    front_end = clone(estimator.make_front_end(frame_offset))
     estimator.set_params(front_end=front_end)
-    # Front-end parameters were called features__<name> before pdmer 0.2.
-    set_params(estimator, {re.sub(r"^features__", "front_end__", k): v
-                           for k, v in params.items()})
+    set_params(estimator, params)
     # Bad values fail now, not after minutes of feature extraction.
     estimator.check_params()
     return estimator
@@ -178,23 +173,11 @@ def _close_names(key, valid) -> list:
     """The parameter names ``key`` may be a typo of (difflib), compared part by
     part, so that ``front_end__n_melz`` suggests ``front_end__n_mels`` and not
     every ``front_end__`` name."""
-    # "features" is the front end's name before pdmer 0.2, still accepted.
-    names = [k for k in valid if k != "features" and not k.startswith("features__")]
     prefix, _, rest = key.rpartition("__")
-    if prefix and any(k.startswith(prefix + "__") for k in names):
-        inner = [k[len(prefix) + 2:] for k in names if k.startswith(prefix + "__")]
+    if prefix and any(k.startswith(prefix + "__") for k in valid):
+        inner = [k[len(prefix) + 2:] for k in valid if k.startswith(prefix + "__")]
         return [f"{prefix}__{k}" for k in difflib.get_close_matches(rest, inner, n=3)]
-    return difflib.get_close_matches(key, names, n=3)
-
-
-def front_end(estimator, frame_offset=None):
-    """The estimator's feature extractor, at ``frame_offset`` if given."""
-    from sklearn.base import clone
-
-    features = clone(estimator.make_front_end())
-    if frame_offset is not None:
-        features.set_params(frame_offset=float(frame_offset))
-    return features
+    return difflib.get_close_matches(key, valid, n=3)
 
 
 def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting features",
@@ -205,9 +188,10 @@ def extract(estimator, paths, frame_offset=None, n_jobs=None, label="Extracting 
     as ``(path, error)`` and left out, instead of the first one stopping all.
     ``progress=False`` (``-q``) hides the progress bar.
     """
+    from sklearn.base import clone
     from tqdm.auto import tqdm
 
-    features = front_end(estimator, frame_offset)
+    features = clone(estimator.make_front_end(frame_offset))
     if n_jobs is not None:
         features.set_params(n_jobs=n_jobs)
     distinct = list(dict.fromkeys(os.fspath(p) for p in paths))
@@ -325,7 +309,7 @@ def load_model(path, device=None):
     """
     from safetensors import safe_open
 
-    from pdmer.io import load
+    from pdmer import load
 
     try:
         with safe_open(os.fspath(path), framework="pt") as handle:

@@ -52,7 +52,7 @@ def evaluate(model, data, data_home, split, labels, n_jobs, personalized, suppor
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
     from pdmer.experiments import markdown_table
-    from pdmer.metrics import evaluate as score_curves
+    from pdmer.scoring import evaluate as score_curves
 
     estimator = load_model(model, device)
     source = load_data(data, data_home=data_home, split=split, labels=labels)

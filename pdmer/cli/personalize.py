@@ -45,8 +45,7 @@ def personalize(model, audio, labels, output, steps, lr, frame_offset, device, q
 
     check_writable(output, what="the listener file")
     estimator = load_model(model, device)
-    default_offset = estimator.make_front_end().frame_offset
-    y, offset = read_labels(labels, default_offset if frame_offset is None else frame_offset)
+    y, offset = read_labels(labels, estimator.make_front_end(frame_offset).frame_offset)
     features = extract(estimator, [audio], frame_offset=offset)
     estimator.personalize([features[os.fspath(audio)]], [y], steps=steps, lr=lr)
     estimator.listener_.save(output)

@@ -78,7 +78,7 @@ def predict(model, inputs, list_files, recursive, listener, output, plot, frame_
         check_table_writer(output)
         check_writable(output, what="the predictions")
     estimator = load_model(model, device)
-    offset = estimator.make_front_end().frame_offset if frame_offset is None else frame_offset
+    offset = estimator.make_front_end(frame_offset).frame_offset
     if listener:
         estimator.use_listener(listener)
     failures = []

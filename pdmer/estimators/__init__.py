@@ -10,7 +10,7 @@ from pdmer.estimators.baselines import (
 from pdmer.estimators.dsaml import DSAMLRegressor
 from pdmer.estimators.exceptions import CollapseWarning, FrameOffsetWarning
 from pdmer.estimators.listener import ListenerAdaptation
-from pdmer.estimators.presets import TRAINING_PRESETS
+from pdmer.estimators.sizes import TRAINING_PRESETS
 
 __all__ = ["BaseEmotionRegressor", "CRNNRegressor", "CollapseWarning", "DAMFFRegressor",
            "DNNRegressor", "DSAMLRegressor", "FrameOffsetWarning", "ListenerAdaptation",

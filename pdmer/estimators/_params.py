@@ -6,19 +6,13 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 
+from pdmer.labels import FRAME_OFFSET_CONSTRAINT
 from pdmer.meta.methods import METHODS, MetaLearningMethod
+from pdmer.sklearn_compat import HasMethods, Interval, Options, StrOptions
 
 DEFAULT_WAVEFORM_RATE = 16000
 """Sample rate of the raw audio that waveform models get from their default front end."""
-
-COLLAPSE_STD_RATIO = 0.5
-"""A fitted model whose predictions vary less than this share of the labels'
-standard deviation (in either dimension) gets a :class:`CollapseWarning`."""
-
-COLLAPSE_CCC = 0.05
-"""... as does one whose best validation CCC stays below this."""
 
 _POSITIVE = [Interval(Integral, 1, None, closed="left")]
 _POSITIVE_OR_PRESET = [Interval(Integral, 1, None, closed="left"), None]
@@ -101,7 +95,7 @@ SHARED_PARAMETERS = """\
         float32 everywhere.
     task_batching : {"auto", "sequential", "vmap"} or int, default="auto"
         How the tasks of an episode run: one after another, or together in
-        one :func:`torch.func.vmap` (:mod:`pdmer.meta.batched`; an int runs
+        one :func:`torch.func.vmap` (:mod:`pdmer.meta.vmapped`; an int runs
         at most that many together, to bound memory). Both give the same
         gradients; dropout masks are drawn differently. "auto" batches on
         CUDA and runs sequentially on the CPU (where batching measured 2x
@@ -119,9 +113,7 @@ SHARED_PARAMETERS = """\
         Seed for initialisation, task sampling and dropout; runs repeat
         exactly on the CPU.
     verbose : int, default=0
-        Show a progress bar of episodes with the running loss.
-    features : AudioFeatures, optional
-        Deprecated alias of ``front_end``."""
+        Show a progress bar of episodes with the running loss."""
 """The parameters every estimator shares, as numpydoc; estimator docstrings
 include them where they write ``%(shared_parameters)s``."""
 
@@ -145,10 +137,13 @@ TRAINING_ATTRIBUTES = """\
         Episodes trained: fewer than ``n_episodes`` when stopped early.
     stopped_early_ : bool
     prediction_std_ratio_ : list of float
-        Standard deviation of the predictions over the labels', (arousal,
-        valence), on the validation songs (training songs without a
-        validation split); under 0.5 gives a
-        :class:`~pdmer.estimators.CollapseWarning`.
+        How much the predictions move within songs relative to the labels,
+        (arousal, valence), on the validation songs (training songs without
+        a validation split): :func:`pdmer.evaluation.prediction_spread`.
+        A mean under 0.5, or a best validation CCC under 0.05, gives a
+        :class:`~pdmer.estimators.CollapseWarning`
+        (:func:`pdmer.evaluation.collapse_problems`, the benchmark's
+        judgment too).
     model_id_ : str
         Fingerprint of the fitted network, carried by listener files.
     seed_ : int
@@ -178,7 +173,7 @@ PARAMETER_CONSTRAINTS = {
     "checkpoint_interval": _POSITIVE,
     "predict_batch_size": _POSITIVE,
     "front_end": [HasMethods(["transform"]), None],
-    "frame_offset": [Interval(Real, 0, np.inf, closed="left"), None],
+    "frame_offset": [FRAME_OFFSET_CONSTRAINT, None],
     "device": [str],
     "mixed_precision": ["boolean", StrOptions({"bf16"})],
     "task_batching": [StrOptions({"auto", "sequential", "vmap"}),
@@ -186,6 +181,5 @@ PARAMETER_CONSTRAINTS = {
     "distributed": [StrOptions({"auto"}), Options(bool, {False})],
     "random_state": [Interval(Integral, 0, None, closed="left"), None],
     "verbose": ["verbose"],
-    "features": [HasMethods(["transform"]), None],
 }
 """Constraints of the shared parameters (scikit-learn's ``_parameter_constraints``)."""

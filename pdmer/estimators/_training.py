@@ -7,15 +7,15 @@ import warnings
 import numpy as np
 import torch
 
-from pdmer.estimators._params import COLLAPSE_CCC, COLLAPSE_STD_RATIO
 from pdmer.estimators.exceptions import CollapseWarning
-from pdmer.estimators.registry import resolve_device
 from pdmer.meta import distributed
-from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, fingerprint
-from pdmer.meta.learner import MetaLearner, seeded
+from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, run_digest
+from pdmer.evaluation import collapse_problems, prediction_spread, run_episodes
+from pdmer.evaluation.personalized import listener_ccc
+from pdmer.meta.learner import MetaLearner, TensorEpisodes, seeded
 from pdmer.meta.methods import get_method
 from pdmer.meta.trainer import Trainer
-from pdmer.metrics import ccc
+from pdmer.nn.device import resolve_device
 from pdmer.nn.normalization import InputNormalization
 from pdmer.nn.precision import bf16_supported
 
@@ -37,7 +37,7 @@ class MetaTrainingMixin:
         """Attach what the estimator adds to a network: input statistics, the method's modules.
 
         Both are submodules, so the network's ``state_dict`` (model files,
-        the model fingerprint, checkpoints) carries them.
+        the model id, checkpoints) carries them.
         """
         settings = self._settings()
         if settings["input_normalization"]:
@@ -75,7 +75,7 @@ class MetaTrainingMixin:
                 f"mixed_precision='bf16' runs float32 on {self.device_}: it does not compute "
                 "bfloat16 natively (CPUs need AVX512-BF16 or AMX).", UserWarning, stacklevel=4)
         processes = self._processes()
-        digest = self._fingerprint(songs)
+        digest = self._run_digest(songs)
         if processes is not None:
             processes.check_same(digest, "data or parameters")
         learner = self.meta_learner()
@@ -94,14 +94,9 @@ class MetaTrainingMixin:
             names = sorted({e.listener for e in validation})
             mine = set(names if processes is None else
                        names[processes.rank::processes.world_size])
-            with self._seeded(-3):
-                truth, predictions, listeners = learner.run_episodes(
-                    prepared, [e for e in validation if e.listener in mine],
-                    self.predict_batch_size)
-            listeners = np.asarray(listeners)
-            scores = [ccc([t for t, k in zip(truth, listeners) if k == who],
-                          [p for p, k in zip(predictions, listeners) if k == who])
-                      for who in np.unique(listeners)]
+            truth, predictions, listeners = self._run_episodes(
+                learner, prepared, [e for e in validation if e.listener in mine])
+            scores = list(listener_ccc(truth, predictions, listeners).values())
             if processes is None:
                 return float(np.mean(scores))
             return processes.sum(float(np.sum(scores))) / len(names)
@@ -179,18 +174,18 @@ class MetaTrainingMixin:
             names = [n for n in names if n.startswith(self._head_prefixes)]
         return names
 
-    def _fingerprint(self, songs) -> str:
+    def _run_digest(self, songs) -> str:
         """Identity of a run's settings and data: the checkpoint of another run is refused."""
         # Settings that change how a run is computed, not what it computes
         # (batched tasks differ only in dropout draws, processes in rounding).
         skip = {"verbose", "checkpoint_path", "checkpoint_interval", "device", "n_episodes",
-                "predict_batch_size", "features", "front_end", "frame_offset", "task_batching",
+                "predict_batch_size", "front_end", "frame_offset", "task_batching",
                 "distributed"}
         settings = {**self.get_params(deep=False), **self._settings(),
                     "feature_spec": self.feature_spec_}
         tensors = [t for s in songs for t in (s.local_patches, s.global_embeddings, s.y,
                                               s.waveforms) if t is not None]
-        return fingerprint({k: v for k, v in settings.items() if k not in skip}, tensors)
+        return run_digest({k: v for k, v in settings.items() if k not in skip}, tensors)
 
     def _device_and_seed(self) -> tuple:
         """The run's device and seed, agreed with the other training processes.
@@ -218,23 +213,26 @@ class MetaTrainingMixin:
         """Seed torch for one step, leaving the caller's global RNG untouched."""
         return seeded((self.seed_ * 1_000_003 + step) % (2**63), self.device_)
 
-    def _check_collapse(self, songs, episodes):
-        """Record the prediction / label spread and warn when the model barely moves."""
+    def _run_episodes(self, learner, songs, episodes) -> tuple:
+        """The evaluation protocol's episodes on prepared song tensors, seeded for validation."""
+        # The protocol reads labels as arrays: copy those of the episodes' rows off the device.
+        rows = {r for episode in episodes for r in (*episode.support, *episode.query)}
+        labels = [song.y.cpu().numpy() if r in rows else None for r, song in enumerate(songs)]
         with self._seeded(-3):
-            truth, predictions, _ = self.meta_learner().run_episodes(songs, episodes,
-                                                                 self.predict_batch_size)
-        label_std = np.concatenate(truth).std(axis=0)
-        prediction_std = np.concatenate(predictions).std(axis=0)
-        ratio = prediction_std / np.maximum(label_std, 1e-8)
-        self.prediction_std_ratio_ = [float(r) for r in ratio]
-        flat = [f"{d} {r:.2f}" for d, r in zip(("arousal", "valence"), ratio)
-                if r < COLLAPSE_STD_RATIO]
-        low = self.best_validation_ccc_ is not None and self.best_validation_ccc_ < COLLAPSE_CCC
-        if (flat or low) and self._is_main():
-            where = "training" if self.best_validation_ccc_ is None else "validation"
-            problems = ([f"its predictions vary {', '.join(flat)} times as much as the labels "
-                         f"on the {where} songs"] if flat else []) + (
-                [f"its best validation CCC is {self.best_validation_ccc_:.3f}"] if low else [])
+            return run_episodes(TensorEpisodes(learner, self.predict_batch_size), songs, labels,
+                                episodes)
+
+    def _check_collapse(self, songs, episodes):
+        """Record the prediction / label spread and warn when the model barely moves.
+
+        Judged as the benchmark judges its rows
+        (:func:`pdmer.evaluation.collapse_problems`), on the validation songs
+        (the training songs without a validation split).
+        """
+        truth, predictions, _ = self._run_episodes(self.meta_learner(), songs, episodes)
+        self.prediction_std_ratio_ = prediction_spread(truth, predictions, per_dimension=True)
+        problems = collapse_problems(self.prediction_std_ratio_, self.best_validation_ccc_)
+        if problems and self._is_main():
             warnings.warn(
                 f"{type(self).__name__} may have collapsed to a near-constant output: "
                 f"{' and '.join(problems)} (best of {self.n_episodes_run_} episodes, at "

@@ -10,13 +10,11 @@ progress callbacks) and the model's tensor work to
 from __future__ import annotations
 
 import inspect
-import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
-from sklearn.utils._param_validation import Interval, InvalidParameterError
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from pdmer.estimators.validation import check_annotators, check_X, check_y, song_key
@@ -29,13 +27,15 @@ from pdmer.estimators._params import (
 from pdmer.estimators._personalization import PersonalizationMixin
 from pdmer.estimators._songs import distinct, feature_spec, mean_label_rows, to_songs
 from pdmer.estimators._training import MetaTrainingMixin
-from pdmer.estimators.presets import merge_presets
-from pdmer.estimators.registry import model_id, register, resolve_device
+from pdmer.estimators.sizes import merge_presets
+from pdmer.estimators.persistence import model_id, register, save_estimator
 from pdmer.evaluation.protocol import Episode
 from pdmer.features.container import SongFeatures
 from pdmer.features.frontend import AudioFeatures
 from pdmer.meta.tasks import TaskSampler, split_tasks
+from pdmer.nn.device import resolve_device
 from pdmer.scoring import ccc
+from pdmer.sklearn_compat import Interval, InvalidParameterError, fit_context
 
 
 class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMixin,
@@ -77,7 +77,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                  max_grad_norm=None, input_normalization=None, checkpoint_path=None,
                  checkpoint_interval=100, predict_batch_size=8, front_end=None,
                  frame_offset=None, device="auto", mixed_precision=True, task_batching="auto",
-                 distributed="auto", random_state=None, verbose=0, features=None):
+                 distributed="auto", random_state=None, verbose=0):
         self.meta_learning = meta_learning
         self.tasks = tasks
         self.n_episodes = n_episodes
@@ -105,7 +105,6 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
-        self.features = features
 
     @staticmethod
     def _shared(values: dict) -> dict:
@@ -227,24 +226,33 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         resolve_device(self.device, quiet=True)
         return self
 
-    def make_front_end(self) -> AudioFeatures:
+    def make_front_end(self, frame_offset=None) -> AudioFeatures:
         """The feature extractor this estimator applies to audio.
 
-        ``front_end`` (or the model's default), at ``frame_offset`` when it
-        is set; a fitted model keeps the global encoder it was trained with
-        where the front end says "auto".
+        ``front_end`` (or the model's default); a fitted model keeps the
+        global encoder it was trained with where the front end says "auto".
+        This is the one place that decides where label frame 0 starts: the
+        front end's ``frame_offset``, unless the estimator's ``frame_offset``
+        parameter or this call's overrides it.
+
+        Parameters
+        ----------
+        frame_offset : float, optional
+            Audio time of label frame 0 for this extraction (audio whose
+            labels start elsewhere than the model's); None keeps the
+            estimator's.
 
         Returns
         -------
         AudioFeatures
             Not a copy when nothing had to change.
         """
-        front_end = self.front_end if self.front_end is not None else self.features
-        if front_end is None:
-            front_end = self._default_features()
+        front_end = self.front_end if self.front_end is not None else self._default_features()
         changes = {}
-        if self.frame_offset is not None and front_end.frame_offset != self.frame_offset:
-            changes["frame_offset"] = float(self.frame_offset)
+        if frame_offset is None:
+            frame_offset = self.frame_offset
+        if frame_offset is not None and front_end.frame_offset != frame_offset:
+            changes["frame_offset"] = float(frame_offset)
         if front_end.global_encoder == "auto" and getattr(self, "encoder_", None) in (
                 "imagebind", "logmel-stats"):
             # A fitted model extracts with the encoder it was trained with,
@@ -252,7 +260,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             changes["global_encoder"] = self.encoder_
         return clone(front_end).set_params(**changes) if changes else front_end
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, annotators=None):
         """Meta-train (or train) the model.
 
@@ -352,13 +360,11 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         """Mean CCC of arousal and valence, averaged over songs."""
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported; scores are averaged over songs.")
-        # NaN labels mark frames to ignore, as in pdmer.metrics.
+        # NaN labels mark frames to ignore, as in pdmer.scoring.
         return ccc(list(y), self.predict(X))
 
     def save(self, path):
         """Save the fitted model to one safetensors file (no pickle); see :func:`pdmer.load`."""
-        from pdmer.io import save_estimator
-
         check_is_fitted(self, "network_")
         save_estimator(self, path)
 
@@ -381,12 +387,6 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int, not a "
                     f"bool. Got {value!r} instead.")
-        if self.features is not None:
-            if self.front_end is not None:
-                raise ValueError("features is the old name of front_end: give front_end only.")
-            warnings.warn("The 'features' parameter was renamed 'front_end' in pdmer 0.2 and "
-                          "will be removed in 0.4; pass front_end= instead.", FutureWarning,
-                          stacklevel=3)
 
     def _check_features(self, spec: dict) -> None:
         """Refuse features the model cannot use: raw-audio models need waveforms."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators._params import TRAINING_ATTRIBUTES
 from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
+from pdmer.sklearn_compat import Interval
 
 CRNN_SIZES = {
     "paper": dict(conv_channels=32, n_conv_layers=3, rnn_hidden=32, rnn_layers=2),
@@ -90,8 +90,7 @@ class _ConvRecurrentBaseline(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
-                 features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
         self.size = size
         self.conv_channels = conv_channels
         self.n_conv_layers = n_conv_layers
@@ -247,8 +246,7 @@ class MCRNNRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
-                 features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
         self.size = size
         self.view_kernels = view_kernels
         self.conv_channels = conv_channels
@@ -315,8 +313,7 @@ class DAMFFRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0,
-                 features=None):
+                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
         self.size = size
         self.conv_channels = conv_channels
         self.scales = scales

@@ -5,12 +5,12 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.nn.dsaml import DSAMLNet
 from pdmer.nn.losses import diagonal_attention_loss
+from pdmer.sklearn_compat import Interval
 
 SIZES = {
     # The paper's model (method.md): about 29 M trainable parameters.
@@ -21,7 +21,7 @@ SIZES = {
                   head_hidden=64),
 }
 """Architectures of the presets selected by ``DSAMLRegressor(size=...)``
-(the training settings are in :data:`pdmer.estimators.presets.TRAINING_PRESETS`)."""
+(the training settings are in :data:`pdmer.estimators.sizes.TRAINING_PRESETS`)."""
 
 
 class DSAMLRegressor(BaseEmotionRegressor):
@@ -103,7 +103,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
                  predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
                  mixed_precision=True, task_batching="auto", distributed="auto",
-                 random_state=None, verbose=0, features=None):
+                 random_state=None, verbose=0):
         self.size = size
         self.d_model = d_model
         self.n_heads = n_heads

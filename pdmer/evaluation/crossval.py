@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from pdmer.evaluation.personalized import (
@@ -24,6 +24,7 @@ from pdmer.evaluation.personalized import (
     _score_listeners,
 )
 from pdmer.scoring import get_scorer_names
+from pdmer.sklearn_compat import safe_indexing
 
 __all__ = ["PersonalizedScorer", "cross_validate_personalized", "personalized_scorer"]
 
@@ -259,13 +260,13 @@ def cross_validate_personalized(estimator, X, y, annotators, *, cv=5, scoring=No
         train, test = np.asarray(train), np.asarray(test)
         est = clone(estimator)
         t0 = time.perf_counter()
-        est.fit(_safe_indexing(X, train), _safe_indexing(y, train),
+        est.fit(safe_indexing(X, train), safe_indexing(y, train),
                 annotators=annotators[train], **fit_params)
         t1 = time.perf_counter()
         # Re-seeded per fold (for an int), exactly as personalized_scorer is on
         # each call, so both paths draw the same support songs.
         scores, n_scored, n_skipped = _score_listeners(
-            est, _safe_indexing(X, test), _safe_indexing(y, test), annotators[test], names,
+            est, safe_indexing(X, test), safe_indexing(y, test), annotators[test], names,
             support, check_random_state(random_state), average)
         if scores is None:
             empty_folds.append(fold)

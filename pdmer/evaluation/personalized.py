@@ -22,11 +22,44 @@ import numpy as np
 
 from pdmer.evaluation.protocol import plan_episodes, run_episodes
 
-from pdmer.scoring import check_scorer_names, per_song_scores, scores_from_per_song
+from pdmer.scoring import ccc, check_scorer_names, per_song_scores, scores_from_per_song
 
-__all__ = ["personalized_score", "score_episodes"]
+__all__ = ["listener_ccc", "personalized_score", "score_episodes"]
 
 AVERAGES = ("songs", "listeners")
+
+
+def listener_ccc(truth, predictions, listeners) -> dict:
+    """Each listener's CCC: the mean over their scored songs (and both dimensions).
+
+    Their mean over listeners is the score training validation maximises
+    (every held-out listener weighs the same); ``score_episodes(...,
+    average="listeners")`` is the same quantity.
+
+    Parameters
+    ----------
+    truth, predictions : list of ndarray of shape (n_frames_i, 2)
+        One pair per scored (song, listener), as :func:`run_episodes` returns them.
+    listeners : sequence of str
+        The listener of each pair.
+
+    Returns
+    -------
+    dict of str to float
+        In sorted listener order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pdmer.evaluation.personalized import listener_ccc
+    >>> t = [np.array([[0.0, 0.1], [0.5, 0.3], [1.0, 0.2]])]
+    >>> listener_ccc(t, t, ["a"])
+    {'a': 1.0}
+    """
+    listeners = np.asarray(listeners)
+    return {str(who): ccc([t for t, k in zip(truth, listeners) if k == who],
+                          [p for p, k in zip(predictions, listeners) if k == who])
+            for who in np.unique(listeners)}
 
 
 def score_episodes(truth, predictions, listeners, *, metric="ccc", average="songs"):

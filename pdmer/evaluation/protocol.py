@@ -146,7 +146,9 @@ def run_episodes(estimator, X, y, episodes, *, adapt=True, steps=None, lr=None):
 
     A pdmer estimator is never changed: adaptations come from
     ``estimator.adapt_listener`` and predictions from
-    ``estimator.predict(X, listener=...)``. Other estimators are run through
+    ``estimator.predict(X, listener=...)``; training validation runs the
+    same loop on song tensors through
+    :class:`~pdmer.meta.learner.TensorEpisodes`. Other estimators are run through
     ``personalize(X, y)``, ``predict(X)`` and, once at the end (also on
     errors), ``reset_personalization()``; with ``adapt=False`` only
     ``predict(X)`` is needed.
@@ -157,7 +159,8 @@ def run_episodes(estimator, X, y, episodes, *, adapt=True, steps=None, lr=None):
     X : sequence of songs
     y : sequence of ndarray of shape (n_frames_i, 2)
     episodes : list of Episode
-        From :func:`plan_episodes`.
+        From :func:`plan_episodes`; an episode without support rows scores
+        the model as it is.
     adapt : bool, default=True
         False scores the model without adaptation (the meta-parameters of a
         pdmer estimator) on the same query frames: the "not personalized"
@@ -210,6 +213,10 @@ def run_episodes(estimator, X, y, episodes, *, adapt=True, steps=None, lr=None):
             query = [X[r] for r in episode.query]
             if not adapt:
                 predicted = estimator.predict(query)
+            elif not episode.support:
+                if not native:
+                    estimator.reset_personalization()
+                predicted = _without_listener(estimator).predict(query)
             else:
                 songs = [X[r] for r in episode.support]
                 labels = [y[r] for r in episode.support]

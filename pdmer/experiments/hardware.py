@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import platform
 
-__all__ = ["fingerprint", "versions"]
+__all__ = ["describe_machine", "versions"]
 
 
-def fingerprint(device_type="cpu") -> dict:
+def describe_machine(device_type="cpu") -> dict:
     """The machine a run ran on, for its report.
 
     Parameters
@@ -25,8 +25,8 @@ def fingerprint(device_type="cpu") -> dict:
 
     Examples
     --------
-    >>> from pdmer.experiments.hardware import fingerprint
-    >>> sorted(fingerprint())[:3]
+    >>> from pdmer.experiments.hardware import describe_machine
+    >>> sorted(describe_machine())[:3]
     ['cpu', 'device', 'load_average']
     """
     import torch

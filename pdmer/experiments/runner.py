@@ -11,7 +11,7 @@ import torch
 from joblib import Parallel, delayed, effective_n_jobs
 
 from pdmer.evaluation import (
-    COLLAPSE_RATIO,
+    collapse_problems,
     plan_episodes,
     prediction_spread,
     run_episodes,
@@ -25,7 +25,7 @@ from pdmer.evaluation.competitors import (
     fine_tuned,
     tuning_episodes,
 )
-from pdmer.experiments.hardware import fingerprint, versions
+from pdmer.experiments.hardware import describe_machine, versions
 from pdmer.experiments.presets import MODELS, PRESETS, parameter_counts
 from pdmer.experiments.reporting import BenchmarkResult
 from pdmer.experiments.splits import SPLITS, data_home_for, load_split
@@ -210,7 +210,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
         "command": command or (f"pdmer.experiments.run_benchmark(dataset={dataset!r}, "
                                f"task={task!r}, preset={preset!r}, seed={seed})"),
         "seconds": round(time.perf_counter() - started, 1),
-        "hardware": fingerprint(device_type), "versions": versions(),
+        "hardware": describe_machine(device_type), "versions": versions(),
     }
     result = BenchmarkResult(rows, parameters, settings,
                              estimators={key: est for key, (est, _) in fitted.items()},
@@ -366,7 +366,7 @@ def _row(spec, truth, predictions, estimator, seconds, dataset, by_kind=None) ->
             **{m: round(scores[m], 6) for m in METRICS},
             "ccc_mean": round(scores["ccc_mean"], 6), **(by_kind or {}),
             "chosen_on_training_listeners": None, "spread": round(spread, 4),
-            "collapsed": bool(spread < COLLAPSE_RATIO), "n_scored": len(truth),
+            "collapsed": bool(collapse_problems(spread)), "n_scored": len(truth),
             **(convergence(estimator) if estimator is not None else dict.fromkeys(
                 ("best_episode", "episodes_run", "best_validation_ccc", "still_improving"))),
             **{f"paper_{m}": None if paper is None else paper[i] for i, m in enumerate(METRICS)},
@@ -428,7 +428,6 @@ def _parameter_counts(fitted) -> list:
 
 def _fit_settings(key, estimator, seconds) -> dict:
     params = estimator.get_params(deep=False)
-    params.pop("features", None)
     return {"model": MODELS[key[0]][0], "estimator": type(estimator).__name__,
             "params": params, "fit_seconds": round(seconds, 2), **convergence(estimator),
             "n_parameters": estimator.n_parameters_}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import DEFAULT_FRAME_OFFSET, frame_time
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +39,7 @@ class SongFeatures:
 
     local_patches: np.ndarray
     global_embeddings: np.ndarray
-    frame_offset: float = 0.0
+    frame_offset: float = DEFAULT_FRAME_OFFSET
     encoder: str = "unknown"
     source: str = "<array>"
     waveforms: np.ndarray | None = field(default=None, repr=False)
@@ -105,7 +105,7 @@ class SongFeatures:
         return SongFeatures(
             self.local_patches[start:stop],
             self.global_embeddings[start:stop],
-            frame_offset=self.frame_offset + start * FRAME_SECONDS,
+            frame_offset=frame_time(start, self.frame_offset),
             encoder=self.encoder,
             source=self.source,
             waveforms=None if self.waveforms is None else self.waveforms[start:stop],

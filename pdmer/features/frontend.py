@@ -10,7 +10,6 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
 from pdmer.features.audio import (
@@ -27,20 +26,20 @@ from pdmer.features.cache import FeatureCache, content_hash
 from pdmer.features.container import SongFeatures
 from pdmer.features.encoders import get_global_encoder
 from pdmer.features.logmel import frame_segments, log_mel_frames
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import (
+    DEFAULT_FRAME_OFFSET,
+    FRAME_OFFSET_CONSTRAINT,
+    FRAME_SECONDS,
+    frame_times,
+    whole_frames,
+)
+from pdmer.sklearn_compat import StrictInterval
 
 # Peak level below which a song counts as silent (about -100 dBFS).
 _SILENCE = 1e-5
 # Songs for an in-process clip model are embedded together until they hold
 # this many batches of clips, so that batches stay full across songs.
 _GROUP_BATCHES = 8
-
-
-class _Number(Interval):
-    """A numeric interval that, unlike scikit-learn's, refuses ``True``/``False``."""
-
-    def is_satisfied_by(self, val):
-        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
 
 
 class AudioFeatures(TransformerMixin, BaseEstimator):
@@ -109,23 +108,23 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "sample_rate": [_Number(Integral, 1, None, closed="left")],
-        "n_mels": [_Number(Integral, 1, None, closed="left")],
-        "window_seconds": [_Number(Real, 0, None, closed="neither")],
-        "hop_seconds": [_Number(Real, 0, None, closed="neither")],
-        "frame_offset": [_Number(Real, 0, None, closed="left")],
+        "sample_rate": [StrictInterval(Integral, 1, None, closed="left")],
+        "n_mels": [StrictInterval(Integral, 1, None, closed="left")],
+        "window_seconds": [StrictInterval(Real, 0, None, closed="neither")],
+        "hop_seconds": [StrictInterval(Real, 0, None, closed="neither")],
+        "frame_offset": [FRAME_OFFSET_CONSTRAINT],
         "global_encoder": "no_validation",  # get_global_encoder says what is wrong
-        "global_window": [_Number(Real, 0, None, closed="neither")],
-        "waveform_rate": [_Number(Integral, 1, None, closed="left"), None],
+        "global_window": [StrictInterval(Real, 0, None, closed="neither")],
+        "waveform_rate": [StrictInterval(Integral, 1, None, closed="left"), None],
         "cache_dir": [str, os.PathLike, None],
-        "n_jobs": [_Number(Integral, None, -1, closed="right"),
-                   _Number(Integral, 1, None, closed="left"), None],
+        "n_jobs": [StrictInterval(Integral, None, -1, closed="right"),
+                   StrictInterval(Integral, 1, None, closed="left"), None],
         "device": "no_validation",  # torch says what is wrong
         "progress": ["boolean"],
     }
 
     def __init__(self, sample_rate=44100, n_mels=128, window_seconds=0.06,
-                 hop_seconds=0.01, frame_offset=0.0, global_encoder="auto",
+                 hop_seconds=0.01, frame_offset=DEFAULT_FRAME_OFFSET, global_encoder="auto",
                  global_window=30.0, waveform_rate=None, cache_dir=None, n_jobs=None,
                  device="cpu", progress=False):
         self.sample_rate = sample_rate
@@ -267,7 +266,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
         source = _source(item)
         mix = signals["mix"]
         duration = len(mix) / rate
-        available = int(np.floor((duration - self.frame_offset) / FRAME_SECONDS + 1e-6))
+        available = whole_frames(duration, self.frame_offset)
         if available < 1:
             raise AudioError(
                 f"{source}: the audio lasts {duration:.2f} s, too short for one "
@@ -286,7 +285,7 @@ class AudioFeatures(TransformerMixin, BaseEstimator):
             )
         # Each resampled copy is dropped once used: memory stays near the
         # decoded mono mix, the encoder's signal and the outputs.
-        starts = self.frame_offset + FRAME_SECONDS * np.arange(n_frames)
+        starts = frame_times(n_frames, self.frame_offset)
         part = {"source": source, "starts": starts}
         enc_wave = signals.pop("encoder")
         del signals

@@ -141,7 +141,7 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
-def fingerprint(settings: dict, tensors) -> str:
+def run_digest(settings: dict, tensors) -> str:
     """A digest of training settings and data, to recognise a run's checkpoint."""
     digest = hashlib.sha256(json.dumps({k: repr(v) for k, v in settings.items()},
                                        sort_keys=True).encode())
@@ -154,7 +154,7 @@ class Checkpoint(Callback):
     """Save the training state every ``interval`` episodes; resume from it.
 
     A run resumes from the checkpoint at ``path`` when it was written by a
-    run with the same settings and data (the ``fingerprint``) that had not
+    run with the same settings and data (the ``run_digest``) that had not
     gone further than ``n_episodes``; a longer run's checkpoint or another
     run's is refused with a ValueError rather than silently used.
 
@@ -170,18 +170,18 @@ class Checkpoint(Callback):
     path : str or os.PathLike
     interval : int
         Episodes between saves; the last episode is always saved.
-    fingerprint : str
-        Identity of the run's settings and data (:func:`fingerprint`).
+    run_digest : str
+        Identity of the run's settings and data (:func:`run_digest`).
     extra : dict, optional
         Saved with the state (e.g. the seed of a run without random_state).
     verbose : bool, default=False
         Say when resuming or cleaning up.
     """
 
-    def __init__(self, path, interval, fingerprint, extra=None, verbose=False):
+    def __init__(self, path, interval, run_digest, extra=None, verbose=False):
         self.path = os.fspath(path)
         self.interval = interval
-        self.fingerprint = fingerprint
+        self.run_digest = run_digest
         self.extra = dict(extra or {})
         self.verbose = verbose
         self.started = time.time()
@@ -222,7 +222,7 @@ class Checkpoint(Callback):
         state = self.read(self.path, next(trainer.network.parameters()).device)
         if state is None:
             return None
-        if state.get("fingerprint") != self.fingerprint:
+        if state.get("run_digest") != self.run_digest:
             raise ValueError(
                 f"The checkpoint {self.path} belongs to a run with other parameters or data. "
                 "Delete it or choose another checkpoint_path.")
@@ -240,7 +240,7 @@ class Checkpoint(Callback):
 
     def save(self, trainer):
         """Write the trainer's state atomically (a temporary file, then a rename)."""
-        state = {**trainer.state_dict(), **self.extra, "fingerprint": self.fingerprint}
+        state = {**trainer.state_dict(), **self.extra, "run_digest": self.run_digest}
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
     def _remove_orphans(self):

@@ -3,10 +3,11 @@
 :class:`MetaLearner` is what the estimators and the trainer share: one
 meta-training episode's gradient (:meth:`~MetaLearner.episode_backward`),
 adaptation to one listener from the meta-parameters
-(:meth:`~MetaLearner.adapt`), prediction (:meth:`~MetaLearner.predict`) and
-the personalized episodes of the evaluation protocol run on tensors
-(:meth:`~MetaLearner.run_episodes`). It holds no training state: the
-estimator builds one around its network whenever it needs it.
+(:meth:`~MetaLearner.adapt`) and prediction (:meth:`~MetaLearner.predict`);
+:class:`TensorEpisodes` lends it to the evaluation protocol's episode loop
+(:func:`pdmer.evaluation.run_episodes`) for training validation. It holds no
+training state: the estimator builds one around its network whenever it
+needs it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from pdmer.meta.batch import collate
-from pdmer.meta.batched import batched_tasks_backward
+from pdmer.meta.vmapped import vmapped_tasks_backward
 from pdmer.meta.methods import get_method
 from pdmer.nn.losses import emotion_loss
 from pdmer.nn.precision import autocast, bf16_supported
@@ -30,7 +31,7 @@ BatchNorm running statistics, as at prediction) or ``"train"``."""
 
 TASK_BATCHING = ("sequential", "vmap")
 """How the tasks of an episode run: one after another, or together in one
-:func:`torch.func.vmap` (:mod:`pdmer.meta.batched`)."""
+:func:`torch.func.vmap` (:mod:`pdmer.meta.vmapped`)."""
 
 
 @contextlib.contextmanager
@@ -111,7 +112,7 @@ class MetaLearner:
         while it adapts (not thread-safe).
     task_batching : {"sequential", "vmap"}, default="sequential"
         Run the tasks of an episode one after another, or together with
-        :func:`pdmer.meta.batched.batched_tasks_backward` (the network's
+        :func:`pdmer.meta.vmapped.vmapped_tasks_backward` (the network's
         forward must be batchable by :func:`torch.func.vmap`, and the method
         :attr:`~pdmer.meta.methods.MetaLearningMethod.batchable`).
     tasks_per_call : int, optional
@@ -313,8 +314,8 @@ class MetaLearner:
                 loss += self.task_backward(*batches(i), weight=weight) / len(tasks)
         return loss
 
-    def batched_backward(self, tasks, mode, weight) -> list:
-        """Tasks together in :func:`~pdmer.meta.batched.batched_tasks_backward` (``mode``)."""
+    def vmapped_backward(self, tasks, mode, weight) -> list:
+        """Tasks together in :func:`~pdmer.meta.vmapped.vmapped_tasks_backward` (``mode``)."""
         training = self.adapt_mode == "train"
 
         def loss_fn(state, batch, context):
@@ -325,7 +326,7 @@ class MetaLearner:
                 return self.loss(state, batch, None, context)
 
         plain = mode == "none"
-        return batched_tasks_backward(
+        return vmapped_tasks_backward(
             loss_fn, self.network, self.names, tasks, mode, 0 if plain else self.inner_steps,
             0.0 if plain else self.inner_lr, weight=weight, reuse_context=self._head_only(),
             tasks_per_call=self.tasks_per_call, support_loss_fn=support_loss_fn)
@@ -393,36 +394,31 @@ class MetaLearner:
                 out[i] = prediction[j, : songs[i].n_frames]
         return out
 
-    def run_episodes(self, songs, episodes, batch_size=8):
-        """Adapt per episode and predict its query rows (see :mod:`pdmer.evaluation`).
 
-        Parameters
-        ----------
-        songs : list of Song
-            Labelled rows the episodes index.
-        episodes : list of Episode
-            From :func:`pdmer.evaluation.plan_episodes`; an episode without
-            support rows scores the model as it is.
-        batch_size : int, default=8
+class TensorEpisodes:
+    """A :class:`MetaLearner` as the estimator of :func:`pdmer.evaluation.run_episodes`.
 
-        Returns
-        -------
-        truth, predictions : list of ndarray
-            Labels and predictions of every scored row, from each episode's
-            ``query_start`` on.
-        listeners : list of str
-        """
-        truth, predictions, listeners = [], [], []
-        for episode in episodes:
-            state = None
-            if episode.support:
-                support = [songs[r] for r in episode.support]
-                if episode.support_frames is not None:
-                    support = [s.crop(0, episode.support_frames) for s in support]
-                state = self.adapt(support)
-            query = [songs[r] for r in episode.query]
-            for song, predicted in zip(query, self.predict(query, state, batch_size)):
-                truth.append(song.y[episode.query_start:].cpu().numpy())
-                predictions.append(predicted[episode.query_start:])
-                listeners.append(episode.listener)
-        return truth, predictions, listeners
+    Training validation scores held-out listeners with the evaluation
+    protocol's one episode loop, on songs already prepared as tensors: the
+    learner adapts to the support songs (their labels travel inside them)
+    and predicts the query songs with the adapted parameters, never
+    changing the meta-parameters.
+
+    Parameters
+    ----------
+    learner : MetaLearner
+    batch_size : int, default=8
+        Songs per prediction batch.
+    """
+
+    def __init__(self, learner: MetaLearner, batch_size: int = 8):
+        self.learner = learner
+        self.batch_size = batch_size
+
+    def adapt_listener(self, X, y=None, steps=None, lr=None) -> dict:
+        """The parameters adapted to songs ``X`` (``y`` is unused: the songs hold their labels)."""
+        return self.learner.adapt(X, steps, lr)
+
+    def predict(self, X, listener=None) -> list:
+        """Predictions per song, with adapted parameters ``listener`` (None: the meta-parameters)."""
+        return self.learner.predict(X, listener, self.batch_size)

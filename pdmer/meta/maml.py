@@ -103,7 +103,7 @@ def maml_task_backward(support_loss: LossFn, query_loss: LossFn, params: dict,
     With ``n_tasks``, the adapted parameters get a leading axis of that many
     tasks (each task its own copy of the start), ``support_loss`` returns the
     tasks' summed loss and ``query_loss`` their (n_tasks,) losses: the same
-    loop serves :mod:`pdmer.meta.batched`, where the losses are
+    loop serves :mod:`pdmer.meta.vmapped`, where the losses are
     :func:`torch.func.vmap`-ped over tasks.
 
     Returns the task's query loss (a list of the tasks' with ``n_tasks``).

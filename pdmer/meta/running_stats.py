@@ -1,6 +1,6 @@
 """BatchNorm running statistics of tasks run apart, folded as if run one after another.
 
-Batched tasks (:mod:`pdmer.meta.batched`) and distributed training
+Batched tasks (:mod:`pdmer.meta.vmapped`) and distributed training
 (:mod:`pdmer.meta.distributed`) run the tasks of an episode side by side,
 each from the same running statistics. A BatchNorm update with momentum
 ``m`` is ``r <- (1 - m) r + m s``; a block of ``L`` consecutive updates

@@ -16,7 +16,7 @@ class InputNormalization(nn.Module):
     the local branch where both are added. The means and standard
     deviations are computed once on the training songs (:meth:`fit`) and
     stored as buffers, so they travel with the network's ``state_dict``
-    into model files and its fingerprint.
+    into model files and the model id.
 
     Parameters
     ----------
@@ -30,7 +30,7 @@ class InputNormalization(nn.Module):
     Until :meth:`fit` (or loading fitted statistics) the transform is the
     identity and the buffers are left out of the ``state_dict``: model
     files written before this layer existed load unchanged, with the same
-    fingerprint.
+    model id.
     """
 
     def __init__(self, n_mels: int, global_dim: int) -> None:

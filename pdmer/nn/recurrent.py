@@ -6,7 +6,7 @@ lengths on the host). Inside :func:`vmappable`, pdmer's networks run their
 LSTMs as a Python loop over time steps written with batched matrix products
 (:func:`unrolled_lstm`) and never branch on tensor values, so a whole
 network can be mapped over per-task parameters (see
-:mod:`pdmer.meta.batched`).
+:mod:`pdmer.meta.vmapped`).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from pdmer.labels import DIMENSIONS
+from pdmer.sklearn_compat import Interval, StrOptions, validate_params
 
 METRICS = ("ccc", "pcc", "rmse")  # documented in pdmer.scoring
 

@@ -8,13 +8,9 @@ from types import MappingProxyType
 import numpy as np
 from sklearn.metrics import check_scoring
 
-# make_scorer returns a _Scorer; subclassing it keeps sklearn's predict cache
-# (_MultimetricScorer calls _Scorer._score) and adds a name for repr/pickle.
-from sklearn.metrics._scorer import _Scorer
-from sklearn.utils._param_validation import validate_params
-
 from pdmer.labels import DIMENSIONS
 from pdmer.scoring._metrics import METRICS, _reduce, ccc, pcc, rmse
+from pdmer.sklearn_compat import Scorer, validate_params
 
 
 def _scorer_specs():
@@ -161,7 +157,10 @@ def scores_from_per_song(per_song, names, groups=None):
     return out
 
 
-class SequenceScorer(_Scorer):
+# make_scorer returns a Scorer; subclassing it keeps scikit-learn's predict
+# cache (its multimetric scorer calls Scorer._score) and adds a name for
+# repr and pickle.
+class SequenceScorer(Scorer):
     """The scikit-learn scorer of one pdmer metric, by name.
 
     ``scorer(estimator, X, y)`` predicts ``X`` with the fitted scikit-learn

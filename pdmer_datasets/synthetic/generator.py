@@ -8,9 +8,9 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, validate_params
 
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import DEFAULT_FRAME_OFFSET, FRAME_OFFSET_CONSTRAINT, FRAME_SECONDS
+from pdmer.sklearn_compat import Interval, validate_params
 from pdmer_datasets.synthetic.files import (FORMAT, FORMAT_VERSION, GENERATOR_VERSION, META_JSON,
                                             load, read_meta, write_meta, write_tables)
 from pdmer_datasets.synthetic._seeds import NOISE, stream
@@ -32,7 +32,7 @@ _DEFAULT_NOISE = (0.03, 0.1)
         "songs_per_listener": [Interval(Integral, 1, None, closed="left")],
         "duration": [Interval(Real, 0, None, closed="neither"), tuple, list],
         "sample_rate": [Interval(Integral, 4000, None, closed="left")],
-        "frame_offset": [Interval(Real, 0, None, closed="left")],
+        "frame_offset": [FRAME_OFFSET_CONSTRAINT],
         "reversed_fraction": [Interval(Real, 0, 1, closed="both"), None],
         "listener_mix": [dict, None],
         "noise_std": [Interval(Real, 0, None, closed="left"), tuple, list],
@@ -43,7 +43,7 @@ _DEFAULT_NOISE = (0.03, 0.1)
     prefer_skip_nested_validation=True,
 )
 def generate(root, n_songs=40, n_listeners=24, songs_per_listener=12,
-             duration=20.0, sample_rate=22050, frame_offset=0.0,
+             duration=20.0, sample_rate=22050, frame_offset=DEFAULT_FRAME_OFFSET,
              reversed_fraction=None, listener_mix=None, noise_std=_DEFAULT_NOISE,
              cues="default", random_state=0, n_jobs=None,
              overwrite=False) -> SyntheticDataset:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pdmer.labels import FRAME_SECONDS
+from pdmer.labels import frame_time
 from pdmer.files import atomic_write
 from pdmer_datasets.synthetic._seeds import AUDIO, stream
 
@@ -171,10 +171,10 @@ def _drum_samples(rng, sr):
 def synthesize(curve, frame_offset, sr, rng, cues="default"):
     """Mono float32 audio of one song whose emotion follows ``curve`` (see :data:`CUES`)."""
     n_frames = curve.shape[0]
-    n = int(round((frame_offset + n_frames * FRAME_SECONDS) * sr))
+    n = int(round(frame_time(n_frames, frame_offset) * sr))
     n_ctl = -(-n // _HOP)
     t_ctl = (np.arange(n_ctl) + 0.5) * (_HOP / sr)
-    centers = frame_offset + (np.arange(n_frames) + 0.5) * FRAME_SECONDS
+    centers = frame_time(np.arange(n_frames) + 0.5, frame_offset)
     aro = np.interp(t_ctl, centers, curve[:, 0])  # one value per block
     val = np.interp(t_ctl, centers, curve[:, 1])
     if cues == "swapped":

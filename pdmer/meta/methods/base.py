@@ -41,7 +41,7 @@ class MetaLearningMethod(BaseEstimator):
 
     batchable: ClassVar[bool] = True
     """The tasks of an episode can run together under :func:`torch.func.vmap`
-    (:mod:`pdmer.meta.batched`)."""
+    (:mod:`pdmer.meta.vmapped`)."""
 
     own_prefixes: ClassVar[tuple] = ()
     """Names (prefixes) of the submodules :meth:`attach` adds: their
@@ -76,7 +76,7 @@ class MetaLearningMethod(BaseEstimator):
 
     def tasks_backward(self, learner, tasks: list, weight: float) -> list:
         """The tasks together under :func:`torch.func.vmap` (when :attr:`batchable`)."""
-        return learner.batched_backward(tasks, "maml" if self.second_order else "fomaml",
+        return learner.vmapped_backward(tasks, "maml" if self.second_order else "fomaml",
                                         weight)
 
     def adapt(self, learner, batch, steps: int, lr, progress=None) -> dict:

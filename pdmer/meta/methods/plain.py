@@ -23,4 +23,4 @@ class PlainTraining(MetaLearningMethod):
         return float(loss.detach())
 
     def tasks_backward(self, learner, tasks, weight):
-        return learner.batched_backward(tasks, "none", weight)
+        return learner.vmapped_backward(tasks, "none", weight)

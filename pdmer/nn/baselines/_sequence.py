@@ -123,7 +123,3 @@ def pooled_length(size: int, pool: int) -> int:
     """Length after ``MaxPool(pool, ceil_mode=True)``: never 0 for a non-empty input."""
     return -(-size // pool)
 
-
-def conv_length(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """Output length of a convolution."""
-    return (size + 2 * padding - kernel) // stride + 1

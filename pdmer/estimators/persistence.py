@@ -1,24 +1,61 @@
-"""Saving and loading fitted estimators as safetensors files (no pickle)."""
+"""Model files: fitted estimators saved as safetensors files (no pickle).
+
+A model file holds the network's tensors and, as JSON metadata, the
+estimator's class name, its parameters and its fitted attributes. Loading
+finds the class by that name among the registered estimators (every
+subclass of :class:`~pdmer.estimators.BaseEmotionRegressor` registers
+itself), so the estimators import this module and never the reverse.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import numpy as np
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pdmer.files import atomic_write
-from pdmer.estimators.registry import ESTIMATORS, FITTED_ATTRIBUTES, model_id, resolve_device
 from pdmer.features.frontend import AudioFeatures
+from pdmer.files import atomic_write
 from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
+from pdmer.nn.device import resolve_device
+
+ESTIMATORS: dict[str, type] = {}
+"""Estimator classes by class name, for :func:`load` (filled as they are defined)."""
+
+FITTED_ATTRIBUTES = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_",
+                     "best_episode_", "best_validation_ccc_", "resolved_params_",
+                     "n_episodes_run_", "stopped_early_", "prediction_std_ratio_",
+                     "validation_listeners_")
+"""Fitted attributes (besides the network's weights) that a model file carries."""
 
 FORMAT_VERSION = "2"
-"""Version 2 (pdmer 0.2): the front end is stored as ``front_end`` and the
-fitted training settings (``resolved_params_``) travel with the weights."""
-# The front end's parameter and its name before pdmer 0.2.
-_FRONT_ENDS = ("front_end", "features")
+"""Version of the model file layout: the estimator's parameters (the front
+end's as ``front_end``) and its fitted attributes as JSON metadata beside the
+network's tensors."""
+
+
+def register(cls: type) -> type:
+    """Record an estimator class under its name; returns it (usable as a decorator)."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def model_id(network: torch.nn.Module) -> str:
+    """Identity of a network's state (weights and buffers), 16 hex digits.
+
+    Listener files record it, so an adaptation is only ever applied to the
+    model it was computed from.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                      .numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _json_default(value):
@@ -35,13 +72,12 @@ def _json_default(value):
 def save_estimator(estimator, path) -> None:
     """Write ``estimator`` to ``path`` atomically (temporary file, then rename)."""
     params = estimator.get_params(deep=False)
-    for key in _FRONT_ENDS:
-        if params.get(key) is not None:
-            front_end = params[key].get_params()
-            if not isinstance(front_end["global_encoder"], str):
-                # Custom encoders are code; store the name and ask for it at load.
-                front_end["global_encoder"] = None
-            params[key] = front_end
+    if params["front_end"] is not None:
+        front_end = params["front_end"].get_params()
+        if not isinstance(front_end["global_encoder"], str):
+            # Custom encoders are code; store the name and ask for it at load.
+            front_end["global_encoder"] = None
+        params["front_end"] = front_end
     metadata = {
         "pdmer_format": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
@@ -76,8 +112,6 @@ def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, pat
 
 def _fitted_attributes(metadata: dict, path) -> dict:
     fitted = json.loads(metadata["fitted"])
-    # Files written before validation_listeners_ existed: which were held out is unknown.
-    fitted.setdefault("validation_listeners_", [])
     unknown = sorted(set(fitted) - set(FITTED_ATTRIBUTES))
     missing = sorted(set(FITTED_ATTRIBUTES) - set(fitted))
     if unknown or missing:
@@ -156,19 +190,14 @@ def load(path, **params):
         raise FileNotFoundError(f"Model file not found: {path}") from None
     except Exception as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    version = metadata.get("pdmer_format")
-    if version == "1":
-        raise ValueError(f"{path} was written by pdmer 0.1, whose model files lack the "
-                         "training settings this version needs; train the model again.")
-    if version != FORMAT_VERSION:
+    if metadata.get("pdmer_format") != FORMAT_VERSION:
         raise ValueError(f"{path} is not a pdmer model file (format {FORMAT_VERSION}).")
     name = metadata["estimator"]
     if name not in ESTIMATORS:
         raise ValueError(f"{path} holds a {name}, which this pdmer version does not know.")
     cls = ESTIMATORS[name]
-    # Front-end overrides as front_end__<name> (features__<name> before pdmer 0.2).
     front_end_params = {k.split("__", 1)[1]: v for k, v in params.items()
-                        if k.split("__", 1)[0] in _FRONT_ENDS and "__" in k}
+                        if k.startswith("front_end__")}
     params = {k: v for k, v in params.items() if "__" not in k}
     defaults = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(defaults))
@@ -176,16 +205,14 @@ def load(path, **params):
         raise TypeError(f"pdmer.load got parameters {name} does not have: "
                         f"{', '.join(unknown)}.")
     stored = _checked_params(json.loads(metadata["params"]), defaults, params, name, path)
-    for key in _FRONT_ENDS:
-        if stored.get(key) is None or key in params:
-            continue
-        front_end = _checked_params(stored[key], AudioFeatures().get_params(),
+    if stored.get("front_end") is not None and "front_end" not in params:
+        front_end = _checked_params(stored["front_end"], AudioFeatures().get_params(),
                                     front_end_params, "AudioFeatures", path)
         if front_end["global_encoder"] is None:
             raise ValueError(
                 f"{path} was trained with a custom global encoder; pass it again: "
-                f"pdmer.load(path, {key}=AudioFeatures(global_encoder=...)).")
-        stored[key] = AudioFeatures(**front_end)
+                "pdmer.load(path, front_end=AudioFeatures(global_encoder=...)).")
+        stored["front_end"] = AudioFeatures(**front_end)
     if isinstance(stored.get("meta_learning"), dict) and "meta_learning" not in params:
         try:
             stored["meta_learning"] = get_method(stored["meta_learning"])
@@ -195,11 +222,10 @@ def load(path, **params):
     stored.update(params)
     estimator = cls(**stored)
     if front_end_params:
-        front_end = estimator.front_end if estimator.front_end is not None else estimator.features
-        if front_end is None:
+        if estimator.front_end is None:
             raise TypeError(f"{path} stores no front end; pass front_end=AudioFeatures(...) "
                             "instead of front_end__ parameters.")
-        front_end.set_params(**front_end_params)
+        estimator.front_end.set_params(**front_end_params)
     for key, value in _fitted_attributes(metadata, path).items():
         setattr(estimator, key, value)
     estimator.device_ = resolve_device(estimator.device)

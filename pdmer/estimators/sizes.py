@@ -1,4 +1,4 @@
-"""Presets: every setting a model size needs, in one place.
+"""Model sizes: every setting a ``size`` needs, in one place.
 
 An estimator's ``size`` selects one preset: its architecture (per model,
 defined beside each estimator) and the training settings here. Parameters

@@ -33,7 +33,7 @@ from pdmer.meta.maml import maml_task_backward
 from pdmer.meta.running_stats import block_contribution, fold_blocks, running_stat_momenta
 from pdmer.nn.recurrent import vmappable
 
-BatchedLossFn = Callable[[dict, object, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
+TaskLossFn = Callable[[dict, object, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
 """``loss_fn(state, batch, context) -> (loss, context)`` for one task.
 
 ``state`` holds parameters and buffers by name (as for
@@ -45,8 +45,8 @@ adapted, reused across inner steps when only the head adapts).
 MODES = ("fomaml", "maml", "none")
 
 
-def batched_tasks_backward(
-    loss_fn: BatchedLossFn,
+def vmapped_tasks_backward(
+    loss_fn: TaskLossFn,
     network: nn.Module,
     names: Sequence[str],
     tasks: Sequence,
@@ -56,7 +56,7 @@ def batched_tasks_backward(
     weight: float = 1.0,
     reuse_context: bool = False,
     tasks_per_call: int | None = None,
-    support_loss_fn: BatchedLossFn | None = None,
+    support_loss_fn: TaskLossFn | None = None,
 ) -> list[float]:
     """Accumulate the meta-gradient of several tasks into ``network``'s ``.grad``.
 
@@ -64,7 +64,7 @@ def batched_tasks_backward(
     ----------
     loss_fn : callable
         ``loss_fn(state, batch, context) -> (loss, context)``, see
-        :data:`BatchedLossFn`; must be batchable by :func:`torch.func.vmap`.
+        :data:`TaskLossFn`; must be batchable by :func:`torch.func.vmap`.
     network : torch.nn.Module
         Holds the meta-parameters (their ``.grad`` receives the result) and
         the buffers (BatchNorm running statistics, updated in place).
@@ -107,10 +107,10 @@ def batched_tasks_backward(
 
     Examples
     --------
-    >>> from pdmer.meta.batched import batched_tasks_backward
+    >>> from pdmer.meta.vmapped import vmapped_tasks_backward
     >>> def loss_fn(state, batch, context):                 # doctest: +SKIP
     ...     return estimator._loss_and_context(state, batch, None, context)
-    >>> losses = batched_tasks_backward(                     # doctest: +SKIP
+    >>> losses = vmapped_tasks_backward(                     # doctest: +SKIP
     ...     loss_fn, network, names, [(support, query), ...], "fomaml",
     ...     steps=16, lr=5e-3, weight=1 / 16)
     """
