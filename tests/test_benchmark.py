@@ -21,7 +21,9 @@ from pdmer.evaluation import plan_episodes
 from pdmer.experiments import DMER_NOTE, MODELS, PAPER, run_benchmark
 
 BASELINES = ("DAMFF", "MCRNN", "DNN", "CRNN")
-FAIR = ("{m} not personalized", "{p} plain (same tasks)", "{p} plain (same tasks) + fine-tuned")
+FAIR = ("{m} not personalized", "{p} plain (same tasks)", "{p} plain (same tasks) + fine-tuned",
+        "{p} plain (same tasks) + fine-tuned, settings tuned",
+        "{p} plain (same tasks) + calibration", "{m} not personalized + calibration")
 
 
 def quiet(**kwargs):
@@ -65,8 +67,8 @@ def test_cli_pdmer_prints_tables_and_writes_files(cli_run):
     assert (output / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(io.StringIO((output / "results.csv").read_text())))
     table2 = [r for r in rows if r["table"] == "Table 2"]
-    # Six rows per model; songs are held out, so no training listener's mean curve.
-    assert len(table2) == 6 * len(MODELS)
+    # Nine rows per model; songs are held out, so no training listener's mean curve.
+    assert len(table2) == 9 * len(MODELS)
     assert {r["meta_learning"] for r in table2} == {"fomaml", "none"}
     assert all(r["n_parameters"] and int(r["n_parameters"]) > 0 for r in rows)
     for r in rows:
@@ -122,7 +124,11 @@ def test_listener_split_adds_the_song_mean_curve(tmp_path):
                    data_home=str(tmp_path), mean_label_rows=False)
     rows = {r["role"]: r for r in result.rows}
     assert set(rows) == {"personalized", "not personalized", "plain", "plain + fine-tuned",
-                         "song mean curve"}
+                         "plain + tuned fine-tune", "plain + calibration",
+                         "not personalized + calibration", "song mean curve"}
+    # Competitors say what was chosen for them on the training listeners.
+    assert rows["plain + calibration"]["chosen_on_training_listeners"].startswith("strength")
+    assert "steps, lr" in rows["plain + tuned fine-tune"]["chosen_on_training_listeners"]
     curve = rows["song mean curve"]
     assert curve["row"] == "training listeners' mean curve of the song"
     assert curve["n_scored"] == rows["personalized"]["n_scored"]

@@ -28,6 +28,16 @@ def test_synthetic_pdmer_split_holds_out_listeners_and_songs(tmp_path):
     assert split.scored.all() and len(split.scored) == len(split.test)
 
 
+def test_a_kind_can_be_left_out_of_training(tmp_path):
+    mix = {"typical": 0.5, "reversed": 0.5}
+    split = load_split("synthetic", "pdmer", PRESETS["tiny"], 0, str(tmp_path),
+                       data_params={"listener_mix": mix}, train_without_kinds=["reversed"])
+    kinds = split.listener_kinds
+    assert {kinds[a] for a in split.train.annotators} == {"typical"}
+    assert "reversed" in {kinds[a] for a in split.test.annotators}
+    assert any("never saw" in note for note in split.notes)
+
+
 class FakeDEAM:
     """pdmer_datasets.initialize("deam") stand-in: raters shared across splits."""
 

@@ -177,18 +177,18 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
             truth = data.test.y
             predictions = [p[:len(t)] for p, t in zip(estimator.predict(X_test), truth)]
             listeners = None
-        elif spec.competitor is not None:
-            truth, predictions, listeners, chosen = _competitor(
-                spec, estimator, _inputs(features, estimator, data.train.X), data, X_test,
-                episodes, seed)
         else:
-            adapt = _fine_tune_like_personalization(fitted, spec)
-            truth, predictions, listeners = run_episodes(estimator, X_test, data.test.y,
+            predictor, adapt, chosen = estimator, _fine_tune_like_personalization(fitted, spec), None
+            if spec.competitor is not None:
+                predictor, adapt, chosen = _competitor(
+                    spec, estimator, _inputs(features, estimator, data.train.X), data, seed)
+            truth, predictions, listeners = run_episodes(predictor, X_test, data.test.y,
                                                          episodes, adapt=spec.adapt, **adapt)
         row = _row(spec, truth, predictions, estimator, seconds, dataset,
                    _kind_scores(truth, predictions, listeners, data.listener_kinds, kinds))
-        if spec.competitor is not None:
+        if task == "pdmer" and spec.adapt:
             row["chosen_on_training_listeners"] = chosen
+            row["adapt_ms"] = _adaptation_ms(predictor, X_test, data.test.y, episodes, **adapt)
         rows.append(row)
         log(f"  {spec.table} | {spec.label}: CCC arousal {row['ccc_arousal']:.3f}, valence "
             f"{row['ccc_valence']:.3f} (spread {row['spread']:.2f})"
@@ -308,20 +308,39 @@ def _fine_tune_like_personalization(fitted, spec):
     return {"steps": resolved["inner_steps"], "lr": resolved["inner_lr"]}
 
 
-def _competitor(spec, estimator, X_train, data, X_test, episodes, seed):
-    """A competitor row's scored pairs, its settings chosen on training listeners."""
+def _competitor(spec, estimator, X_train, data, seed):
+    """``(predictor, adaptation settings, what was chosen)`` of a competitor row.
+
+    Its settings are chosen on the training listeners the estimator held out.
+    """
     tuning = tuning_episodes(estimator, data.train, random_state=seed)
     if spec.competitor == "calibration":
         strength, _ = choose_calibration(estimator, X_train, data.train.y, tuning)
-        truth, predictions, listeners = run_episodes(CalibratedPredictor(estimator, strength),
-                                                     X_test, data.test.y, episodes)
-        return truth, predictions, listeners, f"strength {strength:g}"
+        return CalibratedPredictor(estimator, strength), {}, f"strength {strength:g}"
     settings, _ = choose_fine_tuning(estimator, X_train, data.train.y, tuning)
-    truth, predictions, listeners = run_episodes(
-        fine_tuned(estimator, settings["inner_params"]), X_test, data.test.y, episodes,
-        steps=settings["steps"], lr=settings["lr"])
-    return truth, predictions, listeners, (f"{settings['steps']} steps, lr {settings['lr']:g}, "
-                                           f"{settings['inner_params']} parameters")
+    return (fine_tuned(estimator, settings["inner_params"]),
+            {"steps": settings["steps"], "lr": settings["lr"]},
+            f"{settings['steps']} steps, lr {settings['lr']:g}, "
+            f"{settings['inner_params']} parameters")
+
+
+def _adaptation_ms(predictor, X, y, episodes, steps=None, lr=None, n_listeners=3) -> float:
+    """Median milliseconds of one listener's adaptation (its support songs), first listeners."""
+    times = []
+    for episode in [e for e in episodes if e.support][:n_listeners]:
+        songs = [X[r] for r in episode.support]
+        labels = [y[r] for r in episode.support]
+        if episode.support_frames is not None:  # the same-song protocol
+            songs = [s.crop(0, episode.support_frames) for s in songs]
+            labels = [v[: episode.support_frames] for v in labels]
+        started = time.perf_counter()
+        if callable(getattr(predictor, "adapt_listener", None)):
+            predictor.adapt_listener(songs, labels, steps=steps, lr=lr)
+        else:
+            predictor.personalize(songs, labels)
+            predictor.reset_personalization()
+        times.append(time.perf_counter() - started)
+    return round(1000 * float(np.median(times)), 1) if times else None
 
 
 def _kind_scores(truth, predictions, listeners, listener_kinds, kinds) -> dict:
@@ -365,7 +384,8 @@ def _row(spec, truth, predictions, estimator, seconds, dataset, by_kind=None) ->
             "tasks": getattr(estimator, "tasks_", None), "personalized": spec.adapt,
             **{m: round(scores[m], 6) for m in METRICS},
             "ccc_mean": round(scores["ccc_mean"], 6), **(by_kind or {}),
-            "chosen_on_training_listeners": None, "spread": round(spread, 4),
+            "chosen_on_training_listeners": None, "adapt_ms": None,
+            "spread": round(spread, 4),
             "collapsed": bool(collapse_problems(spread)), "n_scored": len(truth),
             **(convergence(estimator) if estimator is not None else dict.fromkeys(
                 ("best_episode", "episodes_run", "best_validation_ccc", "still_improving"))),
