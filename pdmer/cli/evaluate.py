@@ -36,13 +36,18 @@ COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence
               show_default=True, help="With --personalize: average over (song, listener) "
                                       "pairs, or per listener first.")
 @click.option("--seed", default=0, show_default=True, help="Draws the support songs.")
+@click.option("--calibration-strength", type=click.FloatRange(min=0), default=None,
+              help="With --personalize: ridge strength (frames) of the closed-form listener "
+                   "calibration row, the simplest competitor of personalization. Default: "
+                   "pdmer's (pdmer.evaluation.competitors.DEFAULT_CALIBRATION_STRENGTH); "
+                   "choose it on other listeners than the ones scored here.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="A Markdown table or JSON.")
 @device_option
 @threads_option
 @quiet_option
 def evaluate(model, data, data_home, split, labels, n_jobs, personalized, support, average,
-             seed, fmt, device, quiet):
+             seed, calibration_strength, fmt, device, quiet):
     """Score MODEL on the labelled DATA: CCC, PCC and RMSE per dimension.
 
     DATA is a data set name (deam, pmemo, synthetic with --data-home) or a data
@@ -51,6 +56,7 @@ def evaluate(model, data, data_home, split, labels, n_jobs, personalized, suppor
     better, the others higher.
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
+    from pdmer.evaluation.competitors import DEFAULT_CALIBRATION_STRENGTH, CalibratedPredictor
     from pdmer.experiments import markdown_table
     from pdmer.scoring import evaluate as score_curves
 
@@ -79,11 +85,17 @@ def evaluate(model, data, data_home, split, labels, n_jobs, personalized, suppor
             click.echo(f"{skipped} listener(s) with fewer than {support + 1} songs were not "
                        "scored.", err=True)
         rows = {}
-        # Both rows are scored on the same songs: the listeners' songs that are
+        strength = (DEFAULT_CALIBRATION_STRENGTH if calibration_strength is None
+                    else calibration_strength)
+        songs = f"{support} song{'s' * (support > 1)}"
+        # Every row is scored on the same songs: the listeners' songs that are
         # not their support.
-        for row, adapt in (("not personalized", False),
-                           (f"personalized ({support} song{'s' * (support > 1)})", True)):
-            truth, predictions, listeners = run_episodes(estimator, X, source.y, episodes,
+        for row, predictor, adapt in (
+                ("not personalized", estimator, False),
+                (f"personalized ({songs})", estimator, True),
+                (f"not personalized + calibration ({songs}, strength {strength:g})",
+                 CalibratedPredictor(estimator, strength), True)):
+            truth, predictions, listeners = run_episodes(predictor, X, source.y, episodes,
                                                          adapt=adapt)
             scores = score_episodes(truth, predictions, listeners, metric=names,
                                     average=average)

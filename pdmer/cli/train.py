@@ -97,7 +97,10 @@ def _train(cls, settings, data, output, data_home, split, labels, n_jobs, quiet)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
     estimator = build_estimator(cls, settings, source.frame_offset)
     if not quiet:
-        click.echo(f"Training {cls.__name__} on {source.description}.", err=True)
+        size = estimator.get_params().get("size")
+        why = "asked for" if "size" in settings else "the default; -p size=small for a CPU"
+        click.echo(f"Training {cls.__name__} on {source.description}"
+                   + (f" at size {size!r} ({why})" if size is not None else "") + ".", err=True)
     started = time.perf_counter()
     features = extract(estimator, source.X, n_jobs=n_jobs, progress=not quiet)
     estimator.fit([features[x] for x in source.X], source.y, annotators=source.annotators)

@@ -8,10 +8,10 @@ from pdmer.estimators.baselines import (
     MCRNNRegressor,
 )
 from pdmer.estimators.dsaml import DSAMLRegressor
-from pdmer.estimators.exceptions import CollapseWarning, FrameOffsetWarning
+from pdmer.estimators.exceptions import CollapseWarning, FrameOffsetWarning, SlowTrainingWarning
 from pdmer.estimators.listener import ListenerAdaptation
 from pdmer.estimators.sizes import TRAINING_PRESETS
 
 __all__ = ["BaseEmotionRegressor", "CRNNRegressor", "CollapseWarning", "DAMFFRegressor",
            "DNNRegressor", "DSAMLRegressor", "FrameOffsetWarning", "ListenerAdaptation",
-           "MCRNNRegressor", "TRAINING_PRESETS"]
+           "MCRNNRegressor", "SlowTrainingWarning", "TRAINING_PRESETS"]

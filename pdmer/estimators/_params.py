@@ -112,7 +112,7 @@ SHARED_PARAMETERS = """\
     random_state : int, optional
         Seed for initialisation, task sampling and dropout; runs repeat
         exactly on the CPU.
-    verbose : int, default=0
+    verbose : "auto" or int, default="auto"
         Show a progress bar of episodes with the running loss."""
 """The parameters every estimator shares, as numpydoc; estimator docstrings
 include them where they write ``%(shared_parameters)s``."""
@@ -180,6 +180,6 @@ PARAMETER_CONSTRAINTS = {
                       Interval(Integral, 1, None, closed="left")],
     "distributed": [StrOptions({"auto"}), Options(bool, {False})],
     "random_state": [Interval(Integral, 0, None, closed="left"), None],
-    "verbose": ["verbose"],
+    "verbose": [StrOptions({"auto"}), "verbose"],
 }
 """Constraints of the shared parameters (scikit-learn's ``_parameter_constraints``)."""

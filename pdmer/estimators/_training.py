@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-from pdmer.estimators.exceptions import CollapseWarning
+from pdmer.estimators.exceptions import CollapseWarning, SlowTrainingWarning
 from pdmer.meta import distributed
 from pdmer.meta.callbacks import Checkpoint, ProgressBar, Validation, run_digest
 from pdmer.evaluation import collapse_problems, prediction_spread, run_episodes
@@ -18,6 +18,10 @@ from pdmer.meta.trainer import Trainer
 from pdmer.nn.device import resolve_device
 from pdmer.nn.normalization import InputNormalization
 from pdmer.nn.precision import bf16_supported
+
+
+PROGRESS_DELAY = 3.0
+"""Seconds before ``verbose="auto"`` shows the training bar (quick fits show none)."""
 
 
 class MetaTrainingMixin:
@@ -32,6 +36,21 @@ class MetaTrainingMixin:
 
     # Whether the network can run under torch.func.vmap (task_batching="vmap").
     _batchable_tasks: bool = False
+    # Seconds of one meta-training task on one CPU thread, for the size presets
+    # that take hours on a CPU (benchmarks/scale.md): fit warns with an estimate.
+    _cpu_seconds_per_task: dict = {}
+
+    def _warn_if_slow(self, settings) -> None:
+        per_task = self._cpu_seconds_per_task.get(self.size)
+        if per_task is None or self.device_.type != "cpu" or not self._is_main():
+            return
+        hours = per_task * settings["n_episodes"] * settings["tasks_per_step"] / 3600
+        warnings.warn(
+            f"{type(self).__name__}(size={self.size!r}) is the paper's model, meant for a GPU: "
+            f"on this CPU expect about {hours:.0f} hours for {settings['n_episodes']} "
+            f"episodes of {settings['tasks_per_step']} tasks (about {per_task:g} s per task "
+            "on one core; more threads help less than linearly). size='small' is the CPU "
+            "preset and trains in minutes.", SlowTrainingWarning, stacklevel=4)
 
     def _assemble(self, network: torch.nn.Module, spec: dict) -> torch.nn.Module:
         """Attach what the estimator adds to a network: input statistics, the method's modules.
@@ -110,7 +129,8 @@ class MetaTrainingMixin:
                                         extra={"seed": self.seed_},
                                         verbose=bool(self.verbose)))
         callbacks.append(ProgressBar(f"{type(self).__name__} ({self._method().name})",
-                                     enabled=bool(self.verbose)))
+                                     enabled=bool(self.verbose),
+                                     delay=PROGRESS_DELAY if self.verbose == "auto" else 0))
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=settings["outer_lr"])
         return Trainer(self.network_, optimizer, step, settings["n_episodes"],
                        max_grad_norm=settings["max_grad_norm"] or None, callbacks=callbacks,

@@ -77,7 +77,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                  max_grad_norm=None, input_normalization=None, checkpoint_path=None,
                  checkpoint_interval=100, predict_batch_size=8, front_end=None,
                  frame_offset=None, device="auto", mixed_precision=True, task_batching="auto",
-                 distributed="auto", random_state=None, verbose=0):
+                 distributed="auto", random_state=None, verbose="auto"):
         self.meta_learning = meta_learning
         self.tasks = tasks
         self.n_episodes = n_episodes
@@ -290,6 +290,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             raise ValueError("tasks='annotator' needs annotator ids: pass annotators=... to fit.")
         settings = self.resolved_params()
         self.device_, self.seed_ = self._device_and_seed()
+        self._warn_if_slow(settings)
         songs = self._songs(X, y)
         spec = feature_spec(songs)
         self._check_features(spec)

@@ -90,7 +90,7 @@ class _ConvRecurrentBaseline(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
+                 task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.conv_channels = conv_channels
         self.n_conv_layers = n_conv_layers
@@ -246,7 +246,7 @@ class MCRNNRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
+                 task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.view_kernels = view_kernels
         self.conv_channels = conv_channels
@@ -313,7 +313,7 @@ class DAMFFRegressor(_SequenceBaseline):
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
                  front_end=None, frame_offset=None, device="auto", mixed_precision=True,
-                 task_batching="auto", distributed="auto", random_state=None, verbose=0):
+                 task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.conv_channels = conv_channels
         self.scales = scales

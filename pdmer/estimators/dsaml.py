@@ -76,7 +76,9 @@ class DSAMLRegressor(BaseEmotionRegressor):
 
     _head_prefixes = ("lstm.", "head.")
     _architectures = SIZES
-    _batchable_tasks = True  # the network runs under torch.func.vmap (pdmer.nn.recurrent)
+    _batchable_tasks = True
+    # float32, one thread, 2026-11 (benchmarks/scale.md: a paper-size FOMAML task).
+    _cpu_seconds_per_task = {"paper": 5.0}  # the network runs under torch.func.vmap (pdmer.nn.recurrent)
     _parameter_constraints = {
         **BaseEmotionRegressor._parameter_constraints,
         **{name: [Interval(Integral, 1, None, closed="left"), None]
@@ -103,7 +105,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
                  predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
                  mixed_precision=True, task_batching="auto", distributed="auto",
-                 random_state=None, verbose=0):
+                 random_state=None, verbose="auto"):
         self.size = size
         self.d_model = d_model
         self.n_heads = n_heads

@@ -14,6 +14,14 @@ class CollapseWarning(UserWarning):
     """
 
 
+class SlowTrainingWarning(UserWarning):
+    """The model is fitted where it will take hours: the paper's size on a CPU.
+
+    The message estimates the time and names the CPU preset
+    (``size="small"``); the paper's size is meant for a GPU.
+    """
+
+
 class FrameOffsetWarning(UserWarning):
     """Labels are shorter than the audio and no frame offset was given.
 

@@ -29,11 +29,16 @@ from pdmer.evaluation.personalized import score_episodes
 from pdmer.evaluation.protocol import plan_episodes, run_episodes
 from pdmer.nn.calibration import ridge_calibration
 
-__all__ = ["CALIBRATION_STRENGTHS", "FINE_TUNING_GRID", "CalibratedPredictor",
+__all__ = ["CALIBRATION_STRENGTHS", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
            "choose_calibration", "choose_fine_tuning", "fine_tuned", "tuning_episodes"]
 
 CALIBRATION_STRENGTHS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0, math.inf)
 """Ridge strengths (frames) tried for the calibration; ``inf`` is no calibration."""
+
+DEFAULT_CALIBRATION_STRENGTH = 10.0
+"""The strength used where none can be chosen on training listeners (``pdmer
+evaluate`` of a saved model): the one chosen most often in the robustness
+suite."""
 
 FINE_TUNING_GRID = dict(steps=(8, 16, 32), lr=(0.01, 0.05, 0.2), inner_params=("head", "all"))
 """Fine-tuning settings tried: every combination."""

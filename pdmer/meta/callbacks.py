@@ -117,17 +117,26 @@ class Validation(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar of episodes with the running loss and the last validation score."""
+    """A tqdm bar of episodes with the running loss, the last validation score and time left.
 
-    def __init__(self, description="training", enabled=True):
+    Parameters
+    ----------
+    description : str, default="training"
+    enabled : bool, default=True
+    delay : float, default=0
+        Seconds before the bar appears: a run that ends sooner shows none.
+    """
+
+    def __init__(self, description="training", enabled=True, delay=0.0):
         self.description = description
         self.enabled = enabled
+        self.delay = delay
         self.bar = None
 
     def on_train_begin(self, trainer):
         self.bar = tqdm(total=trainer.n_episodes, initial=trainer.episode,
                         disable=not (self.enabled and trainer.is_main),
-                        desc=self.description, unit="episode")
+                        desc=self.description, unit="episode", delay=self.delay)
 
     def on_episode_end(self, trainer, episode):
         postfix = {"loss": f"{trainer.history['loss'][-1]:.4f}"}

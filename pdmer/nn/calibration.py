@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+__all__ = ["ridge_calibration"]
+
 
 def ridge_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
                       slope_strength, intercept_strength) -> tuple[Tensor, Tensor]:
