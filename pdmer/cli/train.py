@@ -92,8 +92,7 @@ def _lock_checkpoint(checkpoint):
 
 
 def _train(cls, settings, data, output, data_home, split, labels, n_jobs, quiet):
-    if not quiet:
-        settings.setdefault("verbose", 1)
+    settings.setdefault("verbose", 0 if quiet else 1)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
     estimator = build_estimator(cls, settings, source.frame_offset)
     if not quiet:
