@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from conftest import TINY_MODEL
+from helpers import TINY_MODEL
 from pdmer import AudioFeatures, DSAMLRegressor
 from pdmer_datasets import synthetic
 

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import TINY_MODEL, make_annotator_table  # noqa: E402
+from helpers import TINY_MODEL, make_annotator_table  # noqa: E402
 
 from pdmer import DSAMLRegressor  # noqa: E402
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, make_annotator_table
 from pdmer import CRNNRegressor, DAMFFRegressor, DNNRegressor, DSAMLRegressor, MCRNNRegressor
 from pdmer.meta.vmapped import vmapped_tasks_backward
 from pdmer.meta.maml import maml_task_backward

@@ -6,7 +6,7 @@ loading needs torchcodec), and kaldi-native-fbank refuses ImageBind's setting
 of 128 mel bins at 16 kHz (the lowest bins are empty at a 512-point FFT, which
 torchaudio silently keeps at the log floor). So this module re-implements the
 part of torchaudio's function that ImageBind uses, operation for operation
-(including the float32 mel bank arithmetic), and ``tests/test_fbank.py``
+(including the float32 mel bank arithmetic), and ``tests/features/test_fbank.py``
 checks it against values produced with torchaudio itself.
 
 Only what ImageBind needs is offered: no dither, no energy column, frames

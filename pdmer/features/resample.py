@@ -5,7 +5,7 @@ default resampler (windowed sinc interpolation, Hann window,
 ``lowpass_filter_width=6``, ``rolloff=0.99``). torchaudio cannot be a pdmer
 dependency (each release pins one torch build), so this module re-implements
 that function in torch, with the same float32 kernel arithmetic, and
-``tests/test_resample.py`` checks it against values produced by torchaudio
+``tests/features/test_resample.py`` checks it against values produced by torchaudio
 itself. It runs on streamed blocks (:class:`SincResampler`), so a long file
 can be resampled while it is decoded, and only the output is kept.
 """

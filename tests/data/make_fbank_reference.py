@@ -11,7 +11,7 @@ throwaway venv::
     rm /tmp/ta-venv/lib/python3.11/site-packages/torchaudio/lib/*.so
     /tmp/ta-venv/bin/python tests/data/make_fbank_reference.py
 
-tests/test_fbank.py compares pdmer.features.fbank.kaldi_fbank with it.
+tests/features/test_fbank.py compares pdmer.features.fbank.kaldi_fbank with it.
 """
 
 from pathlib import Path

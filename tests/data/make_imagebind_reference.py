@@ -5,7 +5,7 @@ is built with ImageBind's ``ImageBindModel`` and random weights; the file
 holds its audio state dict (official key names) and its embeddings of a
 synthetic 7 s window computed through ImageBind's own input code
 (``waveform2melspec`` with torchaudio's Kaldi fbank, Normalize(-4.268,
-9.138), three evenly spaced 2 s clips, mean). ``tests/test_imagebind.py``
+9.138), three evenly spaced 2 s clips, mean). ``tests/features/test_imagebind.py``
 loads the state dict strictly into pdmer's ImageBindAudio and must
 reproduce the embeddings.
 

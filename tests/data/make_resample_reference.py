@@ -6,7 +6,7 @@ ImageBind's audio loader resamples every file with
 rolloff=0.99), then computes the Kaldi fbank of each 2 s clip after removing
 its mean. This script stores, for inputs at 44.1, 48 and 22.05 kHz, the
 resampled waveform and the fbank (ImageBind's settings) of that waveform;
-``tests/test_resample.py`` compares ``pdmer.features.resample`` and
+``tests/features/test_resample.py`` compares ``pdmer.features.resample`` and
 ``pdmer.features.fbank`` with them.
 
 The inputs are not stored: they come from a formula (:func:`signal`, which the

@@ -16,7 +16,7 @@ from pdmer.evaluation.competitors import (
 )
 from pdmer_datasets.table import AnnotationTable
 
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, make_annotator_table
 
 
 class Population:

@@ -95,7 +95,7 @@ def test_help_and_docs_name_front_end_parameters_alike():
 
     usage = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert "front_end__n_mels" in usage and "features__" not in usage
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.rst").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.rst").read_text()
     assert "-p front_end__n_mels=64" in " ".join(docs.split())
     assert "-p features__n_mels" not in docs
 

@@ -19,11 +19,8 @@ from pdmer.meta.methods import (
 )
 from pdmer.nn.calibration import ridge_calibration
 
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import make_annotator_table, tiny
 
-
-def tiny(**params):
-    return DSAMLRegressor(**{**TINY_MODEL, **params})
 
 
 @pytest.fixture(scope="module")

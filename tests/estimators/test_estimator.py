@@ -16,6 +16,7 @@ batch/order invariance of predict, NotFittedError before fit).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 
 import joblib
@@ -35,12 +36,11 @@ from pdmer.estimators.base import BaseEmotionRegressor
 from pdmer.evaluation import cross_validate_personalized, personalized_scorer
 from pdmer.scoring import get_scorer
 
-from conftest import TINY_MODEL, make_annotator_table, make_songs
+from helpers import TINY_MODEL, tiny as tiny_model, make_annotator_table, make_songs
 
 
-def tiny(**params):
-    """A DSAMLRegressor with the tiny test architecture, adapting every parameter."""
-    return DSAMLRegressor(**{**TINY_MODEL, "inner_params": "all", **params})
+# Adapting every parameter (the reference), unless a test says otherwise.
+tiny = functools.partial(tiny_model, inner_params="all")
 
 
 def assert_predictions_equal(a, b):
@@ -891,7 +891,7 @@ def test_predict_errors(fitted):
 
 
 # ---------------------------------------------------------------------------
-# 8. Checkpoints: tests/test_trainer.py
+# 8. Checkpoints: tests/meta/test_trainer.py
 # ---------------------------------------------------------------------------
 
 

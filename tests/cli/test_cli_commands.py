@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY_MODEL
+from helpers import TINY_MODEL
 from pdmer import ListenerAdaptation, load
 from pdmer.cli import main
 from pdmer_datasets import load_table, read_labels, synthetic

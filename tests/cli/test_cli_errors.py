@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_MODEL
+from helpers import TINY_MODEL
 from pdmer import DSAMLRegressor, load
 from pdmer.cli import main
 from pdmer.features import AudioFeatures

@@ -302,7 +302,7 @@ def test_annotator_table_validation_and_test(installed):
 
 
 def test_dsaml_fits_on_the_annotator_table(installed):
-    from conftest import TINY_MODEL
+    from helpers import TINY_MODEL
     from pdmer import DSAMLRegressor
     from pdmer.features import AudioFeatures
 

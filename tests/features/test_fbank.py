@@ -10,7 +10,7 @@ import torch
 
 from pdmer.features.fbank import kaldi_fbank, kaldi_mel_banks
 
-REFERENCE = Path(__file__).with_name("data") / "fbank_reference.npz"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "fbank_reference.npz"
 # ImageBind's settings, in this module's argument names.
 IMAGEBIND = dict(sample_rate=16000, num_mel_bins=128, frame_length=25, frame_shift=10,
                  window_type="hanning")

@@ -21,7 +21,7 @@ from pdmer.features.fbank import kaldi_fbank
 from pdmer.features.resample import sinc_resample
 from test_imagebind import TINY, write_official_checkpoint
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).resolve().parents[1] / "data"
 RATES = (44100, 48000, 22050)
 
 

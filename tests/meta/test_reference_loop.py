@@ -15,7 +15,7 @@ from torch.func import functional_call
 from pdmer.meta.maml import maml_task_backward
 from pdmer.nn import diagonal_attention_loss, emotion_loss
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_reference  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Files pdmer writes and reads (issue 12): permissions and temporary files of
 atomic_write, the output check before long work, listener files that must be
-finite, labels and annotator ids. (Model files: test_hardening_cli.py.)"""
+finite, labels and annotator ids. (Model files: cli/test_cli_errors.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, make_annotator_table
 from pdmer import DSAMLRegressor, ListenerAdaptation
 from pdmer.files import atomic_write, check_writable, remove_stale_temp_files
 from pdmer.estimators.validation import check_annotators, check_y

@@ -14,7 +14,7 @@ from torch import nn
 
 from pdmer.meta.running_stats import block_contribution, fold_blocks, running_stat_momenta
 
-WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is absent")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, make_annotator_table
 
 from pdmer import DSAMLRegressor
 from pdmer.evaluation import (
@@ -22,7 +22,7 @@ from pdmer.evaluation import (
     scored_rows,
 )
 
-PDMER = Path(__file__).resolve().parents[1] / "pdmer"
+PDMER = Path(__file__).resolve().parents[2] / "pdmer"
 
 
 # --------------------------------------------------------------------- planning

@@ -34,7 +34,7 @@ from pdmer.estimators.base import DEFAULT_WAVEFORM_RATE
 from pdmer.scoring import get_scorer
 from pdmer.nn.baselines import CRNNNet, DAMFFNet, DNNNet, MCRNNNet
 
-from conftest import make_annotator_table
+from helpers import make_annotator_table
 
 WAVE_SAMPLES = 256
 TRAINING = dict(n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2, inner_lr=0.05,

@@ -66,7 +66,7 @@ def _mp3(tmp_path, shared_data):
 
 @pytest.fixture
 def maybe_shared_data():
-    from conftest import SHARED_DATA
+    from helpers import SHARED_DATA
 
     return SHARED_DATA if SHARED_DATA.is_dir() else None
 

@@ -448,7 +448,7 @@ def test_imagebind_on_a_real_pmemo_mp3(shared_data, tiny_imagebind, tmp_path):
 
 # ------------------------------------------- against Meta's own ImageBind code
 
-OFFICIAL = Path(__file__).with_name("data") / "imagebind_reference.npz"
+OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "imagebind_reference.npz"
 
 
 def official_window():

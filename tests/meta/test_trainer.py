@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import functools
 import time
 
 import numpy as np
@@ -20,13 +21,13 @@ from pdmer.estimators.exceptions import CollapseWarning
 from pdmer.meta.callbacks import Callback, Checkpoint, Validation
 from pdmer.meta.trainer import Trainer
 
-from conftest import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, tiny as tiny_model, make_annotator_table
 
 pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.CollapseWarning")
 
 
-def tiny(**params):
-    return DSAMLRegressor(**{**TINY_MODEL, "inner_params": "all", **params})
+# Adapting every parameter (the reference), unless a test says otherwise.
+tiny = functools.partial(tiny_model, inner_params="all")
 
 
 def assert_predictions_equal(a, b):
@@ -299,7 +300,7 @@ def test_collapse_warning_on_a_forced_collapse(table):
 def test_no_collapse_warning_when_the_model_follows_the_labels(recwarn):
     # Labels are a fixed function of the global embeddings: a model trained
     # plainly for long enough tracks them, and no warning is given.
-    from conftest import make_songs
+    from helpers import make_songs
 
     X, y = make_songs(12, n_frames=16, seed=3)
     est = DSAMLRegressor(**{**TINY_MODEL, "meta_learning": "none", "n_episodes": 150,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_robustness.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_robustness.py"
 
 
 @pytest.fixture(scope="module")

@@ -26,15 +26,12 @@ from pdmer.estimators import FrameOffsetWarning, TRAINING_PRESETS
 from pdmer.estimators.persistence import ESTIMATORS, model_id
 from pdmer.nn.device import resolve_device
 
-from conftest import TINY_MODEL, make_annotator_table, make_songs
+from helpers import TINY_MODEL, tiny, make_annotator_table, make_songs
 
 pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.CollapseWarning")
 
 ALL = [DSAMLRegressor, CRNNRegressor, DNNRegressor, MCRNNRegressor, DAMFFRegressor]
 
-
-def tiny(**params):
-    return DSAMLRegressor(**{**TINY_MODEL, **params})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,46 @@
+"""Helpers the tests share: tiny models and tiny generated data (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pdmer import DSAMLRegressor
+from pdmer.features import SongFeatures
+
+# A DSAML small enough that one meta-training episode takes milliseconds.
+TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
+                  head_hidden=8, n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2,
+                  inner_lr=0.05, outer_lr=1e-3, validation_interval=2, device="cpu",
+                  random_state=0)
+
+
+def tiny(**params):
+    """A DSAMLRegressor of the tiny test architecture (``TINY_MODEL``), ``params`` on top."""
+    return DSAMLRegressor(**{**TINY_MODEL, **params})
+
+
+def make_songs(n_songs=8, n_frames=12, patch=(6, 8), global_dim=6, seed=0):
+    """Random SongFeatures whose labels depend on the global embedding."""
+    rng = np.random.default_rng(seed)
+    songs, curves = [], []
+    for i in range(n_songs):
+        n = n_frames + (i % 3)  # songs of different lengths
+        glob = rng.normal(size=(n, global_dim)).astype(np.float32)
+        local = rng.normal(size=(n, *patch)).astype(np.float32)
+        songs.append(SongFeatures(local, glob, source=f"song{i}"))
+        curves.append(np.tanh(glob[:, :2]).astype(np.float32))
+    return songs, curves
+
+
+def make_annotator_table(n_songs=8, n_annotators=4, songs_per_annotator=4, seed=0):
+    """(X, y, annotators): each annotator shifts the curves by their own offset."""
+    rng = np.random.default_rng(seed)
+    songs, curves = make_songs(n_songs, seed=seed)
+    X, y, annotators = [], [], []
+    for a in range(n_annotators):
+        offset = rng.uniform(-0.5, 0.5, size=2).astype(np.float32)
+        for i in rng.choice(n_songs, songs_per_annotator, replace=False):
+            X.append(songs[i])
+            y.append(np.clip(curves[i] + offset, -1, 1))
+            annotators.append(f"A{a}")
+    return X, y, np.array(annotators)
