@@ -35,7 +35,8 @@ def test_registry_names_and_instances():
     method = CalibratedFOMAML(strength=20.0)
     copy = get_method(method)
     assert copy is not method and copy.strength == 20.0
-    assert get_method(method_to_json(method)).get_params() == {"strength": 20.0}
+    assert get_method(method_to_json(method)).get_params() == {"fit": "moments",
+                                                               "strength": 20.0}
     with pytest.raises(ValueError, match="meta_learning must be one of"):
         get_method("reptile")
 
@@ -105,12 +106,12 @@ def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table,
     log_strength = est.network_.listener_calibration.log_strength.detach()
     assert not torch.allclose(log_strength, torch.full_like(log_strength, math.log(4.0)))
     assert all(not n.startswith("listener_calibration.") for n in est.meta_learner().names)
-    # A listener who reverses valence gets a lower valence slope from one song.
+    # A listener who reverses valence moves the valence slope the other way.
     flipped = [np.stack([v[:, 0], -v[:, 1]], axis=1) for v in y[:1]]
     me = est.adapt_listener(X[:1], flipped)
     typical = est.adapt_listener(X[:1], y[:1])
     slopes = [float(a.params["listener_calibration.slope"][1]) for a in (me, typical)]
-    assert slopes[0] < slopes[1]
+    assert (slopes[0] - 1) * (slopes[1] - 1) < 0  # moved from the identity both ways
     me.save(tmp_path / "me.safetensors")
     est.save(tmp_path / "model.safetensors")
     loaded = pdmer.load(tmp_path / "model.safetensors")
@@ -125,3 +126,23 @@ def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table,
     no_calibration.method = FOMAML()
     np.testing.assert_allclose(base, no_calibration.predict(est._prepare(est._songs(X[1:2], None)))[0],
                                atol=1e-6)
+
+
+def test_moment_calibration_matches_spread_and_keeps_the_identity_without_evidence():
+    from pdmer.nn.calibration import MAX_STRETCH, moment_calibration
+
+    g = torch.Generator().manual_seed(1)
+    p = torch.randn(1, 200, 2, generator=g)
+    y = torch.stack([-0.5 * p[..., 0] + 0.3, 2.0 * p[..., 1]], dim=-1)
+    slope, intercept = moment_calibration(p, y, None, 1.0, 0.0)
+    torch.testing.assert_close(slope, torch.tensor([-0.5, 2.0]), atol=0.01, rtol=0)
+    torch.testing.assert_close(intercept, torch.tensor([0.3, 0.0]), atol=0.01, rtol=0)
+    # Least squares would flatten noisy labels by their correlation; moments do not.
+    noisy = 2.0 * p + torch.randn(1, 200, 2, generator=g) * 2.0
+    assert (moment_calibration(p, noisy, None, 1.0, 0.0)[0] >
+            ridge_calibration(p, noisy, None, 0.0, 0.0)[0] + 0.5).all()
+    # Unrelated labels barely move the slope; flat predictions are not stretched far.
+    unrelated = torch.randn(1, 200, 2, generator=g)
+    assert (moment_calibration(p, unrelated, None, 200.0, 0.0)[0] > 0.7).all()
+    flat = moment_calibration(1e-4 * p, y, None, 0.0, 0.0)[0].abs()
+    assert (flat <= MAX_STRETCH + 1e-6).all()

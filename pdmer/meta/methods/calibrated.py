@@ -9,7 +9,12 @@ from torch import nn
 
 from pdmer.meta.maml import adapt, maml_task_backward
 from pdmer.meta.methods.base import MetaLearningMethod
-from pdmer.nn.calibration import ridge_calibration
+from pdmer.nn.calibration import moment_calibration, ridge_calibration
+
+FITS = {"moments": moment_calibration, "least-squares": ridge_calibration}
+"""How the calibration is fitted: matching the labels' mean and spread
+(:func:`~pdmer.nn.calibration.moment_calibration`) or least squares
+(:func:`~pdmer.nn.calibration.ridge_calibration`)."""
 
 _PREFIX = "listener_calibration."
 SLOPE, INTERCEPT = _PREFIX + "slope", _PREFIX + "intercept"
@@ -40,16 +45,16 @@ class ListenerCalibration(nn.Module):
 class CalibratedFOMAML(MetaLearningMethod):
     """FOMAML whose inner loop starts by calibrating the output to the listener in closed form.
 
-    For each task (and each listener at personalization) the population
-    model's predictions of the support song are regressed on the labels,
-    per dimension, with a ridge toward the identity
-    (:func:`~pdmer.nn.calibration.ridge_calibration`): one song reliably
-    gives the shift, scale or reversal that separates a listener from the
-    population, which a few gradient steps on the network do not (a
-    reversed valence needs the head's output layer to change sign). The
-    inner SGD steps then adapt the network under that calibration, and the
-    query loss is taken through it. The ridge strengths are meta-learned:
-    the query loss reaches them through the closed-form solution. The
+    For each task (and each listener at personalization) an affine map per
+    dimension of the population model's predictions of the support song to
+    the listener's labels is fitted in closed form and pulled toward the
+    identity (:data:`FITS`): one song can give the shift, scale or reversal
+    that separates a listener from the population, which a few gradient
+    steps on the network may not (a reversed valence needs the head's output
+    layer to change sign). The inner SGD steps then adapt the network under
+    that calibration, and the query loss is taken through it. The strengths
+    of the pull are meta-learned: the query loss reaches them through the
+    closed-form solution. The
     calibration is fitted on predictions computed without gradient, so it
     adds one forward pass of the support song per task and nothing to the
     backward pass.
@@ -60,8 +65,13 @@ class CalibratedFOMAML(MetaLearningMethod):
     Parameters
     ----------
     strength : float, default=10.0
-        Starting ridge strength in frames (0.5 s each) of both the slope and
-        the intercept: how much evidence moves the calibration halfway.
+        Starting strength in frames (0.5 s each) of the pull of the slope
+        and the intercept toward the identity: how much evidence moves the
+        calibration halfway.
+    fit : {"moments", "least-squares"}, default="moments"
+        How the calibration is fitted (:data:`FITS`). Least squares flattens
+        the curves by the correlation it finds (measured: the method then
+        lost to plain FOMAML, see the personalization guide).
 
     Examples
     --------
@@ -74,13 +84,17 @@ class CalibratedFOMAML(MetaLearningMethod):
     batchable = False
     own_prefixes = (_PREFIX,)
 
-    def __init__(self, strength=10.0):
+    def __init__(self, strength=10.0, fit="moments"):
         self.strength = strength
+        self.fit = fit
 
     def attach(self, network, adapted_names, inner_lr):
         if not (isinstance(self.strength, (int, float)) and 0 < self.strength < math.inf):
             raise ValueError(f"CalibratedFOMAML's strength must be a positive finite number "
                              f"of frames; got {self.strength!r}.")
+        if self.fit not in FITS:
+            raise ValueError(f"CalibratedFOMAML's fit must be one of {', '.join(FITS)}; got "
+                             f"{self.fit!r}.")
         network.listener_calibration = ListenerCalibration(float(self.strength))
 
     def output(self, network, state, prediction):
@@ -94,7 +108,7 @@ class CalibratedFOMAML(MetaLearningMethod):
         """The listener's calibration fitted on ``batch`` at ``state`` (graph to the strengths)."""
         prediction = learner.support_prediction(state, batch)
         strengths = learner.network.listener_calibration.strengths(state)
-        slope, intercept = ridge_calibration(prediction, batch.y, batch.mask, *strengths)
+        slope, intercept = FITS[self.fit](prediction, batch.y, batch.mask, *strengths)
         return {SLOPE: slope, INTERCEPT: intercept}
 
     def task_backward(self, learner, support, query, steps, weight):
