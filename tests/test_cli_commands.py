@@ -97,6 +97,12 @@ def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
                  "--config", workspace["config"], "-p", "n_episodes=1")
     assert result.exit_code == 0, result.output
     assert load(out).tasks_ == "annotator"
+    # The model card names the data set and its licence (tests/test_model_sharing.py).
+    card = (tmp_path / "m.md").read_text()
+    assert "Data set: **Synthetic songs and simulated listeners" in card
+    assert "Training data licence: Part of pdmer (Apache-2.0)" in card
+    assert f"Model card (data, settings, scores, licence): {tmp_path / 'm.md'}" in result.stderr
+    assert load(out).training_data_["dataset"]["name"].startswith("Synthetic songs")
     # The training split only: the test split's listeners and songs stay unseen.
     train = load_table("synthetic", data_home=workspace["data"].root, split="train")
     assert 0 < len(train) < len(workspace["table"])
