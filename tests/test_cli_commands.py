@@ -457,6 +457,13 @@ def test_info_reports_versions_device_encoders_and_cache(tmp_path, monkeypatch):
     assert "ImageBind weights: " in result.output
 
 
+def test_info_quiet_is_one_line_for_a_bug_report():
+    result = run("info", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("pdmer ") and f"torch {torch.__version__}" in result.output
+
+
 def test_info_takes_no_arguments():
     result = run("info", "extra")
     assert result.exit_code == 2
@@ -495,7 +502,7 @@ def test_download_and_validate_follow_the_registry():
     listed = run("download", "--help").output.split("Commands:")[1]
     assert sorted(line.split()[0] for line in listed.splitlines()
                   if line.strip() and not line.startswith(" " * 4)) == \
-        sorted(downloadable + ["imagebind"])
+        sorted(downloadable + ["imagebind", "model"])
     for name in downloadable:
         text = " ".join(run("download", name, "--help").output.split())
         assert all(r.filename in text for r in DATASETS[name].remotes.values())
