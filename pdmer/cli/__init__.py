@@ -19,6 +19,7 @@ from pdmer.cli import (  # noqa: F401
     evaluate,
     features,
     info,
+    models,
     personalize,
     predict,
     train,

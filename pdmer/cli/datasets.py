@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
+from pdmer.cli._common import quiet_option
 from pdmer.cli._group import download, main
 from pdmer_datasets import DATASETS
 
@@ -25,20 +26,27 @@ def _dataset(name, data_home, index=None):
     return pdmer_datasets.initialize(name, data_home=data_home, index=index)
 
 
-def _report(dataset, parts=None) -> bool:
-    """Print what is missing or invalid; True when everything is there."""
+def _report(dataset, parts=None, quiet=False) -> bool:
+    """Print what is missing or invalid; True when everything is there.
+
+    ``quiet``: nothing on success, one line (on stderr) per problem kind.
+    """
     missing, invalid = dataset.validate(verbose=False, parts=parts)
     ok = True
     for label, found in (("missing", missing), ("invalid (empty or wrong checksum)", invalid)):
         paths = [p for group in found.values() for ps in group.values() for p in ps]
-        if paths:
+        if paths and quiet:
+            ok = False
+            click.echo(f"{dataset.name}: {len(paths)} file(s) {label} in {dataset.data_home}",
+                       err=True)
+        elif paths:
             ok = False
             click.echo(f"{len(paths)} file(s) {label}:")
             for p in paths[:_SHOWN]:
                 click.echo(f"  {p}")
             if len(paths) > _SHOWN:
                 click.echo(f"  ... and {len(paths) - _SHOWN} more")
-    if ok:
+    if ok and not quiet:
         what = "all files" if parts is None else ", ".join(parts)
         click.echo(f"{dataset.name}: {what} present in {dataset.data_home}")
     return ok
@@ -74,22 +82,22 @@ def _download_command(info):
     """``pdmer download <info.name>``, with the options its parts call for."""
     parts = info.parts
 
-    def install(data_home, mirror, from_path, force, cleanup, index, only=(),
+    def install(data_home, mirror, from_path, force, cleanup, index, quiet, only=(),
                 accept_checksum_mismatch=False):
         dataset = _dataset(info.name, data_home, index)
         try:
             dataset.download(partial_download=list(only) or None, force_overwrite=force,
                              cleanup=cleanup, allow_invalid_checksum=accept_checksum_mismatch,
-                             mirror=mirror, from_path=from_path)
+                             mirror=mirror, from_path=from_path, progress=not quiet)
         except RuntimeError as err:  # e.g. no gdown, or Google Drive refused: manual steps
             click.echo(str(err), err=True)
             raise click.exceptions.Exit(1) from err
-        if not _report(dataset, list(only) or None):
+        if not _report(dataset, list(only) or None, quiet):
             raise click.ClickException(f"{info.name} is incomplete after installing; see the "
                                        "list above.")
 
     has_checksums = any(remote.sha256 for remote in info.remotes.values())
-    options = [_data_home, _mirror, _from, _force, _cleanup, _index]
+    options = [_data_home, _mirror, _from, _force, _cleanup, _index, quiet_option]
     if len(parts) > 1:
         options.append(_only_option(parts, f"Only this part (repeatable); default all "
                                            f"{len(parts)}."))
@@ -119,12 +127,17 @@ for _name in DOWNLOADABLE:
 @_only_option(sorted({part for name in DOWNLOADABLE for part in DATASETS[name].parts}),
               "Only the files of this download part (repeatable).")
 @_index
-def validate_dataset(name, data_home, only, index):
-    """List the files of a data set that are missing or invalid (exit 1 if any)."""
+@quiet_option
+def validate_dataset(name, data_home, only, index, quiet):
+    """List the files of a data set that are missing or invalid (exit 1 if any).
+
+    With -q nothing is printed when all files are there, and one line per
+    kind of problem otherwise: for scripts, which read the exit status.
+    """
     unknown = sorted(set(only) - set(DATASETS[name].parts))
     if unknown:
         raise click.BadParameter(f"{name} has no part {', '.join(unknown)}; its parts: "
                                  f"{', '.join(DATASETS[name].parts)}.", param_hint="--only")
     dataset = _dataset(name, data_home, index)
-    if not _report(dataset, list(only) or None):
+    if not _report(dataset, list(only) or None, quiet):
         raise click.exceptions.Exit(1)

@@ -7,12 +7,18 @@ import platform
 
 import click
 
+from pdmer.cli._common import quiet_option
 from pdmer.cli._group import main
 
 
 @main.command()
-def info():
-    """Show versions, the compute device, estimators, global encoders and the cache."""
+@quiet_option
+def info(quiet):
+    """Show versions, the compute device, estimators, global encoders and the cache.
+
+    With -q: one line with the versions of pdmer, torch and Python and the
+    device (for a bug report).
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -26,6 +32,11 @@ def info():
         except PackageNotFoundError:
             return "not installed"
 
+    if quiet:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        click.echo(f"pdmer {pdmer.__version__}, torch {package('torch')}, python "
+                   f"{platform.python_version()}, device {device}")
+        return
     lines = ["Versions:", f"  pdmer         {pdmer.__version__}",
              f"  python        {platform.python_version()} ({platform.system()} "
              f"{platform.machine()})"]

@@ -103,9 +103,28 @@ def _train(cls, settings, data, output, data_home, split, labels, n_jobs, quiet)
     started = time.perf_counter()
     features = extract(estimator, source.X, n_jobs=n_jobs, progress=not quiet)
     estimator.fit([features[x] for x in source.X], source.y, annotators=source.annotators)
-    estimator.save(output)
+    estimator.save(output, dataset=_dataset_record(data))
     best = getattr(estimator, "best_validation_ccc_", None)
     click.echo(f"Saved {cls.__name__} to {output} ({time.perf_counter() - started:.0f} s; "
                f"tasks by {estimator.tasks_}"
                + (f"; best validation CCC {best:.3f}" if best is not None else "") + ").")
+    if not quiet:
+        from pdmer.estimators.card import card_path
+
+        click.echo(f"Model card (data, settings, scores, licence): {card_path(output)}",
+                   err=True)
+
+
+def _dataset_record(data):
+    """Name, licence and homepage of a named data set, for the model card (None for a CSV)."""
+    from pdmer_datasets import DATASETS
+
+    info = DATASETS.get(str(data).lower())
+    if info is None:
+        return None
+    # "DEAM: 1802 songs, ..." -> "DEAM"
+    record = {"name": info.title.split(":")[0], "license": info.license}
+    if info.homepage:
+        record["homepage"] = info.homepage
+    return record
 

@@ -144,6 +144,10 @@ TRAINING_ATTRIBUTES = """\
         :class:`~pdmer.estimators.CollapseWarning`
         (:func:`pdmer.evaluation.collapse_problems`, the benchmark's
         judgment too).
+    training_data_ : dict
+        What fit saw: ``n_rows``, ``n_songs``, ``n_annotators``, ``tasks``,
+        ``frame_offset``, ``encoder`` and the ``dataset`` (name, licence)
+        when :meth:`save` was told it; the model card shows it.
     model_id_ : str
         Fingerprint of the fitted network, carried by listener files.
     seed_ : int

@@ -28,6 +28,7 @@ from pdmer.estimators._personalization import PersonalizationMixin
 from pdmer.estimators._songs import distinct, feature_spec, mean_label_rows, to_songs
 from pdmer.estimators._training import MetaTrainingMixin
 from pdmer.estimators.sizes import merge_presets
+from pdmer.estimators.card import describe_training_data, write_model_card
 from pdmer.estimators.persistence import model_id, register, save_estimator
 from pdmer.evaluation.protocol import Episode
 from pdmer.features.container import SongFeatures
@@ -295,6 +296,8 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         spec = feature_spec(songs)
         self._check_features(spec)
         self.feature_spec_, self.encoder_, self.resolved_params_ = spec, spec["encoder"], settings
+        self.training_data_ = describe_training_data(
+            X, annotators, tasks, self._frame_offset_used(X), spec["encoder"])
         if tasks == "song":
             songs, annotators = mean_label_rows(X, songs), None
         self.tasks_ = tasks
@@ -364,10 +367,39 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         # NaN labels mark frames to ignore, as in pdmer.scoring.
         return ccc(list(y), self.predict(X))
 
-    def save(self, path):
-        """Save the fitted model to one safetensors file (no pickle); see :func:`pdmer.load`."""
+    def save(self, path, *, card=True, dataset=None):
+        """Save the fitted model to one safetensors file (no pickle); see :func:`pdmer.load`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file, e.g. ``"model.safetensors"``; written atomically.
+        card : bool, default=True
+            Also write a model card, ``<name>.md`` beside it
+            (:mod:`pdmer.estimators.card`): estimator, size, number of
+            parameters, SHA-256 of the file, training data, settings,
+            validation scores and the training data's licence.
+        dataset : dict, optional
+            The training data set, for the card: ``{"name": "DEAM", "license":
+            ..., "homepage": ...}``. Recorded in ``training_data_["dataset"]``,
+            so the file keeps it (``pdmer train`` passes the data set's own).
+
+        Examples
+        --------
+        >>> model.save("model.safetensors")  # doctest: +SKIP
+        >>> # model.safetensors and model.md, its card
+        """
         check_is_fitted(self, "network_")
+        if dataset is not None:
+            unknown = sorted(set(dataset) - {"name", "license", "homepage"})
+            if unknown or "name" not in dataset:
+                raise ValueError(f"dataset must be a dict with 'name' and optionally "
+                                 f"'license' and 'homepage'; got keys {sorted(dataset)}.")
+            self.training_data_ = {**(getattr(self, "training_data_", None) or {}),
+                                   "dataset": {k: str(v) for k, v in dataset.items()}}
         save_estimator(self, path)
+        if card:
+            write_model_card(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -413,6 +445,12 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         if self._input == "wave":
             return AudioFeatures(waveform_rate=DEFAULT_WAVEFORM_RATE)
         return AudioFeatures()
+
+    def _frame_offset_used(self, X):
+        """The front end's frame offset when fit extracts features, else None."""
+        if all(isinstance(item, SongFeatures) for item in X):
+            return None  # each SongFeatures carries its own
+        return float(self.make_front_end().frame_offset)
 
     def _songs(self, X, y) -> list:
         """Features of every row as tensors, extracting each distinct song once."""

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from pdmer.features.frontend import AudioFeatures
 from pdmer.files import atomic_write
 from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
+from pdmer.estimators.remote import fetch_model, is_remote
 from pdmer.nn.device import resolve_device
 
 ESTIMATORS: dict[str, type] = {}
@@ -29,8 +30,12 @@ ESTIMATORS: dict[str, type] = {}
 FITTED_ATTRIBUTES = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_",
                      "best_episode_", "best_validation_ccc_", "resolved_params_",
                      "n_episodes_run_", "stopped_early_", "prediction_std_ratio_",
-                     "validation_listeners_")
+                     "validation_listeners_", "training_data_")
 """Fitted attributes (besides the network's weights) that a model file carries."""
+
+OPTIONAL_FITTED = {"training_data_": None}
+"""Fitted attributes added after format 2 was fixed, with the value a file
+written before them gets (models saved earlier stay loadable)."""
 
 FORMAT_VERSION = "2"
 """Version of the model file layout: the estimator's parameters (the front
@@ -82,7 +87,8 @@ def save_estimator(estimator, path) -> None:
         "pdmer_format": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
         "params": json.dumps(params, default=_json_default),
-        "fitted": json.dumps({k: getattr(estimator, k) for k in FITTED_ATTRIBUTES},
+        "fitted": json.dumps({k: getattr(estimator, k, OPTIONAL_FITTED.get(k))
+                              for k in FITTED_ATTRIBUTES},
                              default=_json_default),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.network_.state_dict().items()}
@@ -111,7 +117,7 @@ def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, pat
 
 
 def _fitted_attributes(metadata: dict, path) -> dict:
-    fitted = json.loads(metadata["fitted"])
+    fitted = {**OPTIONAL_FITTED, **json.loads(metadata["fitted"])}
     unknown = sorted(set(fitted) - set(FITTED_ATTRIBUTES))
     missing = sorted(set(FITTED_ATTRIBUTES) - set(fitted))
     if unknown or missing:
@@ -144,8 +150,8 @@ def _load_weights(network, path, estimator: str) -> None:
                          f"{' '.join(str(err).split())[:300]} {damaged}") from None
 
 
-def load(path, **params):
-    """Load an estimator saved with ``estimator.save(path)``.
+def load(path, *, sha256=None, allow_http=False, **params):
+    """Load an estimator saved with ``estimator.save(path)``, from a file or a URL.
 
     A model file is data, not code, and may come from anyone: unknown
     parameters or fitted attributes are refused, and parameters that name
@@ -153,9 +159,22 @@ def load(path, **params):
     :func:`is_path_param`) are reset to their defaults unless passed here,
     so a file cannot choose where pdmer writes.
 
+    A URL is downloaded once into the user cache (verified, resumable; see
+    :mod:`pdmer.estimators.remote`): ``https://...``, or ``hf://<user>/<repo>``
+    for ``model.safetensors`` on the main branch of a Hugging Face Hub
+    repository (``hf://<user>/<repo>@<revision>/<file>`` for another).
+    Plain ``http://`` needs ``sha256`` (or ``allow_http=True``): without TLS
+    nothing else shows that the file was not swapped on the way.
+
     Parameters
     ----------
     path : str or os.PathLike
+        A model file, or an ``https://``, ``http://`` or ``hf://`` URL.
+    sha256 : str, optional
+        For a URL: the file's expected hex SHA-256 (its model card lists
+        it). The download, and a cached copy, must match it.
+    allow_http : bool, default=False
+        For a URL: accept plain ``http://`` without ``sha256``.
     **params
         Parameters to override, e.g. ``device="cpu"``; front-end parameters
         as ``front_end__<name>``, e.g. ``front_end__cache_dir="~/features"``;
@@ -181,7 +200,13 @@ def load(path, **params):
     >>> import pdmer
     >>> model = pdmer.load("model.safetensors", device="cpu",
     ...                    front_end__cache_dir="features")  # doctest: +SKIP
+    >>> model = pdmer.load("hf://alice/pdmer-deam", sha256="9f2c...")  # doctest: +SKIP
     """
+    if is_remote(path):
+        path = fetch_model(path, sha256=sha256, allow_http=allow_http)
+    elif sha256 is not None or allow_http:
+        raise TypeError("sha256 and allow_http are for URLs; for a local file compare "
+                        "pdmer.downloads.sha256_file(path) yourself.")
     path = os.fspath(path)
     try:
         with safe_open(path, framework="pt") as handle:

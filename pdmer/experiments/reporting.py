@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,39 +270,88 @@ def _plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = plot_figure(result)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
+    plt.close(fig)
+
+
+def plot_figure(result):
+    """The figure of results.png: this run's CCC per row, and the paper's.
+
+    When the run used the paper's data set, the paper's numbers are marks on
+    this run's bars. On other data (the synthetic set) they are drawn in a
+    panel of their own, with a note, so nobody reads synthetic scores
+    beside DEAM's as a comparison (synthetic songs are far easier).
+    """
+    import matplotlib.pyplot as plt
+
+    s = result.settings
+    paper_data = s["paper_dataset"]
+    same_data = s["dataset"] == paper_data
     tables = list(dict.fromkeys(r["table"] for r in result.rows))
     heights = [sum(r["table"] == t for r in result.rows) for t in tables]
-    fig, axes = plt.subplots(len(tables), 1, squeeze=False,
-                             figsize=(8, 1.2 + 0.45 * sum(heights) + 0.8 * len(tables)),
+    has_paper = any(r[f"paper_ccc_{dim}"] is not None for r in result.rows
+                    for dim in ("arousal", "valence"))
+    columns = 1 if same_data or not has_paper else 2
+    fig, axes = plt.subplots(len(tables), columns, squeeze=False, sharey="row",
+                             figsize=(8 if columns == 1 else 11,
+                                      1.4 + 0.45 * sum(heights) + 0.8 * len(tables)),
                              gridspec_kw={"height_ratios": heights})
-    for ax, table in zip(axes[:, 0], tables):
+    for row_axes, table in zip(axes, tables):
         rows = [r for r in result.rows if r["table"] == table]
-        y = np.arange(len(rows))
-        for offset, (dim, color) in zip((-0.2, 0.2), (("arousal", "tab:red"),
-                                                      ("valence", "tab:blue"))):
-            ax.barh(y + offset, [_float(r[f"ccc_{dim}"]) for r in rows], height=0.38,
-                    color=color, label=f"CCC {dim} (this run)")
-            paper = [(i, r[f"paper_ccc_{dim}"]) for i, r in enumerate(rows)
-                     if r[f"paper_ccc_{dim}"] is not None]
-            if paper:
-                ax.scatter([v for _, v in paper], [i + offset for i, _ in paper], marker="|",
-                           s=160, color="black", zorder=3,
-                           label=f"paper ({result.settings['paper_dataset'].upper()})"
-                           if dim == "arousal" else None)
-        ax.set_yticks(y, [r["row"] for r in rows], fontsize=8)
-        ax.invert_yaxis()
-        ax.axvline(0, color="gray", lw=0.8)
-        ax.set_title(TITLES[table], fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("CCC (per song, averaged)")
-    s = result.settings
+        run_label = f"this run ({s['dataset']})"
+        _bars(row_axes[0], rows, "ccc_{}", run_label)
+        if same_data:
+            _paper_marks(row_axes[0], rows, f"paper ({paper_data.upper()})")
+        elif columns == 2:
+            _bars(row_axes[1], rows, "paper_ccc_{}", f"paper ({paper_data.upper()})",
+                  alpha=0.45)
+            row_axes[1].set_title(f"the paper's numbers, on {paper_data.upper()}",
+                                  fontsize=9)
+        title = TITLES[table] if columns == 1 else "\n".join(textwrap.wrap(TITLES[table], 60))
+        row_axes[0].set_title(title if same_data else f"{title}\nthis run, on {s['dataset']}",
+                              fontsize=9)
+        row_axes[0].set_yticks(np.arange(len(rows)), [r["row"] for r in rows], fontsize=8)
+        row_axes[0].invert_yaxis()
+    for ax in axes[-1]:
+        ax.set_xlabel("CCC (per song, averaged)")
     fig.suptitle(f"{s['task'].upper()} on {s['dataset']}, preset {s['preset']}, seed "
                  f"{s['seed']}", fontsize=10)
     handles = {}
-    for ax in axes[:, 0]:
+    for ax in axes.ravel():
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
-    plt.close(fig)
+    bottom = 0.04
+    if not same_data:
+        # Said on the figure itself: a PNG travels without the Markdown notes.
+        fig.text(0.5, 0.005, f"Different data: this run used {s['dataset']}, the paper "
+                 f"{paper_data.upper()}: the scores are not comparable (synthetic songs are "
+                 "far easier than real ones).", ha="center", va="bottom",
+                 fontsize=7.5, style="italic", wrap=True)
+        bottom = 0.07
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7,
+               bbox_to_anchor=(0.5, bottom - 0.045))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
+_COLORS = (("arousal", "tab:red"), ("valence", "tab:blue"))
+
+
+def _bars(ax, rows, key, label, alpha=1.0):
+    y = np.arange(len(rows))
+    for offset, (dim, color) in zip((-0.2, 0.2), _COLORS):
+        ax.barh(y + offset, [_float(r[key.format(dim)]) for r in rows], height=0.38,
+                color=color, alpha=alpha, label=f"CCC {dim}, {label}")
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _paper_marks(ax, rows, label):
+    for offset, (dim, _) in zip((-0.2, 0.2), _COLORS):
+        paper = [(i, r[f"paper_ccc_{dim}"]) for i, r in enumerate(rows)
+                 if r[f"paper_ccc_{dim}"] is not None]
+        if paper:
+            ax.scatter([v for _, v in paper], [i + offset for i, _ in paper], marker="|",
+                       s=160, color="black", zorder=3,
+                       label=label if dim == "arousal" else None)

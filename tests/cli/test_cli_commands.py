@@ -97,6 +97,12 @@ def test_train_reads_the_synthetic_data_set_by_name(workspace, tmp_path):
                  "--config", workspace["config"], "-p", "n_episodes=1")
     assert result.exit_code == 0, result.output
     assert load(out).tasks_ == "annotator"
+    # The model card names the data set and its licence (tests/test_model_sharing.py).
+    card = (tmp_path / "m.md").read_text()
+    assert "Data set: **Synthetic songs and simulated listeners" in card
+    assert "Training data licence: Part of pdmer (Apache-2.0)" in card
+    assert f"Model card (data, settings, scores, licence): {tmp_path / 'm.md'}" in result.stderr
+    assert load(out).training_data_["dataset"]["name"].startswith("Synthetic songs")
     # The training split only: the test split's listeners and songs stay unseen.
     train = load_table("synthetic", data_home=workspace["data"].root, split="train")
     assert 0 < len(train) < len(workspace["table"])
@@ -451,6 +457,13 @@ def test_info_reports_versions_device_encoders_and_cache(tmp_path, monkeypatch):
     assert "ImageBind weights: " in result.output
 
 
+def test_info_quiet_is_one_line_for_a_bug_report():
+    result = run("info", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("pdmer ") and f"torch {torch.__version__}" in result.output
+
+
 def test_info_takes_no_arguments():
     result = run("info", "extra")
     assert result.exit_code == 2
@@ -489,7 +502,7 @@ def test_download_and_validate_follow_the_registry():
     listed = run("download", "--help").output.split("Commands:")[1]
     assert sorted(line.split()[0] for line in listed.splitlines()
                   if line.strip() and not line.startswith(" " * 4)) == \
-        sorted(downloadable + ["imagebind"])
+        sorted(downloadable + ["imagebind", "model"])
     for name in downloadable:
         text = " ".join(run("download", name, "--help").output.split())
         assert all(r.filename in text for r in DATASETS[name].remotes.values())

@@ -340,11 +340,20 @@ def test_cli_download_and_validate(built, server, tmp_path, monkeypatch):
     assert result.exit_code == 0 and len(server.requests) == n  # nothing to do
     result = runner.invoke(main, ["validate", "deam", *args])
     assert result.exit_code == 0, result.output
+    quiet = runner.invoke(main, ["validate", "deam", *args, "-q"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+    quiet = runner.invoke(main, ["download", "deam", *args, "--mirror", server.url, "-q"])
+    assert quiet.exit_code == 0 and quiet.output == ""  # no "already installed", no bars
     (home / "MEMD_audio" / "3.mp3").unlink()
     (home / "metadata" / "metadata_2015.csv").write_text("")
     result = runner.invoke(main, ["validate", "deam", *args])
     assert result.exit_code == 1
     assert "3.mp3" in result.output and "invalid" in result.output
+    quiet = runner.invoke(main, ["validate", "deam", *args, "-q"])
+    assert quiet.exit_code == 1
+    assert quiet.output.splitlines() == [
+        f"deam: 1 file(s) missing in {home}",
+        f"deam: 1 file(s) invalid (empty or wrong checksum) in {home}"]
 
 
 def test_cli_checksum_mismatch(built, server, tmp_path, monkeypatch):

@@ -292,7 +292,8 @@ def test_save_load_round_trip(model, table, other_songs, tmp_path):
     path = tmp_path / "sub" / "model.safetensors"
     model.save(path)
     assert path.is_file()
-    assert not [p for p in path.parent.iterdir() if p.name != path.name]  # no temp files
+    # No temporary files: the model and its card (tests/test_model_sharing.py).
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.md", path.name]
     loaded = pdmer.load(path)
     assert type(loaded) is DSAMLRegressor
     assert loaded.listener_ is None  # listeners are stored apart

@@ -99,3 +99,48 @@ def test_seeds_summary_averages_rows():
     text = seeds_summary([result(0, 0.5), result(1, 0.7)])
     assert "over seeds 0, 1" in text
     assert "| DSAML | 0.600 ± 0.100 | 0.600 ± 0.100 | 0.600 ± 0.100 | 0.800 | 0/2 | 1/2 |" in text
+
+
+# ------------------------------------------------------- results.png: data apart
+def _plot_result(dataset):
+    from pdmer.experiments.reporting import BenchmarkResult
+
+    rows = [{"table": "Table 2", "row": name, "ccc_arousal": 0.8, "ccc_valence": 0.7,
+             "paper_ccc_arousal": paper, "paper_ccc_valence": paper}
+            for name, paper in (("DSAML", 0.377), ("CRNN†", None))]
+    settings = {"task": "pdmer", "dataset": dataset, "paper_dataset": "deam",
+                "preset": "tiny", "seed": 0}
+    return BenchmarkResult(rows, [], settings)
+
+
+def test_results_plot_keeps_synthetic_scores_apart_from_the_papers():
+    import matplotlib.pyplot as plt
+
+    from pdmer.experiments.reporting import plot_figure
+
+    fig = plot_figure(_plot_result("synthetic"))
+    try:
+        run, paper = fig.axes
+        # No paper marks on the synthetic run's panel; the paper's own panel says DEAM.
+        assert len(run.collections) == 0 and "this run, on synthetic" in run.get_title()
+        assert paper.get_title() == "the paper's numbers, on DEAM"
+        assert "CCC arousal, paper (DEAM)" in paper.get_legend_handles_labels()[1]
+        assert not any("paper" in label for label in run.get_legend_handles_labels()[1])
+        notes = " ".join(t.get_text() for t in fig.texts)
+        assert "not comparable" in notes and "synthetic" in notes
+    finally:
+        plt.close(fig)
+
+
+def test_results_plot_marks_the_papers_numbers_on_a_run_on_the_papers_data():
+    import matplotlib.pyplot as plt
+
+    from pdmer.experiments.reporting import plot_figure
+
+    fig = plot_figure(_plot_result("deam"))
+    try:
+        (ax,) = fig.axes
+        assert len(ax.collections) == 2  # paper marks for arousal and valence
+        assert not any("not comparable" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)
