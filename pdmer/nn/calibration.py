@@ -57,13 +57,8 @@ def ridge_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
     [-1.0, 0.5]
     """
     dtype = prediction.dtype
-    p, y = prediction.double(), target.double()
-    valid = torch.isfinite(y)
-    if mask is not None:
-        valid = valid & mask.unsqueeze(-1)
-    p = torch.where(valid, p, 0.0)
-    y = torch.where(valid, y, 0.0)
-    n = valid.double().sum((0, 1))
+    p, y, weight = _valid_frames(prediction, target, mask)
+    n = weight.sum((0, 1))
     sp, sy = p.sum((0, 1)), y.sum((0, 1))
     spp, spy = (p * p).sum((0, 1)), (p * y).sum((0, 1))
     ls = torch.as_tensor(slope_strength, dtype=torch.float64, device=p.device)
@@ -122,12 +117,7 @@ def moment_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
     [-0.46, 0.2]
     """
     dtype = prediction.dtype
-    p, y = prediction.double(), target.double()
-    valid = torch.isfinite(y)
-    if mask is not None:
-        valid = valid & mask.unsqueeze(-1)
-    weight = valid.double()
-    p, y = torch.where(valid, p, 0.0), torch.where(valid, y, 0.0)
+    p, y, weight = _valid_frames(prediction, target, mask)
     n = weight.sum((0, 1)).clamp(min=1)
     mean_p, mean_y = p.sum((0, 1)) / n, y.sum((0, 1)) / n
     dp, dy = (p - mean_p) * weight, (y - mean_y) * weight
@@ -147,3 +137,15 @@ def moment_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
                          torch.zeros_like(n))
     intercept = shrink * (mean_y - slope * mean_p)
     return slope.to(dtype), intercept.to(dtype)
+
+
+def _valid_frames(prediction, target, mask):
+    """Predictions and labels in float64 with invalid frames zeroed, and the valid-frame weights.
+
+    Valid: inside ``mask`` with a finite label.
+    """
+    p, y = prediction.double(), target.double()
+    valid = torch.isfinite(y)
+    if mask is not None:
+        valid = valid & mask.unsqueeze(-1)
+    return torch.where(valid, p, 0.0), torch.where(valid, y, 0.0), valid.double()
