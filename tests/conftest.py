@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_annotator_table
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import SHARED_DATA, make_annotator_table
 
 
 @pytest.fixture(autouse=True, scope="session")

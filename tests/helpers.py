@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from pdmer import DSAMLRegressor
 from pdmer.features import SongFeatures
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+"""Real data files beside the project (../shared/data), absent on most machines."""
 
 # A DSAML small enough that one meta-training episode takes milliseconds.
 TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
