@@ -105,7 +105,7 @@ PRESETS = {
         training=dict(),
         models=dict(
             # Half the estimators' small DSAML (d_model 128, 2 layers): the
-            # demo trains three of them and finishes in about 1.5 minutes on
+            # demo trains three of them and finishes in about 2 minutes on
             # 2 CPU cores.
             dsaml=dict(size="small", d_model=64, n_heads=4, n_layers=1, d_ff=128,
                        lstm_hidden=32, head_hidden=32),
