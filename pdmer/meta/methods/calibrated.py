@@ -25,8 +25,8 @@ class ListenerCalibration(nn.Module):
 
     The buffers ``slope`` and ``intercept`` (one per output dimension) are
     the identity in the population model; a listener's adaptation replaces
-    them. ``log_strength`` (dimensions x (slope, intercept)) holds the ridge
-    strengths of :func:`~pdmer.nn.calibration.ridge_calibration` as log
+    them. ``log_strength`` (dimensions x (slope, intercept)) holds the
+    strengths of the pull toward the identity (:data:`FITS`) as log
     pseudo-frames: a meta-parameter, trained by the outer loop.
     """
 
