@@ -218,3 +218,31 @@ def try_lock(path):
     except Timeout:
         return None
     return lock
+
+
+def safetensors_metadata(path, what: str = "File") -> dict:
+    """The metadata of a safetensors file (empty when it has none), without reading its tensors.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str, default="File"
+        What the file should be, for the messages (e.g. ``"Model"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``"<what> file not found: <path>"``.
+    ValueError
+        The file is not a readable safetensors file.
+    """
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return handle.metadata() or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err

@@ -307,14 +307,12 @@ def load_model(path, device=None):
     click.BadParameter
         If ``path`` is a listener file, the usual mix-up with ``-l``.
     """
-    from safetensors import safe_open
-
     from pdmer import load
+    from pdmer.files import safetensors_metadata
 
     try:
-        with safe_open(os.fspath(path), framework="pt") as handle:
-            is_listener = (handle.metadata() or {}).get("pdmer_listener") is not None
-    except Exception:  # not safetensors at all: load() says so
+        is_listener = "pdmer_listener" in safetensors_metadata(path)
+    except (OSError, ValueError):  # absent or not safetensors at all: load() says so
         is_listener = False
     if is_listener:
         raise click.BadParameter(

@@ -7,10 +7,9 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pdmer.files import atomic_write
+from pdmer.files import atomic_write, safetensors_metadata
 
 
 @dataclass
@@ -68,13 +67,7 @@ class ListenerAdaptation:
             The file is not a listener file, or holds NaN or infinite values.
         """
         path = os.fspath(path)
-        try:
-            with safe_open(path, framework="pt") as handle:
-                metadata = handle.metadata() or {}
-        except FileNotFoundError:
-            raise FileNotFoundError(f"Listener file not found: {path}") from None
-        except Exception as err:
-            raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+        metadata = safetensors_metadata(path, "Listener")
         if metadata.get("pdmer_listener") != "1":
             raise ValueError(f"{path} is not a pdmer listener file (pdmer.personalize writes them).")
         # Copies: safetensors' tensors sit at unaligned offsets of the file's

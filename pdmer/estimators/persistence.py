@@ -15,11 +15,10 @@ import os
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pdmer.features.frontend import AudioFeatures
-from pdmer.files import atomic_write
+from pdmer.files import atomic_write, safetensors_metadata
 from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
 from pdmer.estimators.remote import fetch_model, is_remote
 from pdmer.nn.device import resolve_device
@@ -208,13 +207,7 @@ def load(path, *, sha256=None, allow_http=False, **params):
         raise TypeError("sha256 and allow_http are for URLs; for a local file compare "
                         "pdmer.downloads.sha256_file(path) yourself.")
     path = os.fspath(path)
-    try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Model file not found: {path}") from None
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    metadata = safetensors_metadata(path, "Model")
     if metadata.get("pdmer_format") != FORMAT_VERSION:
         raise ValueError(f"{path} is not a pdmer model file (format {FORMAT_VERSION}).")
     name = metadata["estimator"]
