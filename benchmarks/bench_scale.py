@@ -17,7 +17,7 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     ``bench_reference.py`` (learn2learn's clone/adapt, float32), pdmer's
     sequential loop (:func:`pdmer.meta.maml.maml_task_backward`) in float32
     and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), the
-    estimator's own step (``DSAMLRegressor(mixed_precision="bf16")
+    estimator's own step (``DSAMLRegressor(precision="bf16")
     .meta_learner().task_backward``: inner steps in eval mode), pdmer's
     batched tasks (:func:`pdmer.meta.vmapped.vmapped_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
@@ -179,7 +179,7 @@ def run_episode(args, log):
 
 def run_personalize(args, log):
     # public: DSAMLRegressor.personalize as fitted (float32 on the CPU);
-    # public-bf16: the same with mixed_precision="bf16"; bf16: the bare
+    # public-bf16: the same with precision="bf16"; bf16: the bare
     # adaptation loop (train mode, every parameter) under bf16 autocast.
     variants = ["public", "public-bf16", "bf16"]
     results = {v: [] for v in variants}

@@ -49,7 +49,7 @@ def pdmer_loss(net, device, bf16):
 
     def loss_fn(state, batch, context=None):
         need = context is None
-        with autocast(device, enabled=bf16):
+        with autocast(device, "bf16" if bf16 else "fp32"):
             out = functional_call(net, state, (batch.local_patches, batch.global_embeddings, batch.lengths, context,
                                                need))
             aux = None
@@ -119,9 +119,9 @@ def worker_task(cfg):
             return reference_task(net, support, q, steps=steps, inner_params=inner)
     elif variant == "pdmer-estimator":
         # The training step exactly as DSAMLRegressor runs it (paper preset,
-        # mixed_precision="bf16"): MetaLearner.task_backward, whose inner
+        # precision="bf16"): MetaLearner.task_backward, whose inner
         # steps run in eval mode (adapt_mode="eval", the estimators' default).
-        est, _ = _estimator(size, cfg["device"], mixed_precision="bf16",
+        est, _ = _estimator(size, cfg["device"], precision="bf16",
                             inner_params=inner)
         net, learner = est.network_.train(), est.meta_learner()
         tasks = [(song_batch(N_SUPPORT, size, 1, device), song_batch(N_QUERY, size, 2, device))]
@@ -263,7 +263,7 @@ def worker_personalize(cfg):
     labels = np.random.default_rng(1).uniform(-0.5, 0.5, (N_FRAMES, 2)).astype(np.float32)
     device = est.device_
     if cfg["variant"].startswith("public"):
-        est.set_params(mixed_precision="bf16" if cfg["variant"] == "public-bf16" else True)
+        est.set_params(precision="bf16" if cfg["variant"] == "public-bf16" else "auto")
 
         def run():  # explicit: personalize defaults to the fitted (setup) settings
             est.personalize([song], [labels], steps=INNER_STEPS, lr=INNER_LR)
@@ -365,8 +365,8 @@ def worker_accuracy(cfg):
     test.X = [features[s] for s in test.song_ids]
     params = dict(preset.models["dsaml"], **preset.training, inner_params="all",
                   random_state=cfg["seed"], n_episodes=cfg["episodes"], validation_fraction=0.0)
-    # "bf16" autocasts on CPUs with native bfloat16; False is float32.
-    est = DSAMLRegressor(**params, mixed_precision="bf16" if cfg["variant"] == "bf16" else False)
+    # "bf16" autocasts on CPUs with native bfloat16; "fp32" is float32.
+    est = DSAMLRegressor(**params, precision="bf16" if cfg["variant"] == "bf16" else "fp32")
     t0 = time.process_time()
     est.fit(*train)
     fit_cpu = time.process_time() - t0
@@ -429,7 +429,7 @@ def worker_gpu(cfg):
     net.eval()
     n_frames = int(cfg["minutes"] * 120)
     song = song_batch(1, size, 99, device, n_frames)
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, "bf16"):
         net(song.local_patches, song.global_embeddings)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

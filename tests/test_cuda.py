@@ -64,8 +64,10 @@ def inputs(batch, n_frames, device, seed=1):
 def test_bf16_support_follows_the_hardware():
     assert bf16_supported("cpu") == cpu_has_native_bf16()
     assert bf16_supported("cuda") == (CUDA and torch.cuda.is_bf16_supported())
-    with autocast("cpu", enabled=False):
+    with autocast("cpu", "fp32"):
         assert not torch.is_autocast_enabled("cpu")
+    with autocast("cuda", "auto"):  # bf16 on a GPU that has it
+        assert torch.is_autocast_enabled("cuda") == bf16_supported("cuda")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -9,6 +9,7 @@ import numpy as np
 
 from pdmer.labels import FRAME_OFFSET_CONSTRAINT
 from pdmer.meta.methods import METHODS, MetaLearningMethod
+from pdmer.nn.precision import PRECISIONS
 from pdmer.sklearn_compat import HasMethods, Interval, Options, StrOptions
 
 DEFAULT_WAVEFORM_RATE = 16000
@@ -84,15 +85,19 @@ SHARED_PARAMETERS = """\
         for DEAM and PMEmo); None uses the front end's. SongFeatures carry
         their own.
     device : {"auto", "cpu", "cuda"}, default="auto"
-    mixed_precision : {True, False, "bf16"}, default=True
-        bfloat16 autocast of training, personalization and prediction.
-        True: on CUDA GPUs with bfloat16, float32 on the CPU (CPU results
-        then repeat exactly, and are the same on every CPU). "bf16": also
-        on CPUs that compute bfloat16 natively (AVX512-BF16 or AMX), about
-        twice as fast at the paper's size with accuracy within the
-        seed-to-seed spread (``benchmarks/scale.md``); results then depend
-        on the CPU, and other CPUs run float32 with a warning. False:
-        float32 everywhere.
+    precision : {"auto", "bf16", "fp32"}, default="auto"
+        Arithmetic of training, personalization and prediction
+        (:mod:`pdmer.nn.precision`, the same policy as the ImageBind
+        encoder's). "auto": bfloat16 autocast on CUDA GPUs with bfloat16,
+        float32 on the CPU (CPU results then repeat exactly, and are the
+        same on every CPU). "bf16": also on CPUs that compute bfloat16
+        natively (AVX512-BF16 or AMX), about twice as fast at the paper's
+        size with accuracy within the seed-to-seed spread
+        (``benchmarks/scale.md``); results then depend on the CPU, and
+        devices without native bfloat16 run float32 with a warning.
+        "fp32": float32 everywhere. Model files saved with the former
+        ``mixed_precision`` (True, False, "bf16") load as "auto", "fp32"
+        and "bf16".
     task_batching : {"auto", "sequential", "vmap"} or int, default="auto"
         How the tasks of an episode run: one after another, or together in
         one :func:`torch.func.vmap` (:mod:`pdmer.meta.vmapped`; an int runs
@@ -179,7 +184,7 @@ PARAMETER_CONSTRAINTS = {
     "front_end": [HasMethods(["transform"]), None],
     "frame_offset": [FRAME_OFFSET_CONSTRAINT, None],
     "device": [str],
-    "mixed_precision": ["boolean", StrOptions({"bf16"})],
+    "precision": [StrOptions(set(PRECISIONS))],
     "task_batching": [StrOptions({"auto", "sequential", "vmap"}),
                       Interval(Integral, 1, None, closed="left")],
     "distributed": [StrOptions({"auto"}), Options(bool, {False})],

@@ -17,7 +17,7 @@ from pdmer.meta.methods import get_method
 from pdmer.meta.trainer import Trainer
 from pdmer.nn.device import resolve_device
 from pdmer.nn.normalization import InputNormalization
-from pdmer.nn.precision import bf16_supported
+from pdmer.nn.precision import resolve_precision
 
 
 PROGRESS_DELAY = 3.0
@@ -88,11 +88,8 @@ class MetaTrainingMixin:
         """
         settings = self._settings()
         self._check_task_batching()
-        if (self.mixed_precision == "bf16" and not bf16_supported(self.device_)
-                and self._is_main()):
-            warnings.warn(
-                f"mixed_precision='bf16' runs float32 on {self.device_}: it does not compute "
-                "bfloat16 natively (CPUs need AVX512-BF16 or AMX).", UserWarning, stacklevel=4)
+        # Says once per fit when "bf16" falls back to float32.
+        resolve_precision(self.precision, self.device_, warn=self._is_main(), stacklevel=4)
         processes = self._processes()
         digest = self._run_digest(songs)
         if processes is not None:
@@ -149,7 +146,7 @@ class MetaTrainingMixin:
             self.network_, self._forward, self._adapted_names(self.network_),
             method=self._method(), inner_steps=settings["inner_steps"],
             inner_lr=settings["inner_lr"], device=self.device_,
-            mixed_precision=self.mixed_precision, adapt_mode=self._adapt_mode,
+            precision=self.precision, adapt_mode=self._adapt_mode,
             task_batching=task_batching, tasks_per_call=tasks_per_call)
 
     def _task_batching(self) -> tuple:

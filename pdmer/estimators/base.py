@@ -77,7 +77,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                  validation_fraction=0.1, validation_interval=None, patience=None,
                  max_grad_norm=None, input_normalization=None, checkpoint_path=None,
                  checkpoint_interval=100, predict_batch_size=8, front_end=None,
-                 frame_offset=None, device="auto", mixed_precision=True, task_batching="auto",
+                 frame_offset=None, device="auto", precision="auto", task_batching="auto",
                  distributed="auto", random_state=None, verbose="auto"):
         self.meta_learning = meta_learning
         self.tasks = tasks
@@ -101,7 +101,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.front_end = front_end
         self.frame_offset = frame_offset
         self.device = device
-        self.mixed_precision = mixed_precision
+        self.precision = precision
         self.task_batching = task_batching
         self.distributed = distributed
         self.random_state = random_state

@@ -89,7 +89,7 @@ class _ConvRecurrentBaseline(_SequenceBaseline):
                  train_window=None, validation_fraction=0.1, validation_interval=None,
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
-                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 front_end=None, frame_offset=None, device="auto", precision="auto",
                  task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.conv_channels = conv_channels
@@ -245,7 +245,7 @@ class MCRNNRegressor(_SequenceBaseline):
                  train_window=None, validation_fraction=0.1, validation_interval=None,
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
-                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 front_end=None, frame_offset=None, device="auto", precision="auto",
                  task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.view_kernels = view_kernels
@@ -312,7 +312,7 @@ class DAMFFRegressor(_SequenceBaseline):
                  train_window=None, validation_fraction=0.1, validation_interval=None,
                  patience=None, max_grad_norm=None, input_normalization=None,
                  checkpoint_path=None, checkpoint_interval=100, predict_batch_size=8,
-                 front_end=None, frame_offset=None, device="auto", mixed_precision=True,
+                 front_end=None, frame_offset=None, device="auto", precision="auto",
                  task_batching="auto", distributed="auto", random_state=None, verbose="auto"):
         self.size = size
         self.conv_channels = conv_channels

@@ -104,7 +104,7 @@ class DSAMLRegressor(BaseEmotionRegressor):
                  validation_interval=None, patience=None, max_grad_norm=None,
                  input_normalization=None, checkpoint_path=None, checkpoint_interval=100,
                  predict_batch_size=8, front_end=None, frame_offset=None, device="auto",
-                 mixed_precision=True, task_batching="auto", distributed="auto",
+                 precision="auto", task_batching="auto", distributed="auto",
                  random_state=None, verbose="auto"):
         self.size = size
         self.d_model = d_model

@@ -103,6 +103,27 @@ def is_path_param(name: str) -> bool:
     return name.endswith(("_path", "_dir"))
 
 
+RENAMED_PARAMS = {"mixed_precision": ("precision", {True: "auto", False: "fp32",
+                                                    "bf16": "bf16"})}
+"""Parameters renamed since format 2 was fixed: old name -> (new name, old
+value -> new value). Files written before the renaming load with the new
+parameter (e.g. ``mixed_precision=True`` as ``precision="auto"``)."""
+
+
+def _renamed_params(stored: dict, path) -> dict:
+    """``stored`` with the parameters of :data:`RENAMED_PARAMS` under their new names."""
+    stored = dict(stored)
+    for old, (new, values) in RENAMED_PARAMS.items():
+        if old not in stored:
+            continue
+        value = stored.pop(old)
+        if new in stored or not isinstance(value, (bool, str)) or value not in values:
+            raise ValueError(f"{path} holds {old}={value!r}, which this pdmer version cannot "
+                             f"read as {new}; the file was edited. Refusing to load it.")
+        stored[new] = values[value]
+    return stored
+
+
 def _checked_params(stored: dict, defaults: dict, explicit: dict, what: str, path) -> dict:
     """``stored`` with unknown keys refused and path parameters reset to their defaults."""
     unknown = sorted(set(stored) - set(defaults))
@@ -222,7 +243,8 @@ def load(path, *, sha256=None, allow_http=False, **params):
     if unknown:
         raise TypeError(f"pdmer.load got parameters {name} does not have: "
                         f"{', '.join(unknown)}.")
-    stored = _checked_params(json.loads(metadata["params"]), defaults, params, name, path)
+    stored = _checked_params(_renamed_params(json.loads(metadata["params"]), path), defaults,
+                             params, name, path)
     if stored.get("front_end") is not None and "front_end" not in params:
         front_end = _checked_params(stored["front_end"], AudioFeatures().get_params(),
                                     front_end_params, "AudioFeatures", path)

@@ -23,7 +23,7 @@ from pdmer.meta.batch import collate
 from pdmer.meta.vmapped import vmapped_tasks_backward
 from pdmer.meta.methods import get_method
 from pdmer.nn.losses import emotion_loss
-from pdmer.nn.precision import autocast, bf16_supported
+from pdmer.nn.precision import autocast, check_precision, resolve_precision
 
 ADAPT_MODES = ("eval", "train")
 """Module mode of inner loops and personalization: ``"eval"`` (dropout off,
@@ -47,17 +47,6 @@ def seeded(seed, device):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield
-
-
-def bf16_requested(mixed_precision, device) -> bool:
-    """Whether ``mixed_precision`` asks for bfloat16 autocast on ``device``.
-
-    True asks for it on CUDA only (CPU results then repeat exactly on any
-    CPU), "bf16" on every device; :func:`pdmer.nn.precision.autocast` then
-    applies it where the hardware computes bfloat16 natively.
-    """
-    return mixed_precision == "bf16" or (mixed_precision is True
-                                         and torch.device(device).type == "cuda")
 
 
 _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = \
@@ -100,9 +89,10 @@ class MetaLearner:
     inner_steps : int
     inner_lr : float
     device : torch.device
-    mixed_precision : {True, False, "bf16"}, default=True
-        bfloat16 autocast on CUDA (True), nowhere (False), or also on CPUs
-        with native bfloat16 ("bf16"); see :func:`bf16_requested`.
+    precision : {"auto", "bf16", "fp32"}, default="auto"
+        Where losses, inner loops and predictions run under bfloat16
+        autocast: pdmer's one precision policy
+        (:func:`pdmer.nn.precision.resolve_precision`).
     adapt_mode : {"eval", "train"}, default="eval"
         Module mode of every inner loop and adaptation. In ``"eval"`` mode
         adaptation sees the network exactly as prediction does and changes
@@ -121,7 +111,7 @@ class MetaLearner:
     """
 
     def __init__(self, network, forward, adapted_names, *, method, inner_steps,
-                 inner_lr, device, mixed_precision=True, adapt_mode="eval",
+                 inner_lr, device, precision="auto", adapt_mode="eval",
                  task_batching="sequential", tasks_per_call=None):
         method = get_method(method)
         if adapt_mode not in ADAPT_MODES or task_batching not in TASK_BATCHING:
@@ -139,15 +129,15 @@ class MetaLearner:
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.device = device
-        self.mixed_precision = mixed_precision
+        self.precision = check_precision(precision)
         self.adapt_mode = adapt_mode
         self.task_batching = task_batching
         self.tasks_per_call = tasks_per_call
 
     # ---------------------------------------------------------------- losses
     def autocast(self):
-        """bfloat16 autocast where ``mixed_precision`` asks for it and the device has it."""
-        return autocast(self.device, bf16_requested(self.mixed_precision, self.device))
+        """bfloat16 autocast where ``precision`` resolves to it on the device."""
+        return autocast(self.device, self.precision)
 
     def bf16_names(self) -> list:
         """Adapted weights of linear layers when bfloat16 autocast runs, else none.
@@ -156,8 +146,7 @@ class MetaLearner:
         loops then differentiate bfloat16 copies of these weights (see
         :func:`pdmer.meta.maml.adapt`).
         """
-        if not (bf16_requested(self.mixed_precision, self.device)
-                and bf16_supported(self.device)):
+        if resolve_precision(self.precision, self.device) != torch.bfloat16:
             return []
         adapted = set(self.names)
         return [f"{prefix}.{name}" for prefix, module in self.network.named_modules()

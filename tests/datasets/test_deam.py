@@ -310,7 +310,7 @@ def test_dsaml_fits_on_the_annotator_table(installed):
     features = AudioFeatures(n_mels=16, frame_offset=table.frame_offset,
                              global_window=2.0)
     model = DSAMLRegressor(**{**TINY_MODEL, "validation_fraction": 0.0},
-                           front_end=features, mixed_precision=False)
+                           front_end=features, precision="fp32")
     model.fit(*table)
     test = installed.annotator_table(split="test")
     [pred] = model.predict(test.X[:1])

@@ -424,15 +424,15 @@ def test_bf16_on_the_cpu_runs_where_native_and_warns_elsewhere(table, monkeypatc
     X, y, annotators = table
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="runs float32"):
-        plain = tiny(mixed_precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
-    reference = tiny(mixed_precision=False, n_episodes=1).fit(X, y, annotators=annotators)
+        plain = tiny(precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
+    reference = tiny(precision="fp32", n_episodes=1).fit(X, y, annotators=annotators)
     for a, b in zip(plain.predict(X[:2]), reference.predict(X[:2])):
         np.testing.assert_array_equal(a, b)  # float32 both: bit-identical
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*runs float32")
-        fast = tiny(mixed_precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
+        fast = tiny(precision="bf16", n_episodes=1).fit(X, y, annotators=annotators)
     predictions = fast.predict(X[:2])
     assert all(np.isfinite(p).all() for p in predictions)
     # bfloat16 keeps ~3 significant digits: close to float32, not equal.
@@ -453,7 +453,7 @@ def test_bf16_copies_of_linear_weights_change_no_value(table, monkeypatch, inner
 
     X, y, annotators = table
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    params = dict(mixed_precision="bf16", inner_params=inner_params, n_episodes=3)
+    params = dict(precision="bf16", inner_params=inner_params, n_episodes=3)
     listener = [i for i, a in enumerate(annotators) if a == annotators[0]][:1]
     support = [X[i] for i in listener], [y[i] for i in listener]
 

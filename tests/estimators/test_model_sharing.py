@@ -116,6 +116,30 @@ def test_files_saved_before_training_data_existed_still_load(model_file, tmp_pat
     assert "not recorded" in (tmp_path / "again.md").read_text()
 
 
+@pytest.mark.parametrize("old, new", [(True, "auto"), (False, "fp32"), ("bf16", "bf16")])
+def test_files_saved_with_mixed_precision_load_with_precision(model_file, tmp_path, old, new,
+                                                              fitted):
+    # mixed_precision (True, False, "bf16") became precision ("auto", "fp32", "bf16").
+    with safe_open(str(model_file), framework="pt") as handle:
+        metadata = handle.metadata()
+        state = {k: handle.get_tensor(k) for k in handle.keys()}
+    params = json.loads(metadata["params"])
+    assert params.pop("precision") == "auto"
+    metadata["params"] = json.dumps({**params, "mixed_precision": old})
+    path = tmp_path / "old.safetensors"
+    save_file(state, str(path), metadata=metadata)
+    model = pdmer.load(path)
+    assert model.precision == new
+    X, _, _ = make_annotator_table()
+    if new != "bf16":  # float32 on the CPU: the same predictions as the saved model's
+        for a, b in zip(model.predict(X[:2]), fitted.predict(X[:2])):
+            np.testing.assert_array_equal(a, b)
+    metadata["params"] = json.dumps({**params, "mixed_precision": "fp16"})
+    save_file(state, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match="mixed_precision='fp16'"):
+        pdmer.load(path)
+
+
 def _saved(fitted, path):
     fitted.save(path, card=False)
     return path

@@ -92,7 +92,7 @@ def test_plan_errors(kwargs, message):
 @pytest.fixture(scope="module")
 def fitted():
     X, y, annotators = make_annotator_table()
-    model = DSAMLRegressor(**{**TINY_MODEL, "validation_fraction": 0.0}, mixed_precision=False)
+    model = DSAMLRegressor(**{**TINY_MODEL, "validation_fraction": 0.0}, precision="fp32")
     return model.fit(X, y, annotators=annotators), X, y, annotators
 
 
@@ -257,7 +257,7 @@ def test_callers_plan_identically(fitted, tmp_path):
     from pdmer import AudioFeatures
 
     features = AudioFeatures(sample_rate=16000, n_mels=16, global_window=2.0)
-    DSAMLRegressor(**TINY_MODEL, front_end=features, mixed_precision=False).fit(
+    DSAMLRegressor(**TINY_MODEL, front_end=features, precision="fp32").fit(
         *table).save(model_path)
     labels = tmp_path / "labels"
     labels.mkdir()
