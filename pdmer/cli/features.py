@@ -72,9 +72,10 @@ def download_imagebind(checkpoint, url, output, keep_checkpoint, force, quiet):
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False),
               help="ImageBind weights file (implies --encoder imagebind).")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
-              show_default=True, help="ImageBind arithmetic: auto is bf16 on CUDA, fp32 on "
-              "the CPU; bf16 on a CPU with AVX512-BF16 is ~3x faster, embeddings within "
-              "cosine 0.9999.")
+              show_default=True, help="ImageBind arithmetic, as the estimators' precision: "
+              "auto is bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16 or AMX "
+              "is ~3x faster, embeddings within cosine 0.9999 (fp32, with a warning, on "
+              "other CPUs).")
 @click.option("--frame-offset", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Audio time of label frame 0 in seconds (15 for DEAM, PMEmo).")
 @click.option("--global-window", type=FiniteFloatRange(min=0, min_open=True), default=30.0,

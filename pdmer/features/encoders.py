@@ -31,6 +31,7 @@ from pdmer.features.imagebind import (
     weights_id,
 )
 from pdmer.features.logmel import LogMelStatsEncoder
+from pdmer.nn.precision import check_precision, resolve_precision
 
 __all__ = ["ClipEncoder", "GlobalEncoder", "ImageBindEncoder", "LogMelStatsEncoder",
            "available_encoders", "get_global_encoder", "imagebind_weights_path",
@@ -52,7 +53,8 @@ class ImageBindEncoder(ClipEncoder):
     spaced 2 s clips; their 1024-d embeddings (L2 norm 20 each) are
     averaged, as ImageBind does for a clip of several views, so the window
     embedding's norm is at most 20. The model is loaded once per process and
-    weights file, and runs in batches that span songs (bf16 autocast on CUDA).
+    weights file, and runs in batches that span songs (by default bf16
+    autocast on CUDA).
 
     Parameters
     ----------
@@ -66,9 +68,14 @@ class ImageBindEncoder(ClipEncoder):
     shared_grid : bool, default=True
         See :class:`ClipEncoder`.
     precision : {"auto", "bf16", "fp32"}, default="auto"
-        bf16 autocast on CUDA and float32 on the CPU for ``"auto"``; bf16
-        on the CPU is about twice as fast, with slightly different values
-        (see benchmarks/README.md).
+        pdmer's precision policy (:mod:`pdmer.nn.precision`, as the
+        estimators' ``precision``): ``"auto"`` is bf16 autocast on CUDA and
+        float32 on the CPU; ``"bf16"`` also autocasts on CPUs with native
+        bfloat16 (AVX512-BF16 or AMX), several times faster there with
+        slightly different values (see benchmarks/README.md), and runs
+        float32 with a warning on devices without it; ``"fp32"`` is
+        float32 everywhere. The cache token records the precision that
+        runs, so features of the two are cached apart.
     channels : {"first", "mean"}, default="first"
         ``"first"``: channel 0, as ImageBind's own pipeline (and so the
         paper's) reads a stereo file; ``"mean"``: the mix of all channels,
@@ -88,9 +95,7 @@ class ImageBindEncoder(ClipEncoder):
                 "imagebind` (the weights are licensed CC BY-NC-SA 4.0), pass "
                 "weights=<path to imagebind_huge.pth>, or use "
                 "global_encoder='logmel-stats', which needs no weights.")
-        if precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}.")
-        self.precision = precision
+        self.precision = check_precision(precision)
         self.config = dict(config or {})
         cuda = torch.device(device).type == "cuda"
         if batch_size is None:
@@ -100,7 +105,7 @@ class ImageBindEncoder(ClipEncoder):
                          device=device, name="imagebind", dim=self.config.get("out_dim", 1024),
                          channels=channels, resampler="sinc")
         config_tag = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
-        bf16 = precision == "bf16" or (precision == "auto" and cuda)
+        bf16 = resolve_precision(precision, device, warn=True, stacklevel=2) == torch.bfloat16
         self._token = (f"imagebind/{weights_id(self.weights)}/{config_tag}/"
                        f"{'bf16' if bf16 else 'fp32'}")
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from pdmer.features.fbank import kaldi_fbank
+from pdmer.nn.precision import autocast, check_precision
 
 #: Where the official full checkpoint is published (about 4.5 GB).
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
@@ -229,16 +230,17 @@ class ImageBindAudio(nn.Module):
     def embed_waveforms(self, clips: torch.Tensor, precision: str = "auto") -> torch.Tensor:
         """Embeddings of 16 kHz mono clips of shape (batch, n_samples).
 
-        ``precision``: ``"auto"`` is bf16 autocast on CUDA and float32
-        elsewhere; ``"bf16"`` or ``"fp32"`` force one. The fbank is always
-        computed in float32.
+        ``precision`` (``"auto"``, ``"bf16"`` or ``"fp32"``) is pdmer's
+        precision policy, :func:`pdmer.nn.precision.resolve_precision`:
+        ``"auto"`` is bf16 autocast on CUDA and float32 on the CPU, and
+        ``"bf16"`` runs float32 (silently here) on a device without native
+        bfloat16. The fbank is always computed in float32. Run it under
+        :func:`torch.no_grad` (see :func:`load_imagebind_audio` on why the
+        weights keep ``requires_grad``).
         """
-        if precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}.")
+        check_precision(precision)
         images = self.preprocess(clips)
-        device = images.device.type
-        bf16 = precision == "bf16" or (precision == "auto" and device == "cuda")
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(images.device, precision):
             out = self(images)
         return out.float()
 

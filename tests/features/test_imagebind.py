@@ -252,9 +252,13 @@ def test_imagebind_encoder_in_audio_features(tmp_path):
     np.testing.assert_allclose(again.global_embeddings, out.global_embeddings, atol=1e-5)
 
 
-def test_bf16_precision_is_close_and_keyed_apart(tmp_path):
+def test_bf16_precision_is_close_and_keyed_apart(tmp_path, monkeypatch):
+    from pdmer.nn import precision
+
     weights = tmp_path / "imagebind_huge.pth"
     write_official_checkpoint(weights, **TINY)
+    # bf16 where the CPU computes it natively (emulated here if it does not).
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     fp32 = ImageBindEncoder(weights, config=TINY, precision="fp32")
     bf16 = ImageBindEncoder(weights, config=TINY, precision="bf16")
     clips = np.random.default_rng(0).normal(0, 0.1, (4, 32000)).astype(np.float32)
@@ -267,6 +271,23 @@ def test_bf16_precision_is_close_and_keyed_apart(tmp_path):
     assert fp32.cache_token == ImageBindEncoder(weights, config=TINY, precision="auto").cache_token
     with pytest.raises(ValueError, match="precision"):
         ImageBindEncoder(weights, config=TINY, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        bf16.network().embed_waveforms(torch.zeros(1, 32000), precision=True)
+
+
+def test_bf16_without_native_support_runs_float32_with_a_warning(tmp_path, monkeypatch):
+    # The estimators' fallback (pdmer.nn.precision): never emulated bf16.
+    from pdmer.nn import precision
+
+    weights = tmp_path / "imagebind_huge.pth"
+    write_official_checkpoint(weights, **TINY)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    fp32 = ImageBindEncoder(weights, config=TINY, precision="fp32")
+    with pytest.warns(UserWarning, match="precision='bf16' runs float32 on cpu"):
+        bf16 = ImageBindEncoder(weights, config=TINY, precision="bf16")
+    clips = np.random.default_rng(0).normal(0, 0.1, (2, 32000)).astype(np.float32)
+    np.testing.assert_array_equal(bf16.embed_clips(clips), fp32.embed_clips(clips))
+    assert bf16.cache_token == fp32.cache_token  # the same features, the same cache entries
 
 
 def test_missing_imagebind_weights_say_what_to_do(tmp_path, monkeypatch):
