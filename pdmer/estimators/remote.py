@@ -1,6 +1,7 @@
 """Model files from a URL or a Hugging Face Hub repository.
 
-:func:`pdmer.load` accepts, besides a local path,
+:func:`pdmer.load` (and the MODEL argument of ``pdmer predict``, ``personalize``,
+``evaluate`` and ``app``, through :func:`local_model`) accepts, besides a local path,
 
 - ``https://host/path/model.safetensors`` (and ``http://``, see below);
 - ``hf://<user>/<repo>``, optionally ``hf://<user>/<repo>@<revision>`` and
