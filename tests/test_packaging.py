@@ -1,6 +1,6 @@
 """Ready to publish: ``python -m build`` makes a wheel and an sdist that pass
 ``twine check`` and carry the files pdmer reads at run time (the app's page,
-the data sets' indexes)."""
+the data sets' indexes) and the licence."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def dist(tmp_path_factory):
     build/ and *.egg-info beside the sources; the checkout stays clean)."""
     pytest.importorskip("build", reason="pip install build twine (the test extra has them)")
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
     for package in ("pdmer", "pdmer_datasets", "tests"):
         shutil.copytree(ROOT / package, src / package,
@@ -52,6 +52,23 @@ def test_the_wheel_carries_the_app_and_the_indexes(dist):
     assert not [n for n in names if n.startswith("tests/") or n.endswith(".pyc")]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pdmer = pdmer.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+@pytest.mark.slow
+def test_the_wheel_and_the_sdist_carry_the_licence(dist):
+    wheel, sdist = dist
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    with zipfile.ZipFile(wheel) as archive:
+        [licence] = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert archive.read(licence).decode() == text
+        metadata = archive.read(next(n for n in archive.namelist()
+                                     if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert "License-File: LICENSE" in metadata
+    with tarfile.open(sdist) as archive:
+        [licence] = [m for m in archive.getmembers() if m.name.split("/", 1)[-1] == "LICENSE"]
+        assert archive.extractfile(licence).read().decode() == text
 
 
 @pytest.mark.slow

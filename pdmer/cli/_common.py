@@ -299,26 +299,82 @@ def quiet_option(function):
                              "show).")(function)
 
 
-def load_model(path, device=None):
-    """:func:`pdmer.load` for a MODEL argument, on ``device`` if given.
+class ModelSource(click.ParamType):
+    """A MODEL argument: a model file that exists, or a URL :func:`pdmer.load`
+    accepts (``https://``, ``http://``, ``hf://<user>/<repo>[@<rev>][/<file>]``),
+    passed on as it is (:func:`load_model` fetches it)."""
+
+    name = "model"
+
+    def convert(self, value, param, ctx):
+        from pdmer.estimators.remote import is_remote
+
+        if is_remote(value):
+            return value
+        if isinstance(value, str) and "://" in value:
+            self.fail(f"{value!r} is neither a file nor a model URL pdmer loads: https://..., "
+                      "http://... or hf://USER/REPO[@REVISION][/FILE].", param, ctx)
+        return click.Path(exists=True, dir_okay=False).convert(value, param, ctx)
+
+
+def model_options(function):
+    """``--sha256`` and ``--allow-http``: how a MODEL given as a URL is checked."""
+    for option in reversed([
+        click.option("--sha256", default=None, metavar="HEX",
+                     help="With MODEL a URL: the model file's expected SHA-256 (its model "
+                          "card lists it); the download, and a cached copy, must match it. "
+                          "Required for plain http:// unless --allow-http."),
+        click.option("--allow-http", is_flag=True,
+                     help="With MODEL a plain http:// URL: accept it without --sha256 (a "
+                          "network you trust)."),
+    ]):
+        function = option(function)
+    return function
+
+
+def load_model(source, device=None, *, sha256=None, allow_http=False, quiet=False):
+    """:func:`pdmer.load` for a MODEL argument (a file or a URL), on ``device`` if given.
+
+    A URL is fetched as :func:`pdmer.load` fetches it
+    (:func:`pdmer.estimators.remote.local_model`: cached, verified against
+    ``sha256``), with no progress bar if ``quiet``.
 
     Raises
     ------
     click.BadParameter
-        If ``path`` is a listener file, the usual mix-up with ``-l``.
+        If ``source`` is a listener file, the usual mix-up with ``-l``, or
+        ``sha256`` or ``allow_http`` come with a local file.
+    click.ClickException
+        If a downloaded file does not load (the message names the URL and
+        where the file was saved).
     """
     from pdmer import load
+    from pdmer.estimators.remote import is_remote, local_model
     from pdmer.files import safetensors_metadata
 
+    remote = is_remote(source)
+    if not remote and (sha256 is not None or allow_http):
+        option = "--sha256" if sha256 is not None else "--allow-http"
+        raise click.BadParameter(
+            f"only for a MODEL given as a URL (https://, http://, hf://); {source} is a local "
+            "file.", param_hint=option)
+    path = local_model(source, sha256=sha256, allow_http=allow_http, progress=not quiet)
     try:
         is_listener = "pdmer_listener" in safetensors_metadata(path)
     except (OSError, ValueError):  # absent or not safetensors at all: load() says so
         is_listener = False
     if is_listener:
         raise click.BadParameter(
-            f"{path} is a listener file (from `pdmer personalize`), not a model: give the "
+            f"{source} is a listener file (from `pdmer personalize`), not a model: give the "
             "model file as MODEL and this file with -l/--listener.", param_hint="MODEL")
-    return load(path) if device is None else load(path, device=device)
+    try:
+        return load(path) if device is None else load(path, device=device)
+    except ValueError as err:
+        if not remote:
+            raise
+        message = " ".join(str(err).split())
+        where = "" if os.fspath(path) in message else f" (downloaded to {path})"
+        raise click.ClickException(f"MODEL {source}{where}: {message}") from err
 
 
 def threads_option(function):

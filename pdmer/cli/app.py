@@ -5,13 +5,20 @@ from __future__ import annotations
 import click
 
 from pdmer.cli._group import main
-from pdmer.cli._common import device_option, load_model, quiet_option, threads_option
+from pdmer.cli._common import (
+    ModelSource,
+    device_option,
+    load_model,
+    model_options,
+    quiet_option,
+    threads_option,
+)
 
 _INSTALL = "pip install 'pdmer[app]'"
 
 
 @main.command("app")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelSource())
 @click.option("--songs", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of audio files (WAV, FLAC, OGG, MP3) every listener can use.")
 @click.option("--db", "db_url", default=None,
@@ -38,11 +45,12 @@ _INSTALL = "pip install 'pdmer[app]'"
 @click.option("--precompute/--no-precompute", default=True, show_default=True,
               help="After a listener's personalization, compute their curves of every song "
                    "in the background.")
+@model_options
 @device_option
 @threads_option
 @quiet_option
 def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upload_mb,
-              max_song_minutes, prefetch, precompute, device, quiet):
+              max_song_minutes, prefetch, precompute, sha256, allow_http, device, quiet):
     """Serve the listener app for MODEL and the songs in `--songs`.
 
     Listeners annotate a song while it plays (a valence-arousal pad sampled
@@ -50,6 +58,8 @@ def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upl
     and the page then plays any other song with their personal curves next to
     the population model's. The same operations form a REST API, documented
     at /docs. Data (listeners, annotations, adaptations) survive restarts.
+    MODEL is a model file or a URL (https://..., hf://USER/REPO; see `pdmer
+    download model`).
     """
     try:
         import uvicorn
@@ -59,7 +69,8 @@ def serve_app(model, songs, db_url, data_dir, host, port, allowed_hosts, max_upl
         raise click.ClickException(
             f"pdmer app needs the optional app dependencies ({err.name} is missing): "
             f"{_INSTALL}") from err
-    application = create_app(load_model(model, device), songs, db_url=db_url, data_dir=data_dir,
+    estimator = load_model(model, device, sha256=sha256, allow_http=allow_http, quiet=quiet)
+    application = create_app(estimator, songs, db_url=db_url, data_dir=data_dir,
                              prefetch=prefetch, precompute=precompute,
                              max_upload_mb=max_upload_mb, max_song_minutes=max_song_minutes,
                              allowed_hosts=(host, *allowed_hosts))

@@ -8,11 +8,13 @@ import click
 
 from pdmer.cli._group import main
 from pdmer.cli._common import (
+    ModelSource,
     data_options,
     device_option,
     extract,
     load_data,
     load_model,
+    model_options,
     quiet_option,
     threads_option,
 )
@@ -22,7 +24,7 @@ COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelSource())
 @click.argument("data")
 @data_options("test")
 @click.option("--personalize/--no-personalize", "personalized", default=False,
@@ -43,24 +45,27 @@ COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence
                    "choose it on other listeners than the ones scored here.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="A Markdown table or JSON.")
+@model_options
 @device_option
 @threads_option
 @quiet_option
 def evaluate(model, data, data_home, split, labels, n_jobs, personalized, support, average,
-             seed, calibration_strength, fmt, device, quiet):
+             seed, calibration_strength, fmt, sha256, allow_http, device, quiet):
     """Score MODEL on the labelled DATA: CCC, PCC and RMSE per dimension.
 
     DATA is a data set name (deam, pmemo, synthetic with --data-home) or a data
     CSV (audio, labels[, annotator]), as for `pdmer train`. Scores are
     computed per song (or song-listener pair) and averaged; RMSE is lower-is-
-    better, the others higher.
+    better, the others higher. MODEL is a model file or a URL (https://...,
+    hf://USER/REPO; see `pdmer download model`).
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
     from pdmer.evaluation.competitors import DEFAULT_CALIBRATION_STRENGTH, CalibratedPredictor
     from pdmer.experiments import markdown_table
     from pdmer.scoring import evaluate as score_curves
 
-    estimator = load_model(model, device)
+    estimator = load_model(model, device, sha256=sha256, allow_http=allow_http,
+                           quiet=quiet)
     source = load_data(data, data_home=data_home, split=split, labels=labels)
     if personalized and source.annotators is None:
         raise click.UsageError("--personalize needs annotator ids: use --labels annotators "

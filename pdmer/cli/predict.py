@@ -12,10 +12,12 @@ import numpy as np
 from pdmer.cli._group import main
 from pdmer.cli._common import (
     FiniteFloatRange,
+    ModelSource,
     device_option,
     extract,
     jobs_option,
     load_model,
+    model_options,
     quiet_option,
     report_failures,
     threads_option,
@@ -26,7 +28,7 @@ from pdmer_datasets import write_labels
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelSource())
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True))
 @inputs_options
 @click.option("--listener", "-l", type=click.Path(exists=True, dir_okay=False),
@@ -43,11 +45,12 @@ from pdmer_datasets import write_labels
               help="Audio time in seconds of the first frame (default: the model's, e.g. "
                    "15 for a model trained on DEAM; 0 predicts from the start).")
 @jobs_option()
+@model_options
 @device_option
 @threads_option
 @quiet_option
 def predict(model, inputs, list_files, recursive, listener, output, plot, frame_offset,
-            n_jobs, device, quiet):
+            n_jobs, sha256, allow_http, device, quiet):
     """Predict (arousal, valence) every 0.5 s of each audio file with MODEL.
 
     INPUTS are audio files, folders (searched for audio files) and list files
@@ -57,12 +60,15 @@ def predict(model, inputs, list_files, recursive, listener, output, plot, frame_
     time (seconds, the start of each 0.5 s frame), arousal and valence -- the
     label CSV format `pdmer personalize` reads. A song that cannot be read is
     reported (one line each on stderr) and the others are still written; the
-    exit status is then 1.
+    exit status is then 1. MODEL is a model file or a URL: https://..., or
+    hf://USER/REPO for a Hugging Face Hub repository's model.safetensors (see
+    `pdmer download model`).
 
     \b
     Examples:
       pdmer predict model.safetensors songs/ -o curves.csv
       pdmer predict model.safetensors song.mp3 -o - | head
+      pdmer predict hf://alice/pdmer-deam --sha256 9f2c... songs/ -o curves.csv
     """
     from pdmer.files import check_writable
 
@@ -77,7 +83,8 @@ def predict(model, inputs, list_files, recursive, listener, output, plot, frame_
     elif kind == "table":
         check_table_writer(output)
         check_writable(output, what="the predictions")
-    estimator = load_model(model, device)
+    estimator = load_model(model, device, sha256=sha256, allow_http=allow_http,
+                           quiet=quiet)
     offset = estimator.make_front_end(frame_offset).frame_offset
     if listener:
         estimator.use_listener(listener)

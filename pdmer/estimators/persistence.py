@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from pdmer.features.frontend import AudioFeatures
 from pdmer.files import atomic_write, safetensors_metadata
 from pdmer.meta.methods import MetaLearningMethod, get_method, method_to_json
-from pdmer.estimators.remote import fetch_model, is_remote
+from pdmer.estimators.remote import local_model
 from pdmer.nn.device import resolve_device
 
 ESTIMATORS: dict[str, type] = {}
@@ -222,12 +222,7 @@ def load(path, *, sha256=None, allow_http=False, **params):
     ...                    front_end__cache_dir="features")  # doctest: +SKIP
     >>> model = pdmer.load("hf://alice/pdmer-deam", sha256="9f2c...")  # doctest: +SKIP
     """
-    if is_remote(path):
-        path = fetch_model(path, sha256=sha256, allow_http=allow_http)
-    elif sha256 is not None or allow_http:
-        raise TypeError("sha256 and allow_http are for URLs; for a local file compare "
-                        "pdmer.downloads.sha256_file(path) yourself.")
-    path = os.fspath(path)
+    path = os.fspath(local_model(path, sha256=sha256, allow_http=allow_http))
     metadata = safetensors_metadata(path, "Model")
     if metadata.get("pdmer_format") != FORMAT_VERSION:
         raise ValueError(f"{path} is not a pdmer model file (format {FORMAT_VERSION}).")

@@ -1,6 +1,7 @@
 """Model files from a URL or a Hugging Face Hub repository.
 
-:func:`pdmer.load` accepts, besides a local path,
+:func:`pdmer.load` (and the MODEL argument of ``pdmer predict``, ``personalize``,
+``evaluate`` and ``app``, through :func:`local_model`) accepts, besides a local path,
 
 - ``https://host/path/model.safetensors`` (and ``http://``, see below);
 - ``hf://<user>/<repo>``, optionally ``hf://<user>/<repo>@<revision>`` and
@@ -38,7 +39,8 @@ import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlparse
 
-__all__ = ["HF_ENDPOINT_ENV", "fetch_model", "is_remote", "model_cache_dir", "resolve_url"]
+__all__ = ["HF_ENDPOINT_ENV", "fetch_model", "is_remote", "local_model", "model_cache_dir",
+           "resolve_url"]
 
 HF_ENDPOINT_ENV = "PDMER_HF_ENDPOINT"
 """Environment variable naming another Hub endpoint (a mirror, or a test server)."""
@@ -165,6 +167,30 @@ def fetch_model(source: str, path=None, *, sha256: str | None = None,
     download_file(url, target, sha256=sha256, progress=progress)
     _check_safetensors(target, url)
     return target
+
+
+def local_model(source, *, sha256: str | None = None, allow_http: bool = False,
+                progress: bool = True):
+    """The local file of a model ``source``: a URL fetched, a path as it is.
+
+    What :func:`pdmer.load` and the command line's MODEL arguments do before
+    reading a model: ``https://``, ``http://`` and ``hf://`` sources go
+    through :func:`fetch_model` (into the cache, verified against ``sha256``);
+    anything else is a local path, returned unchanged.
+
+    Raises
+    ------
+    TypeError
+        ``sha256`` or ``allow_http`` with a local path (they are for URLs).
+    ValueError, pdmer.downloads.ChecksumError, requests.RequestException
+        As :func:`fetch_model`.
+    """
+    if is_remote(source):
+        return fetch_model(source, sha256=sha256, allow_http=allow_http, progress=progress)
+    if sha256 is not None or allow_http:
+        raise TypeError("sha256 and allow_http are for URLs; for a local file compare "
+                        "pdmer.downloads.sha256_file(path) yourself.")
+    return source
 
 
 def _check_safetensors(path: Path, url: str) -> None:
