@@ -19,6 +19,11 @@ TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm
                   random_state=0)
 
 
+LISTENER_CALIBRATION = {"listener_calibration.slope", "listener_calibration.intercept"}
+"""What a listener adaptation holds besides adapted parameters under the small
+preset's method (:class:`pdmer.meta.methods.CalibrateThenAdapt`)."""
+
+
 def tiny(**params):
     """A DSAMLRegressor of the tiny test architecture (``TINY_MODEL``), ``params`` on top."""
     return DSAMLRegressor(**{**TINY_MODEL, **params})

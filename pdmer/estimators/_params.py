@@ -138,6 +138,11 @@ TRAINING_ATTRIBUTES = """\
         The training annotators held out for validation (not trained on):
         where settings of competitors can be chosen fairly
         (:mod:`pdmer.evaluation.competitors`).
+    personalization_choices_ : dict
+        What the meta-learning method chose for personalization on those
+        listeners after training (e.g. ``calibration_strength`` of
+        :class:`~pdmer.meta.methods.CalibrateThenAdapt`); empty when it
+        chooses nothing.
     n_episodes_run_ : int
         Episodes trained: fewer than ``n_episodes`` when stopped early.
     stopped_early_ : bool

@@ -106,16 +106,7 @@ class MetaTrainingMixin:
             return learner.episode_backward(tasks, prepared, window, rng, shard=shard)
 
         def score():
-            # Mean CCC over the held-out listeners; processes split them.
-            names = sorted({e.listener for e in validation})
-            mine = set(names if processes is None else
-                       names[processes.rank::processes.world_size])
-            truth, predictions, listeners = self._run_episodes(
-                learner, prepared, [e for e in validation if e.listener in mine])
-            scores = list(listener_ccc(truth, predictions, listeners).values())
-            if processes is None:
-                return float(np.mean(scores))
-            return processes.sum(float(np.sum(scores))) / len(names)
+            return self._validation_score(learner, prepared, validation)
 
         callbacks = []
         if validation:
@@ -225,6 +216,18 @@ class MetaTrainingMixin:
         if processes is not None:
             seed = int(processes.broadcast(seed))  # < 2**31: exact as a float
         return device, seed
+
+    def _validation_score(self, learner, prepared, validation) -> float:
+        """Mean CCC over the held-out listeners, personalized; processes split them."""
+        processes = self._processes()
+        names = sorted({e.listener for e in validation})
+        mine = set(names if processes is None else names[processes.rank::processes.world_size])
+        truth, predictions, listeners = self._run_episodes(
+            learner, prepared, [e for e in validation if e.listener in mine])
+        scores = list(listener_ccc(truth, predictions, listeners).values())
+        if processes is None:
+            return float(np.mean(scores))
+        return processes.sum(float(np.sum(scores))) / len(names)
 
     def _seeded(self, step: int):
         """Seed torch for one step, leaving the caller's global RNG untouched."""

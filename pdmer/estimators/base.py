@@ -322,6 +322,12 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
                                      else validating.best_score)
         self.n_episodes_run_ = trainer.episode
         self.stopped_early_ = bool(validating and validating.stopped_early)
+        self.personalization_choices_ = {}
+        if validation:
+            # After the best state is back: the method's personalization settings.
+            learner = self.meta_learner()
+            self.personalization_choices_ = learner.method.tune(
+                learner, lambda: self._validation_score(learner, prepared, validation))
         self.model_id_ = model_id(self.network_)
         self.listener_ = None
         if not validation:

@@ -29,10 +29,10 @@ ESTIMATORS: dict[str, type] = {}
 FITTED_ATTRIBUTES = ("feature_spec_", "encoder_", "tasks_", "seed_", "history_",
                      "best_episode_", "best_validation_ccc_", "resolved_params_",
                      "n_episodes_run_", "stopped_early_", "prediction_std_ratio_",
-                     "validation_listeners_", "training_data_")
+                     "validation_listeners_", "training_data_", "personalization_choices_")
 """Fitted attributes (besides the network's weights) that a model file carries."""
 
-OPTIONAL_FITTED = {"training_data_": None}
+OPTIONAL_FITTED = {"training_data_": None, "personalization_choices_": {}}
 """Fitted attributes added after format 2 was fixed, with the value a file
 written before them gets (models saved earlier stay loadable)."""
 

@@ -27,13 +27,10 @@ import torch
 
 from pdmer.evaluation.personalized import score_episodes
 from pdmer.evaluation.protocol import plan_episodes, run_episodes
-from pdmer.nn.calibration import ridge_calibration
+from pdmer.nn.calibration import CALIBRATION_STRENGTHS, ridge_calibration
 
 __all__ = ["CALIBRATION_STRENGTHS", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
            "choose_calibration", "choose_fine_tuning", "fine_tuned", "tuning_episodes"]
-
-CALIBRATION_STRENGTHS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0, math.inf)
-"""Ridge strengths (frames) tried for the calibration; ``inf`` is no calibration."""
 
 DEFAULT_CALIBRATION_STRENGTH = 10.0
 """The strength used where none can be chosen on training listeners (``pdmer

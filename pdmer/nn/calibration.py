@@ -14,10 +14,16 @@ slope is the least-squares slope and 1 averaged with weights n_frames and
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-__all__ = ["moment_calibration", "ridge_calibration"]
+__all__ = ["CALIBRATION_STRENGTHS", "moment_calibration", "ridge_calibration"]
+
+CALIBRATION_STRENGTHS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0, math.inf)
+"""Strengths (frames) tried wherever a calibration's strength is chosen on
+training listeners; ``inf`` is no calibration."""
 
 
 def ridge_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,

@@ -11,13 +11,14 @@ import pdmer
 from pdmer import DSAMLRegressor
 from pdmer.meta.methods import (
     METHODS,
+    CalibrateThenAdapt,
     CalibratedFOMAML,
     FOMAML,
     MetaLearningMethod,
     get_method,
     method_to_json,
 )
-from pdmer.nn.calibration import ridge_calibration
+from pdmer.nn.calibration import CALIBRATION_STRENGTHS, ridge_calibration
 
 from helpers import make_annotator_table, tiny
 
@@ -126,6 +127,65 @@ def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table,
     no_calibration.method = FOMAML()
     np.testing.assert_allclose(base, no_calibration.predict(est._prepare(est._songs(X[1:2], None)))[0],
                                atol=1e-6)
+
+
+def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp_path):
+    X, y, annotators = make_annotator_table(n_annotators=8, songs_per_annotator=5)
+    settings = dict(n_episodes=4, validation_fraction=0.25, random_state=0)
+    assert DSAMLRegressor.presets()["small"]["meta_learning"] == "calibrate-then-adapt"
+    fomaml = tiny(meta_learning="fomaml", **settings).fit(X, y, annotators=annotators)
+    est = tiny(**settings).fit(X, y, annotators=annotators)  # the small preset's method
+    assert isinstance(est._method(), CalibrateThenAdapt)
+    # Meta-training is FOMAML's to the bit: same weights, same population predictions.
+    weights = fomaml.network_.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in est.network_.state_dict().items()
+               if not k.startswith("listener_calibration."))
+    for a, b in zip(fomaml.predict(X[:3]), est.predict(X[:3])):
+        np.testing.assert_array_equal(a, b)
+    # The strength was chosen on the validation listeners, among the grid.
+    choices = est.personalization_choices_
+    assert choices["calibration_strength"] in CALIBRATION_STRENGTHS
+    assert len(choices["validation_ccc"]) == len(CALIBRATION_STRENGTHS)
+    best = max(choices["validation_ccc"].values())
+    assert choices["validation_ccc"][str(choices["calibration_strength"])] == best
+    # It is the network's (saved with the model), and a listener holds the map.
+    strength = est.network_.listener_calibration.strengths()[0][0].item()
+    chosen = choices["calibration_strength"]
+    assert strength == pytest.approx(chosen, rel=1e-5) or (chosen == 0 and strength < 1e-9) \
+        or (chosen == math.inf and strength == math.inf)
+    est.save(tmp_path / "model.safetensors")
+    loaded = pdmer.load(tmp_path / "model.safetensors")
+    assert loaded.personalization_choices_ == choices
+    me = est.adapt_listener(X[:1], y[:1])
+    assert {"listener_calibration.slope", "listener_calibration.intercept"} <= set(me.params)
+    for a, b in zip(est.predict(X[1:3], listener=me),
+                    loaded.predict(X[1:3], listener=loaded.adapt_listener(X[:1], y[:1]))):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_calibrate_then_adapt_without_calibration_personalizes_as_fomaml(table):
+    X, y, annotators = table
+    fomaml = tiny(meta_learning="fomaml", n_episodes=2).fit(X, y, annotators=annotators)
+    off = tiny(meta_learning=CalibrateThenAdapt(strength=math.inf), n_episodes=2)
+    off.fit(X, y, annotators=annotators)
+    assert off.personalization_choices_ == {}  # a given strength is not tuned
+    for a, b in zip(fomaml.predict(X[1:3], listener=fomaml.adapt_listener(X[:1], y[:1])),
+                    off.predict(X[1:3], listener=off.adapt_listener(X[:1], y[:1]))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_calibrate_then_adapt_follows_a_reversed_listener_before_any_step(table):
+    X, y, annotators = table
+    est = tiny(meta_learning=CalibrateThenAdapt(strength=0.0), n_episodes=2)
+    est.fit(X, y, annotators=annotators)
+    # Labels that are the model's own valence reversed: the map flips valence.
+    own = est.predict(X[:1])[0]
+    flipped = np.stack([own[:, 0], -own[:, 1]], axis=1)
+    slope = est.adapt_listener(X[:1], [flipped]).params["listener_calibration.slope"]
+    assert float(slope[1]) < 0 < float(slope[0])
+    with pytest.raises(ValueError, match="strength must be 'auto' or a number"):
+        tiny(meta_learning=CalibrateThenAdapt(strength=-1.0), n_episodes=1).fit(
+            X, y, annotators=annotators)
 
 
 def test_moment_calibration_matches_spread_and_keeps_the_identity_without_evidence():

@@ -16,15 +16,17 @@ from __future__ import annotations
 from sklearn.base import clone
 
 from pdmer.meta.methods.base import MetaLearningMethod
+from pdmer.meta.methods.calibrate_then_adapt import CalibrateThenAdapt
 from pdmer.meta.methods.calibrated import CalibratedFOMAML
 from pdmer.meta.methods.maml import FOMAML, MAML
 from pdmer.meta.methods.metasgd import LearnedInnerRates, MetaSGD
 from pdmer.meta.methods.plain import PlainTraining
 
-METHODS = {cls.name: cls for cls in (FOMAML, MAML, MetaSGD, PlainTraining, CalibratedFOMAML)}
+METHODS = {cls.name: cls for cls in (FOMAML, MAML, MetaSGD, PlainTraining, CalibratedFOMAML,
+                                      CalibrateThenAdapt)}
 """Registered methods by name (``meta_learning="..."``)."""
 
-__all__ = ["CalibratedFOMAML", "FOMAML", "MAML", "METHODS", "LearnedInnerRates", "MetaLearningMethod",
+__all__ = ["CalibrateThenAdapt", "CalibratedFOMAML", "FOMAML", "MAML", "METHODS", "LearnedInnerRates", "MetaLearningMethod",
            "MetaSGD", "PlainTraining", "get_method", "method_to_json"]
 
 

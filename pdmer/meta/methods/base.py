@@ -79,6 +79,29 @@ class MetaLearningMethod(BaseEstimator):
         return learner.vmapped_backward(tasks, "maml" if self.second_order else "fomaml",
                                         weight)
 
+    def tune(self, learner, score) -> dict:
+        """Choose the method's personalization settings on held-out training listeners.
+
+        Called once after meta-training when the estimator held out
+        validation listeners. A method that chooses something stores it in
+        the network (so model files carry it) and returns what it chose;
+        the estimator keeps that as ``personalization_choices_``. The
+        default chooses nothing.
+
+        Parameters
+        ----------
+        learner : MetaLearner
+        score : callable
+            ``score()`` is the mean CCC of the validation listeners,
+            personalized with the network as it is now.
+
+        Returns
+        -------
+        dict
+            JSON-serialisable.
+        """
+        return {}
+
     def adapt(self, learner, batch, steps: int, lr, progress=None) -> dict:
         """A listener's adapted tensors, from the meta-parameters and a support batch.
 

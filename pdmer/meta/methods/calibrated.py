@@ -21,25 +21,47 @@ SLOPE, INTERCEPT = _PREFIX + "slope", _PREFIX + "intercept"
 
 
 class ListenerCalibration(nn.Module):
-    """A listener's affine map of the output and the meta-learned pull toward the identity.
+    """A listener's affine map of the output and the pull toward the identity.
 
     The buffers ``slope`` and ``intercept`` (one per output dimension) are
     the identity in the population model; a listener's adaptation replaces
     them. ``log_strength`` (dimensions x (slope, intercept)) holds the
     strengths of the pull toward the identity (:data:`FITS`) as log
-    pseudo-frames: a meta-parameter, trained by the outer loop.
+    pseudo-frames: a meta-parameter trained by the outer loop when
+    ``learned``; else buffers set by :meth:`set_strength`, where the buffer
+    ``uncalibrated`` stands for an infinite strength (model files hold
+    finite numbers only).
     """
 
-    def __init__(self, strength: float, n_dims: int = 2) -> None:
+    def __init__(self, strength: float, n_dims: int = 2, learned: bool = True) -> None:
         super().__init__()
         self.register_buffer("slope", torch.ones(n_dims))
         self.register_buffer("intercept", torch.zeros(n_dims))
-        self.log_strength = nn.Parameter(torch.full((n_dims, 2), math.log(strength)))
+        if learned:
+            self.log_strength = nn.Parameter(torch.full((n_dims, 2), math.log(strength)))
+        else:
+            self.register_buffer("log_strength", torch.zeros(n_dims, 2))
+            self.register_buffer("uncalibrated", torch.tensor(False))
+            self.set_strength(strength)
+
+    @torch.no_grad()
+    def set_strength(self, strength: float) -> None:
+        """Set every strength to ``strength`` frames (0: none; ``inf``: the identity)."""
+        self.uncalibrated.fill_(strength == math.inf)
+        self.log_strength.fill_(math.log(min(max(strength, _MIN_STRENGTH), _MAX_STRENGTH)))
 
     def strengths(self, state: dict | None = None) -> tuple:
-        log_strength = (state or {}).get(_PREFIX + "log_strength", self.log_strength)
+        state = state or {}
+        log_strength = state.get(_PREFIX + "log_strength", self.log_strength)
         strength = log_strength.float().exp()
+        uncalibrated = state.get(_PREFIX + "uncalibrated", getattr(self, "uncalibrated", None))
+        if uncalibrated is not None:
+            strength = torch.where(uncalibrated, torch.full_like(strength, math.inf), strength)
         return strength[:, 0], strength[:, 1]
+
+
+_MIN_STRENGTH, _MAX_STRENGTH = 1e-12, 1e12
+"""Finite stand-ins for a strength of 0 and a huge one in ``log_strength``."""
 
 
 class CalibratedFOMAML(MetaLearningMethod):
