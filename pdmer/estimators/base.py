@@ -30,13 +30,17 @@ from pdmer.estimators._training import MetaTrainingMixin
 from pdmer.estimators.sizes import merge_presets
 from pdmer.estimators.card import describe_training_data, write_model_card
 from pdmer.estimators.persistence import model_id, register, save_estimator
-from pdmer.evaluation.protocol import Episode
+from pdmer.evaluation.protocol import Episode, listener_episodes
 from pdmer.features.container import SongFeatures
 from pdmer.features.frontend import AudioFeatures
 from pdmer.meta.tasks import TaskSampler, split_tasks
 from pdmer.nn.device import resolve_device
 from pdmer.scoring import ccc
 from pdmer.sklearn_compat import Interval, InvalidParameterError, fit_context
+
+TUNING_DRAWS = 3
+"""Support songs per validation listener where the method chooses its
+personalization settings after training (validation itself uses one)."""
 
 
 class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMixin,
@@ -324,10 +328,13 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.stopped_early_ = bool(validating and validating.stopped_early)
         self.personalization_choices_ = {}
         if validation:
-            # After the best state is back: the method's personalization settings.
+            # After the best state is back: the method's personalization settings,
+            # on the validation listeners with more support songs than validation uses.
             learner = self.meta_learner()
+            tuning = (listener_episodes(annotators, self.validation_listeners_, TUNING_DRAWS,
+                                        self.seed_) if self.validation_listeners_ else validation)
             self.personalization_choices_ = learner.method.tune(
-                learner, lambda: self._validation_score(learner, prepared, validation))
+                learner, lambda: self._validation_score(learner, prepared, tuning))
         self.model_id_ = model_id(self.network_)
         self.listener_ = None
         if not validation:

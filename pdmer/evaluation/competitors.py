@@ -5,8 +5,9 @@ practitioner would try first:
 
 - *listener calibration*: the population model's (arousal, valence) output,
   mapped per dimension by an affine map fitted in closed form on the
-  listener's support song and shrunk toward the identity
-  (:func:`pdmer.nn.calibration.ridge_calibration`);
+  listener's support song and shrunk toward the identity, by least squares
+  (:func:`pdmer.nn.calibration.ridge_calibration`) or matching the labels'
+  mean and spread (:func:`pdmer.nn.calibration.moment_calibration`);
 - *fine-tuning at its best*: the model fine-tuned on the support song with
   the steps, step size and parameters that served other listeners best.
 
@@ -20,14 +21,13 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
 
 from pdmer.evaluation.personalized import score_episodes
-from pdmer.evaluation.protocol import plan_episodes, run_episodes
-from pdmer.nn.calibration import CALIBRATION_STRENGTHS, ridge_calibration
+from pdmer.evaluation.protocol import listener_episodes, run_episodes
+from pdmer.nn.calibration import CALIBRATION_FITS, CALIBRATION_STRENGTHS
 
 __all__ = ["CALIBRATION_STRENGTHS", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
            "choose_calibration", "choose_fine_tuning", "fine_tuned", "tuning_episodes"]
@@ -53,13 +53,18 @@ class CalibratedPredictor:
     estimator : fitted estimator
         Anything with ``predict(X)``.
     strength : float
-        Ridge strength in frames pulling slope and intercept to the
-        identity (``inf``: none).
+        Strength in frames pulling slope and intercept to the identity
+        (``inf``: none).
+    fit : {"least-squares", "moments"}, default="least-squares"
+        How the map is fitted (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`).
     """
 
-    def __init__(self, estimator, strength):
+    def __init__(self, estimator, strength, fit="least-squares"):
+        if fit not in CALIBRATION_FITS:
+            raise ValueError(f"fit must be one of {', '.join(CALIBRATION_FITS)}; got {fit!r}.")
         self.estimator = estimator
         self.strength = strength
+        self.fit = fit
         self.calibration_ = None
 
     def personalize(self, X, y):
@@ -67,8 +72,8 @@ class CalibratedPredictor:
         lengths = [min(len(p), len(t)) for p, t in zip(predictions, y)]
         stacked = [torch.as_tensor(np.concatenate([a[:n] for a, n in zip(arrays, lengths)])[None])
                    for arrays in (predictions, y)]
-        self.calibration_ = ridge_calibration(stacked[0], stacked[1], None, self.strength,
-                                              self.strength)
+        self.calibration_ = CALIBRATION_FITS[self.fit](stacked[0], stacked[1], None,
+                                                       self.strength, self.strength)
         return self
 
     def predict(self, X):
@@ -101,40 +106,39 @@ def tuning_episodes(estimator, table, draws=2, random_state=0) -> list:
     list of Episode
         Rows index ``table``; empty when the estimator held out no listener.
     """
-    held = set(getattr(estimator, "validation_listeners_", None) or ())
+    held = getattr(estimator, "validation_listeners_", None) or ()
     if not held or table.annotators is None:
         return []
-    annotators = np.asarray(table.annotators).astype(str)
-    rows = np.flatnonzero(np.isin(annotators, sorted(held)))
-    episodes = []
-    for draw in range(draws):
-        for episode in plan_episodes(annotators[rows], random_state=random_state + draw):
-            episodes.append(replace(episode, support=tuple(int(rows[i]) for i in episode.support),
-                                    query=tuple(int(rows[i]) for i in episode.query)))
-    return episodes
+    return listener_episodes(table.annotators, held, draws, random_state)
 
 
 def _mean_ccc(truth, predictions, listeners) -> float:
     return float(score_episodes(truth, predictions, listeners, metric="ccc"))
 
 
-def choose_calibration(estimator, X, y, episodes, strengths=CALIBRATION_STRENGTHS):
-    """The calibration strength that scores best on ``episodes``; and every strength's score.
+def choose_calibration(estimator, X, y, episodes, strengths=CALIBRATION_STRENGTHS,
+                       fits=tuple(CALIBRATION_FITS)):
+    """The calibration (fit and strength) that scores best on ``episodes``; every one's score.
 
     Returns
     -------
-    strength : float
-        ``inf`` (no calibration) when nothing beats the model as it is, or
-        when there are no episodes.
-    scores : dict of float -> float
+    choice : dict
+        ``fit`` and ``strength``; strength ``inf`` (no calibration) when
+        nothing beats the model as it is, or when there are no episodes.
+    scores : dict of (fit, strength) -> float
     """
     if not episodes:
-        return math.inf, {}
+        return {"fit": fits[0], "strength": math.inf}, {}
     scores = {}
-    for strength in strengths:
-        scores[strength] = _mean_ccc(*run_episodes(CalibratedPredictor(estimator, strength), X,
-                                                   y, episodes))
-    return max(scores, key=lambda s: (scores[s], s)), scores
+    for fit in fits:
+        for strength in strengths:
+            scores[(fit, strength)] = _mean_ccc(*run_episodes(
+                CalibratedPredictor(estimator, strength, fit), X, y, episodes))
+    # Ties: the weaker calibration, then the first fit.
+    fit, strength = max(scores, key=lambda k: (scores[k], k[1], -fits.index(k[0])))
+    if strength == math.inf:
+        fit = fits[0]
+    return {"fit": fit, "strength": strength}, scores
 
 
 def fine_tuned(estimator, inner_params):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -138,6 +138,39 @@ def plan_episodes(annotators, *, protocol="other-songs", n_support=1, support_fr
                     continue
                 episodes.append(Episode(str(listener), (int(r),), int(support_frames),
                                         (int(r),), int(support_frames)))
+    return episodes
+
+
+def listener_episodes(annotators, listeners, draws=2, random_state=0) -> list[Episode]:
+    """Episodes of some listeners only, ``draws`` per listener, each with another support song.
+
+    Where settings are chosen on held-out training listeners (more draws
+    make the choice less dependent on which song each listener gave).
+
+    Parameters
+    ----------
+    annotators : array-like of shape (n_rows,)
+        Listener id of every row.
+    listeners : iterable of str
+        The listeners to plan for.
+    draws : int, default=2
+        Episodes per listener; draw ``d`` uses ``random_state + d``.
+    random_state : int, default=0
+
+    Returns
+    -------
+    list of Episode
+        Rows index ``annotators``; empty when no listener is given.
+    """
+    annotators = np.asarray(annotators).astype(str)
+    rows = np.flatnonzero(np.isin(annotators, sorted(set(map(str, listeners)))))
+    episodes = []
+    if not len(rows):
+        return episodes
+    for draw in range(draws):
+        for episode in plan_episodes(annotators[rows], random_state=random_state + draw):
+            episodes.append(replace(episode, support=tuple(int(rows[i]) for i in episode.support),
+                                    query=tuple(int(rows[i]) for i in episode.query)))
     return episodes
 
 

@@ -315,8 +315,9 @@ def _competitor(spec, estimator, X_train, data, seed):
     """
     tuning = tuning_episodes(estimator, data.train, random_state=seed)
     if spec.competitor == "calibration":
-        strength, _ = choose_calibration(estimator, X_train, data.train.y, tuning)
-        return CalibratedPredictor(estimator, strength), {}, f"strength {strength:g}"
+        choice, _ = choose_calibration(estimator, X_train, data.train.y, tuning)
+        return (CalibratedPredictor(estimator, choice["strength"], choice["fit"]), {},
+                f"{choice['fit']}, strength {choice['strength']:g}")
     settings, _ = choose_fine_tuning(estimator, X_train, data.train.y, tuning)
     return (fine_tuned(estimator, settings["inner_params"]),
             {"steps": settings["steps"], "lr": settings["lr"]},

@@ -19,7 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CALIBRATION_STRENGTHS", "moment_calibration", "ridge_calibration"]
+__all__ = ["CALIBRATION_FITS", "CALIBRATION_STRENGTHS", "moment_calibration",
+           "ridge_calibration"]
 
 CALIBRATION_STRENGTHS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0, math.inf)
 """Strengths (frames) tried wherever a calibration's strength is chosen on
@@ -155,3 +156,8 @@ def _valid_frames(prediction, target, mask):
     if mask is not None:
         valid = valid & mask.unsqueeze(-1)
     return torch.where(valid, p, 0.0), torch.where(valid, y, 0.0), valid.double()
+
+
+CALIBRATION_FITS = {"moments": moment_calibration, "least-squares": ridge_calibration}
+"""How a calibration is fitted, by name: matching the labels' mean and spread
+(:func:`moment_calibration`) or least squares (:func:`ridge_calibration`)."""

@@ -54,15 +54,38 @@ def test_calibration_learns_a_listeners_affine_map_from_one_song():
                zip(same, run_episodes(model, X, y, episodes, adapt=False)[1]))
 
 
-def test_calibration_strength_is_chosen_on_the_given_episodes():
+def test_calibration_fit_and_strength_are_chosen_on_the_given_episodes():
     model, X, y, who = listeners({"a": ([1.0, -1.0], [0.0, 0.0]), "b": ([1.0, -1.0], [0, 0])})
-    strength, scores = choose_calibration(model, X, y, plan_episodes(who, random_state=0))
-    assert strength < 30 and scores[strength] == max(scores.values())
+    choice, scores = choose_calibration(model, X, y, plan_episodes(who, random_state=0))
+    assert choice["strength"] < 30
+    assert scores[(choice["fit"], choice["strength"])] == max(scores.values())
+    assert {fit for fit, _ in scores} == {"least-squares", "moments"}
+    only, scores = choose_calibration(model, X, y, plan_episodes(who, random_state=0),
+                                      fits=("moments",))
+    assert only["fit"] == "moments" and {fit for fit, _ in scores} == {"moments"}
     # A population that needs no calibration keeps the identity.
     model, X, y, who = listeners({"a": ([1.0, 1.0], [0.0, 0.0]), "b": ([1.0, 1.0], [0, 0])})
     y = [model.curves[x] for x in X]  # exactly the population's curves
-    assert choose_calibration(model, X, y, plan_episodes(who, random_state=0))[0] == math.inf
-    assert choose_calibration(model, X, y, [])[0] == math.inf
+    assert choose_calibration(model, X, y, plan_episodes(who, random_state=0))[0][
+        "strength"] == math.inf
+    assert choose_calibration(model, X, y, [])[0]["strength"] == math.inf
+
+
+def test_moment_calibration_competitor_keeps_the_labels_spread():
+    # Predictions that move half as much as a reversed listener's labels, with noise:
+    # least squares shrinks the slope by the correlation, the moment fit does not.
+    model, X, y, who = listeners({"a": ([2.0, -2.0], [0.0, 0.0])})
+    rng = np.random.default_rng(0)
+    y = [v + rng.normal(0, 0.3, v.shape) for v in y]
+    episodes = plan_episodes(who, random_state=0)
+    spreads = {}
+    for fit in ("least-squares", "moments"):
+        truth, predictions, _ = run_episodes(CalibratedPredictor(model, 0.0, fit), X, y, episodes)
+        spreads[fit] = np.mean([p.std(0) / t.std(0) for t, p in zip(truth, predictions)])
+    assert spreads["moments"] > spreads["least-squares"]
+    assert abs(spreads["moments"] - 1) < 0.25
+    with pytest.raises(ValueError, match="fit must be one of"):
+        CalibratedPredictor(model, 0.0, "median")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pdmer.meta.methods import (
     get_method,
     method_to_json,
 )
-from pdmer.nn.calibration import CALIBRATION_STRENGTHS, ridge_calibration
+from pdmer.nn.calibration import ridge_calibration
 
 from helpers import make_annotator_table, tiny
 
@@ -144,8 +144,8 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
         np.testing.assert_array_equal(a, b)
     # The strength was chosen on the validation listeners, among the grid.
     choices = est.personalization_choices_
-    assert choices["calibration_strength"] in CALIBRATION_STRENGTHS
-    assert len(choices["validation_ccc"]) == len(CALIBRATION_STRENGTHS)
+    assert choices["calibration_strength"] in CalibrateThenAdapt.AUTO_STRENGTHS
+    assert len(choices["validation_ccc"]) == len(CalibrateThenAdapt.AUTO_STRENGTHS)
     best = max(choices["validation_ccc"].values())
     assert choices["validation_ccc"][str(choices["calibration_strength"])] == best
     # It is the network's (saved with the model), and a listener holds the map.

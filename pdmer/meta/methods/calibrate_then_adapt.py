@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from pdmer.meta.methods.base import MetaLearningMethod
-from pdmer.meta.methods.calibrated import FITS, CalibratedFOMAML, ListenerCalibration
-from pdmer.nn.calibration import CALIBRATION_STRENGTHS
+from pdmer.meta.methods.calibrated import CalibratedFOMAML, ListenerCalibration
+from pdmer.nn.calibration import CALIBRATION_FITS as FITS
 
 
 class CalibrateThenAdapt(CalibratedFOMAML):
@@ -15,19 +15,19 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     Meta-training is :class:`~pdmer.meta.methods.FOMAML`'s, unchanged (and
     batched under vmap like it). Personalization first fits the listener's
     affine map per dimension of the population model's predictions of the
-    support song (:data:`~pdmer.meta.methods.calibrated.FITS`, pulled toward
+    support song (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`, pulled toward
     the identity by ``strength`` frames): the shift, scale or reversal that
     sets a listener apart, which a few gradient steps may not find (a
     reversed valence needs the output layer to change sign). The inner
     steps then adapt the network under that map, for what it cannot
     express. The listener file holds both.
 
-    With ``strength="auto"`` the strength is chosen after meta-training
-    from :data:`~pdmer.nn.calibration.CALIBRATION_STRENGTHS` by the mean
-    CCC of the training listeners held out for validation (``inf``, plain
-    FOMAML personalization, where calibrating does not help them, e.g.
-    when the network has learned to follow listeners by itself); the model
-    file keeps the choice, and the estimator's ``personalization_choices_``
+    With ``strength="auto"`` the method chooses after meta-training, by
+    the mean CCC of the training listeners held out for validation, between
+    a full calibration (0) and none (``inf``, plain FOMAML personalization,
+    where calibrating does not help them, e.g. when the network has learned
+    to follow listeners by itself) (:attr:`AUTO_STRENGTHS`); the model file
+    keeps the choice, and the estimator's ``personalization_choices_``
     reports it. Without validation listeners "auto" personalizes as FOMAML.
     Cost: one more forward pass of the support song per personalization,
     and one validation run per strength after fitting.
@@ -48,6 +48,13 @@ class CalibrateThenAdapt(CalibratedFOMAML):
 
     name = "calibrate-then-adapt"
     batchable = True
+
+    AUTO_STRENGTHS = (0.0, math.inf)
+    """What ``strength="auto"`` chooses from. Not the intermediate strengths:
+    the moment fit's pull toward the identity passes a reversed listener's
+    slope through 0, and the inner steps cannot move a flattened output
+    (measured: a cell of the robustness suite where strength 30 was chosen
+    lost its reversed listeners, 0.70 -> 0.49)."""
 
     def __init__(self, strength="auto", fit="moments"):
         self.strength = strength
@@ -75,7 +82,7 @@ class CalibrateThenAdapt(CalibratedFOMAML):
             return {}
         calibration = learner.network.listener_calibration
         scores = {}
-        for strength in CALIBRATION_STRENGTHS:
+        for strength in self.AUTO_STRENGTHS:
             calibration.set_strength(strength)
             scores[strength] = score()
         best = max(scores, key=lambda s: (scores[s], s))  # ties: the weaker calibration
