@@ -29,7 +29,7 @@ from pdmer.evaluation.personalized import score_episodes
 from pdmer.evaluation.protocol import listener_episodes, run_episodes
 from pdmer.nn.calibration import CALIBRATION_FITS, CALIBRATION_STRENGTHS
 
-__all__ = ["CALIBRATION_STRENGTHS", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
+__all__ = ["DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
            "choose_calibration", "choose_fine_tuning", "fine_tuned", "tuning_episodes"]
 
 DEFAULT_CALIBRATION_STRENGTH = 10.0

@@ -26,8 +26,9 @@ METHODS = {cls.name: cls for cls in (FOMAML, MAML, MetaSGD, PlainTraining, Calib
                                       CalibrateThenAdapt)}
 """Registered methods by name (``meta_learning="..."``)."""
 
-__all__ = ["CalibrateThenAdapt", "CalibratedFOMAML", "FOMAML", "MAML", "METHODS", "LearnedInnerRates", "MetaLearningMethod",
-           "MetaSGD", "PlainTraining", "get_method", "method_to_json"]
+__all__ = ["CalibrateThenAdapt", "CalibratedFOMAML", "FOMAML", "MAML", "METHODS",
+           "LearnedInnerRates", "MetaLearningMethod", "MetaSGD", "PlainTraining", "get_method",
+           "method_to_json"]
 
 
 def get_method(method) -> MetaLearningMethod:

@@ -21,8 +21,8 @@ class ListenerCalibration(nn.Module):
     The buffers ``slope`` and ``intercept`` (one per output dimension) are
     the identity in the population model; a listener's adaptation replaces
     them. ``log_strength`` (dimensions x (slope, intercept)) holds the
-    strengths of the pull toward the identity (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`) as log
-    pseudo-frames: a meta-parameter trained by the outer loop when
+    strengths of the pull toward the identity
+    (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`) as log pseudo-frames: a meta-parameter trained by the outer loop when
     ``learned``; else buffers set by :meth:`set_strength`, where the buffer
     ``uncalibrated`` stands for an infinite strength (model files hold
     finite numbers only).
@@ -65,7 +65,8 @@ class CalibratedFOMAML(MetaLearningMethod):
     For each task (and each listener at personalization) an affine map per
     dimension of the population model's predictions of the support song to
     the listener's labels is fitted in closed form and pulled toward the
-    identity (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`): one song can give the shift, scale or reversal
+    identity (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`): one song
+    can give the shift, scale or reversal
     that separates a listener from the population, which a few gradient
     steps on the network may not (a reversed valence needs the head's output
     layer to change sign). The inner SGD steps then adapt the network under
@@ -86,7 +87,8 @@ class CalibratedFOMAML(MetaLearningMethod):
         and the intercept toward the identity: how much evidence moves the
         calibration halfway.
     fit : {"moments", "least-squares"}, default="moments"
-        How the calibration is fitted (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`). Least squares flattens
+        How the calibration is fitted
+        (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`). Least squares flattens
         the curves by the correlation it finds (measured: the method then
         lost to plain FOMAML, see the personalization guide).
 
