@@ -54,3 +54,24 @@ def make_annotator_table(n_songs=8, n_annotators=4, songs_per_annotator=4, seed=
             y.append(np.clip(curves[i] + offset, -1, 1))
             annotators.append(f"A{a}")
     return X, y, np.array(annotators)
+
+
+CLI_FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
+"""A small front end for the CLI tests' songs."""
+
+
+def run_cli(*args):
+    """``pdmer ARGS...`` in-process (click's runner); the result has ``exit_code`` and ``output``."""
+    from click.testing import CliRunner
+
+    from pdmer.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result):
+    """The one ``Error...`` line of a CLI result (asserts there is exactly one, no traceback)."""
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]

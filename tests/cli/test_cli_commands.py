@@ -9,28 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from helpers import TINY_MODEL
+from helpers import CLI_FEATURES, TINY_MODEL, one_line_error, run_cli
 from pdmer import ListenerAdaptation, load
-from pdmer.cli import main
 from pdmer_datasets import load_table, read_labels, synthetic
 
-FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
+FEATURES = CLI_FEATURES
 DATA = dict(n_songs=4, n_listeners=3, songs_per_listener=3, duration=3.0, sample_rate=16000)
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
-
-
-def one_line_error(result):
-    """The error a user sees: exactly one line, no traceback."""
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
+run = run_cli
 
 
 def write_label_csv(path, labels, start=0.0, clock="time"):

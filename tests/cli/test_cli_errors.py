@@ -11,27 +11,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from helpers import TINY_MODEL
+from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL
 from pdmer import DSAMLRegressor, load
-from pdmer.cli import main
 from pdmer.features import AudioFeatures
 
-FEATURES = dict(sample_rate=16000, n_mels=16, global_window=2.0)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result):
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
+FEATURES = CLI_FEATURES
+run = run_cli
 
 
 def write_label_csv(path, labels):
