@@ -4,6 +4,7 @@ and misbehaving servers (error pages, wrong ranges, endless streams)."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -152,4 +153,22 @@ def serve_files(folder, files):
     for name, data in files.items():
         (folder / name).write_bytes(data)
     with serve(folder) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_model_hub(folder, files, monkeypatch):
+    """Copy ``files`` ({path on the server: local file}) into ``folder`` and serve
+    them as the Hugging Face endpoint (``hf://`` URLs resolve there), with an
+    HTML page at ``page.safetensors`` and a private model cache."""
+    from pdmer.estimators.remote import HF_ENDPOINT_ENV
+
+    folder = Path(folder)
+    for rel, source in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / rel)
+    (folder / "page.safetensors").write_text("<!DOCTYPE html><html>Sign in</html>")
+    monkeypatch.setenv("PDMER_CACHE_DIR", str(folder.parent / "cache"))
+    with serve(folder) as server:
+        monkeypatch.setenv(HF_ENDPOINT_ENV, server.url)
         yield server

@@ -5,17 +5,16 @@ commands load them as :func:`pdmer.load` does, against a local server on
 from __future__ import annotations
 
 import csv
-import shutil
 import warnings
 
 import pytest
 
 from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL
-from http_fixture import serve
+from http_fixture import serve_model_hub
 from pdmer import DSAMLRegressor, load
 from pdmer.downloads import sha256_file
 from pdmer.estimators import CollapseWarning
-from pdmer.estimators.remote import HF_ENDPOINT_ENV, model_cache_dir
+from pdmer.estimators.remote import model_cache_dir
 from pdmer.features import AudioFeatures
 
 FEATURES = CLI_FEATURES
@@ -57,15 +56,9 @@ def ws(tmp_path_factory):
 def hub(ws, tmp_path, monkeypatch):
     """A local server with the model as a plain file and as a Hub repository's
     file (``hf://alice/pdmer-deam``), a listener file and an HTML page."""
-    site = tmp_path / "site"
-    for rel in ("model.safetensors", "alice/pdmer-deam/resolve/main/model.safetensors"):
-        (site / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ws["model"], site / rel)
-    shutil.copyfile(ws["listener"], site / "me.safetensors")
-    (site / "page.safetensors").write_text("<!DOCTYPE html><html>Sign in</html>")
-    monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path / "cache"))
-    with serve(site) as server:
-        monkeypatch.setenv(HF_ENDPOINT_ENV, server.url)
+    files = {"model.safetensors": ws["model"], "me.safetensors": ws["listener"],
+             "alice/pdmer-deam/resolve/main/model.safetensors": ws["model"]}
+    with serve_model_hub(tmp_path / "site", files, monkeypatch) as server:
         yield server
 
 

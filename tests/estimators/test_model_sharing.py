@@ -5,7 +5,6 @@ internet) and ``pdmer download model``."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 
 import numpy as np
@@ -23,7 +22,7 @@ from pdmer.estimators.card import card_path
 from pdmer.estimators.remote import HF_ENDPOINT_ENV, model_cache_dir, resolve_url
 
 from helpers import TINY_MODEL, make_annotator_table
-from http_fixture import serve
+from http_fixture import serve_model_hub
 
 DEAM = {"name": "DEAM", "license": "free for non-commercial research use",
         "homepage": "https://cvml.unige.ch/databases/DEAM/"}
@@ -149,15 +148,9 @@ def _saved(fitted, path):
 @pytest.fixture
 def hub(model_file, tmp_path, monkeypatch):
     """A local server holding the model as a file and as a Hub repository's file."""
-    root = tmp_path / "site"
-    for rel in ("model.safetensors", "alice/pdmer-deam/resolve/main/model.safetensors",
-                "alice/pdmer-deam/resolve/v1/small.safetensors"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_file, root / rel)
-    (root / "page.safetensors").write_text("<!DOCTYPE html><html>Sign in</html>")
-    monkeypatch.setenv("PDMER_CACHE_DIR", str(tmp_path / "cache"))
-    with serve(root) as server:
-        monkeypatch.setenv(HF_ENDPOINT_ENV, server.url)
+    files = dict.fromkeys(("model.safetensors", "alice/pdmer-deam/resolve/main/model.safetensors",
+                           "alice/pdmer-deam/resolve/v1/small.safetensors"), model_file)
+    with serve_model_hub(tmp_path / "site", files, monkeypatch) as server:
         yield server
 
 
