@@ -10,7 +10,7 @@ import numpy as np
 from pdmer.labels import FRAME_OFFSET_CONSTRAINT
 from pdmer.meta.methods import METHODS, MetaLearningMethod
 from pdmer.nn.precision import PRECISIONS
-from pdmer.sklearn_compat import HasMethods, Interval, Options, StrOptions
+from pdmer.sklearn_compat import HasMethods, Interval, InvalidParameterError, Options, StrOptions
 
 DEFAULT_WAVEFORM_RATE = 16000
 """Sample rate of the raw audio that waveform models get from their default front end."""
@@ -197,3 +197,18 @@ PARAMETER_CONSTRAINTS = {
     "verbose": [StrOptions({"auto"}), "verbose"],
 }
 """Constraints of the shared parameters (scikit-learn's ``_parameter_constraints``)."""
+
+
+def refuse_bool_integers(estimator) -> None:
+    """Refuse True and False for parameters whose constraints ask for an int.
+
+    scikit-learn's checks take a bool for an int; ``estimator`` is checked
+    against its ``_parameter_constraints``.
+    """
+    for name, constraints in estimator._parameter_constraints.items():
+        value = getattr(estimator, name)
+        integer = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
+        if integer and isinstance(value, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be an int, not a "
+                f"bool. Got {value!r} instead.")

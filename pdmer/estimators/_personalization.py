@@ -56,8 +56,7 @@ class PersonalizationMixin:
                                         or not 0 < lr < np.inf))):
             raise ValueError(f"personalize needs steps >= 1 and lr > 0 (finite); got "
                              f"steps={steps!r}, lr={lr!r}.")
-        support = self._songs(X, y)
-        self._check_spec(support)
+        support = self._songs(X, y, fitted=True)
         learner = self.meta_learner()
         context = self._seeded(-1) if learner.adapt_mode == "train" else contextlib.nullcontext()
         with context:

@@ -1,14 +1,62 @@
-"""From extracted features and label curves to the tensors the networks train on."""
+"""From the songs given to an estimator to the tensors its network takes.
+
+The front end an estimator extracts with (:func:`front_end_for`), each
+distinct song extracted once (:func:`read_songs`), rows cropped to their
+labels (:func:`to_songs`), and the shapes the network is built for
+(:func:`feature_spec`, :func:`check_features`, :func:`check_spec`).
+"""
 
 from __future__ import annotations
 
 import warnings
 
 import torch
+from sklearn.base import clone
 
 from pdmer.estimators.validation import song_key
 from pdmer.estimators.exceptions import FrameOffsetWarning
+from pdmer.estimators._params import DEFAULT_WAVEFORM_RATE
+from pdmer.features.container import SongFeatures
 from pdmer.meta.batch import Song
+
+
+def front_end_for(front_end, frame_offset=None, encoder=None):
+    """``front_end`` set to extract as a model needs: its frame offset, its global encoder.
+
+    ``frame_offset`` (None: the front end's own) is where label frame 0
+    starts; ``encoder`` is a fitted model's (``encoder_``), which a front end
+    saying "auto" keeps, whatever weights this machine has installed since.
+    Not a copy when nothing has to change.
+    """
+    changes = {}
+    if frame_offset is not None and front_end.frame_offset != frame_offset:
+        changes["frame_offset"] = float(frame_offset)
+    if front_end.global_encoder == "auto" and encoder in ("imagebind", "logmel-stats"):
+        changes["global_encoder"] = encoder
+    return clone(front_end).set_params(**changes) if changes else front_end
+
+
+def read_songs(X, y, make_front_end, offset_given=False) -> list:
+    """Features of every row as :class:`~pdmer.meta.batch.Song`, extracting each distinct song once.
+
+    ``make_front_end()`` gives the extractor; it is called only when some
+    row is not :class:`~pdmer.features.SongFeatures`. ``offset_given``: the
+    estimator's ``frame_offset`` was set (see :func:`to_songs`).
+    """
+    keys = [song_key(item) for item in X]
+    first = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    todo = [X[i] for i in first.values()]
+    front_end = None
+    if all(isinstance(item, SongFeatures) for item in todo):
+        extracted = todo
+    else:
+        front_end = make_front_end()
+        extracted = front_end.transform(todo)
+    by_key = dict(zip(first, extracted))
+    explicit = offset_given or bool(front_end and front_end.frame_offset)
+    return to_songs([by_key[key] for key in keys], y, explicit_offset=explicit)
 
 
 def to_songs(features, y=None, explicit_offset=False) -> list:
@@ -55,7 +103,7 @@ def to_songs(features, y=None, explicit_offset=False) -> list:
             "and no frame offset was given, so they are paired with the first seconds of "
             "the audio. If the labels start later (DEAM and PMEmo labels start at 15 s), "
             "set frame_offset; set frame_offset=0 to say they start with the audio.",
-            FrameOffsetWarning, stacklevel=3)
+            FrameOffsetWarning, stacklevel=4)
     return songs
 
 
@@ -71,6 +119,27 @@ def feature_spec(songs) -> dict:
     (patch, global_dim, encoder, wave_samples), = kinds
     return {"n_patch_times": patch[0], "n_mels": patch[1], "global_dim": global_dim,
             "encoder": encoder, "n_waveform_samples": wave_samples}
+
+
+def check_features(spec: dict, name: str, kind: str) -> None:
+    """Refuse features a model cannot use: raw-audio models (``kind="wave"``) need waveforms."""
+    if kind == "wave" and not spec["n_waveform_samples"]:
+        raise ValueError(
+            f"{name} learns from raw audio, but these features hold no "
+            "waveforms. Extract them with AudioFeatures(waveform_rate="
+            f"{DEFAULT_WAVEFORM_RATE}) (or pass such a front end as front_end=, or audio "
+            "paths with front_end=None).")
+
+
+def check_spec(songs, fitted_spec: dict) -> None:
+    """Refuse songs whose features are unlike those a model was trained on."""
+    spec = feature_spec(songs)
+    if spec != fitted_spec:
+        raise ValueError(
+            f"These features do not match the ones the model was trained on: "
+            f"{spec} vs {fitted_spec}. Extract them with the same "
+            "AudioFeatures settings and global encoder."
+        )
 
 
 def mean_label_rows(X, songs) -> list:

@@ -10,22 +10,22 @@ progress callbacks) and the model's tensor work to
 from __future__ import annotations
 
 import inspect
-from numbers import Integral
 
-import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from pdmer.estimators.validation import check_annotators, check_X, check_y, song_key
+from pdmer.estimators.validation import check_annotators, check_X, check_y
 from pdmer.estimators._params import (
     DEFAULT_WAVEFORM_RATE,
     PARAMETER_CONSTRAINTS,
     SHARED_PARAMETERS,
     TRAINING_ATTRIBUTES,
+    refuse_bool_integers,
 )
 from pdmer.estimators._personalization import PersonalizationMixin
-from pdmer.estimators._songs import distinct, feature_spec, mean_label_rows, to_songs
+from pdmer.estimators._songs import check_features, check_spec, distinct, feature_spec
+from pdmer.estimators._songs import front_end_for, mean_label_rows, read_songs
 from pdmer.estimators._training import MetaTrainingMixin
 from pdmer.estimators.sizes import merge_presets
 from pdmer.estimators.card import describe_training_data, write_model_card
@@ -36,7 +36,7 @@ from pdmer.features.frontend import AudioFeatures
 from pdmer.meta.tasks import TaskSampler, split_tasks
 from pdmer.nn.device import resolve_device
 from pdmer.scoring import ccc
-from pdmer.sklearn_compat import Interval, InvalidParameterError, fit_context
+from pdmer.sklearn_compat import InvalidParameterError, fit_context
 
 TUNING_DRAWS = 3
 """Support songs per validation listener where the method chooses its
@@ -193,7 +193,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             check_is_fitted(self, "network_")
             network = self.network_
         else:
-            self._check_features(feature_spec)
+            check_features(feature_spec, type(self).__name__, self._input)
             with torch.random.fork_rng():  # initialisation must not move the caller's RNG
                 network = self._build_network(feature_spec)
         return sum(p.numel() for p in network.parameters() if p.requires_grad)
@@ -253,17 +253,8 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             Not a copy when nothing had to change.
         """
         front_end = self.front_end if self.front_end is not None else self._default_features()
-        changes = {}
-        if frame_offset is None:
-            frame_offset = self.frame_offset
-        if frame_offset is not None and front_end.frame_offset != frame_offset:
-            changes["frame_offset"] = float(frame_offset)
-        if front_end.global_encoder == "auto" and getattr(self, "encoder_", None) in (
-                "imagebind", "logmel-stats"):
-            # A fitted model extracts with the encoder it was trained with,
-            # whatever weights this machine has installed since.
-            changes["global_encoder"] = self.encoder_
-        return clone(front_end).set_params(**changes) if changes else front_end
+        return front_end_for(front_end, self.frame_offset if frame_offset is None else frame_offset,
+                             getattr(self, "encoder_", None))
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, annotators=None):
@@ -298,7 +289,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self._warn_if_slow(settings)
         songs = self._songs(X, y)
         spec = feature_spec(songs)
-        self._check_features(spec)
+        check_features(spec, type(self).__name__, self._input)
         self.feature_spec_, self.encoder_, self.resolved_params_ = spec, spec["encoder"], settings
         self.training_data_ = describe_training_data(
             X, annotators, tasks, self._frame_offset_used(X), spec["encoder"])
@@ -366,8 +357,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         listener = (getattr(self, "listener_", None) if listener is None
                     else self._check_listener(listener))
         X = check_X(X)
-        songs = self._songs(X, None)
-        self._check_spec(songs)
+        songs = self._songs(X, None, fitted=True)
         state = None
         if listener is not None:
             state = {n: t.to(self.device_) for n, t in listener.params.items()}
@@ -426,31 +416,7 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
     def _validate_params(self):
         super()._validate_params()
         self.resolved_params()
-        for name, constraints in self._parameter_constraints.items():
-            value = getattr(self, name)
-            integer = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
-            if integer and isinstance(value, (bool, np.bool_)):
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be an int, not a "
-                    f"bool. Got {value!r} instead.")
-
-    def _check_features(self, spec: dict) -> None:
-        """Refuse features the model cannot use: raw-audio models need waveforms."""
-        if self._input == "wave" and not spec["n_waveform_samples"]:
-            raise ValueError(
-                f"{type(self).__name__} learns from raw audio, but these features hold no "
-                "waveforms. Extract them with AudioFeatures(waveform_rate="
-                f"{DEFAULT_WAVEFORM_RATE}) (or pass such a front end as front_end=, or audio "
-                "paths with front_end=None).")
-
-    def _check_spec(self, songs):
-        spec = feature_spec(songs)
-        if spec != self.feature_spec_:
-            raise ValueError(
-                f"These features do not match the ones the model was trained on: "
-                f"{spec} vs {self.feature_spec_}. Extract them with the same "
-                "AudioFeatures settings and global encoder."
-            )
+        refuse_bool_integers(self)
 
     # ------------------------------------------------------------- features
     def _default_features(self) -> AudioFeatures:
@@ -465,22 +431,15 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             return None  # each SongFeatures carries its own
         return float(self.make_front_end().frame_offset)
 
-    def _songs(self, X, y) -> list:
-        """Features of every row as tensors, extracting each distinct song once."""
-        keys = [song_key(item) for item in X]
-        first = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        todo = [X[i] for i in first.values()]
-        front_end = None
-        if all(isinstance(item, SongFeatures) for item in todo):
-            extracted = todo
-        else:
-            front_end = self.make_front_end()
-            extracted = front_end.transform(todo)
-        by_key = dict(zip(first, extracted))
-        explicit = self.frame_offset is not None or bool(front_end and front_end.frame_offset)
-        return to_songs([by_key[key] for key in keys], y, explicit_offset=explicit)
+    def _songs(self, X, y, fitted=False) -> list:
+        """Features of every row as tensors with the estimator's front end (:func:`read_songs`).
+
+        ``fitted=True``: features unlike the fitted model's are refused.
+        """
+        songs = read_songs(X, y, self.make_front_end, self.frame_offset is not None)
+        if fitted:
+            check_spec(songs, self.feature_spec_)
+        return songs
 
     def __getstate__(self):
         state = self.__dict__.copy()
