@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from pdmer.estimators.validation import check_X, check_y
 from pdmer.estimators.listener import ListenerAdaptation
+from pdmer.estimators._session import STEPS
 
 
 class PersonalizationMixin:
@@ -19,6 +20,12 @@ class PersonalizationMixin:
     Adaptations start from the meta-parameters and never change them: one
     fitted model serves many listeners, each a small
     :class:`~pdmer.estimators.ListenerAdaptation`.
+
+    The estimator it is mixed into provides ``_session()``, the fitted
+    network's :class:`~pdmer.estimators._session.NetworkSession` (which
+    adapts), ``_songs(X, y, fitted=True)``, songs as the fitted model takes
+    them, and the fitted ``model_id_``. It gives the estimator
+    :meth:`_chosen_listener`, the listener ``predict`` serves.
     """
 
     def adapt_listener(self, X, y, steps=None, lr=None, progress=None) -> ListenerAdaptation:
@@ -49,18 +56,19 @@ class PersonalizationMixin:
         check_is_fitted(self, "network_")
         X = check_X(X)
         y = check_y(y, len(X))
-        settings = self._settings()
-        steps = settings["inner_steps"] if steps is None else steps
+        session = self._session()
+        steps = session.settings["inner_steps"] if steps is None else steps
         if (isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1
                 or (lr is not None and (isinstance(lr, bool) or not isinstance(lr, Real)
                                         or not 0 < lr < np.inf))):
             raise ValueError(f"personalize needs steps >= 1 and lr > 0 (finite); got "
                              f"steps={steps!r}, lr={lr!r}.")
         support = self._songs(X, y, fitted=True)
-        learner = self.meta_learner()
-        context = self._seeded(-1) if learner.adapt_mode == "train" else contextlib.nullcontext()
+        learner = session.learner()
+        context = (session.seeded(STEPS["personalization"]) if learner.adapt_mode == "train"
+                   else contextlib.nullcontext())
         with context:
-            params = learner.adapt(self._prepare(support), int(steps), lr, progress)
+            params = learner.adapt(session.prepare(support), int(steps), lr, progress)
         bad = sorted(n for n, p in params.items() if not torch.isfinite(p).all())
         if bad:
             raise FloatingPointError(
@@ -115,7 +123,14 @@ class PersonalizationMixin:
         self.listener_ = self._check_listener(listener)
         return self
 
+    def _chosen_listener(self, listener=None):
+        """The listener ``predict`` serves: ``listener`` (checked), else the current one or None."""
+        if listener is None:
+            return getattr(self, "listener_", None)
+        return self._check_listener(listener)
+
     def _check_listener(self, listener) -> ListenerAdaptation:
+        """``listener`` (or its file) as a ListenerAdaptation of this model, else a ValueError."""
         check_is_fitted(self, "network_")
         if not isinstance(listener, ListenerAdaptation):
             listener = ListenerAdaptation.load(listener)

@@ -1,10 +1,10 @@
 """The estimator base every pdmer model shares: fit, personalize, predict, save.
 
-The estimator is the scikit-learn face: it checks parameters and data,
-turns songs into tensors, and hands training to
-:class:`~pdmer.meta.trainer.Trainer` (with validation, checkpoint and
-progress callbacks) and the model's tensor work to
-:class:`~pdmer.meta.learner.MetaLearner`.
+The estimator is the scikit-learn face: parameters, presets, the hooks its
+subclasses fill in, checks of parameters and data. It runs the network
+through a :class:`~pdmer.estimators._session.NetworkSession`, hands the
+training loop to :mod:`pdmer.estimators._training` and listeners to
+:class:`~pdmer.estimators._personalization.PersonalizationMixin`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from pdmer.estimators import _training
 from pdmer.estimators.validation import check_annotators, check_X, check_y
 from pdmer.estimators._params import (
     DEFAULT_WAVEFORM_RATE,
@@ -24,27 +25,23 @@ from pdmer.estimators._params import (
     refuse_bool_integers,
 )
 from pdmer.estimators._personalization import PersonalizationMixin
-from pdmer.estimators._songs import check_features, check_spec, distinct, feature_spec
-from pdmer.estimators._songs import front_end_for, mean_label_rows, read_songs
-from pdmer.estimators._training import MetaTrainingMixin
+from pdmer.estimators._session import NetworkSession, assemble, device_and_seed
+from pdmer.estimators._songs import check_features, check_spec, feature_spec, front_end_for
+from pdmer.estimators._songs import mean_label_rows, read_songs
 from pdmer.estimators.sizes import merge_presets
 from pdmer.estimators.card import describe_training_data, write_model_card
 from pdmer.estimators.persistence import model_id, register, save_estimator
-from pdmer.evaluation.protocol import Episode, listener_episodes
+from pdmer.evaluation.protocol import Episode
 from pdmer.features.container import SongFeatures
 from pdmer.features.frontend import AudioFeatures
+from pdmer.meta.learner import MetaLearner
 from pdmer.meta.tasks import TaskSampler, split_tasks
 from pdmer.nn.device import resolve_device
 from pdmer.scoring import ccc
 from pdmer.sklearn_compat import InvalidParameterError, fit_context
 
-TUNING_DRAWS = 3
-"""Support songs per validation listener where the method chooses its
-personalization settings after training (validation itself uses one)."""
 
-
-class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMixin,
-                           BaseEstimator):
+class BaseEmotionRegressor(PersonalizationMixin, RegressorMixin, BaseEstimator):
     """Shared machinery of pdmer's sequence regressors.
 
     Subclasses define the network (:meth:`_build_network`, finishing with
@@ -63,6 +60,11 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
     # Module mode of inner loops and personalization, chosen by measurement
     # (benchmarks/bench_training.py): eval mode, as at prediction.
     _adapt_mode: str = "eval"
+    # Whether the network can run under torch.func.vmap (task_batching="vmap").
+    _batchable_tasks: bool = False
+    # Seconds of one meta-training task on one CPU thread, for the size presets
+    # that take hours on a CPU (benchmarks/scale.md): fit warns with an estimate.
+    _cpu_seconds_per_task: dict = {}
     # With metadata routing on, fit asks for annotators without set_fit_request.
     __metadata_request__fit = {"annotators": True}
 
@@ -217,6 +219,20 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         """
         raise NotImplementedError
 
+    def _assemble(self, network: torch.nn.Module, spec: dict) -> torch.nn.Module:
+        """Finish a subclass's network: input statistics, the method's modules (:func:`assemble`)."""
+        return assemble(network, spec, self._settings(), self._head_prefixes)
+
+    def _session(self) -> NetworkSession:
+        """The fitted network at work: what ``fit``, ``predict`` and personalization run through."""
+        return NetworkSession(
+            self.network_, self._forward, self._settings(), name=type(self).__name__,
+            device=self.device_, seed=getattr(self, "seed_", None),
+            head_prefixes=self._head_prefixes, adapt_mode=self._adapt_mode,
+            batchable_tasks=self._batchable_tasks, precision=self.precision,
+            task_batching=self.task_batching, distributed=self.distributed,
+            predict_batch_size=self.predict_batch_size)
+
     # ------------------------------------------------------------- public API
     def check_params(self):
         """Validate the parameters now (``fit`` does it too); returns self.
@@ -285,8 +301,11 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         if tasks == "annotator" and annotators is None:
             raise ValueError("tasks='annotator' needs annotator ids: pass annotators=... to fit.")
         settings = self.resolved_params()
-        self.device_, self.seed_ = self._device_and_seed()
-        self._warn_if_slow(settings)
+        self.device_, self.seed_ = device_and_seed(self.device, self.distributed,
+                                                   self.random_state, self.checkpoint_path)
+        _training.warn_if_slow(type(self).__name__, self.size,
+                               self._cpu_seconds_per_task.get(self.size), settings,
+                               self.device_, self.distributed)
         songs = self._songs(X, y)
         spec = feature_spec(songs)
         check_features(spec, type(self).__name__, self._input)
@@ -300,15 +319,16 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
             len(songs), annotators, self.validation_fraction, self.n_support, self.seed_)
         self.validation_listeners_ = sorted({e.listener for e in validation} - {"songs"})
         sampler = TaskSampler(train_groups, self.n_support, settings["n_query"])
-        with self._seeded(-2):
-            network = self._build_network(spec)
-        if settings["input_normalization"]:
-            train_songs = distinct([songs[i] for g in train_groups.values() for i in g])
-            network.input_normalization.fit([s.local_patches for s in train_songs],
-                                            [s.global_embeddings for s in train_songs])
-        self.network_ = network.to(self.device_)
-        prepared = self._prepare(songs)
-        trainer = self._trainer(songs, prepared, sampler, validation)
+        self.network_ = _training.initial_network(
+            self._build_network, spec, settings, self.seed_, self.device_,
+            [songs[i] for g in train_groups.values() for i in g])
+        session = self._session()
+        prepared = session.prepare(songs)
+        trainer = _training.make_trainer(
+            session, prepared, sampler, validation,
+            digest=_training.run_digest(self.get_params(deep=False), session.settings, spec, songs),
+            checkpoint_path=self.checkpoint_path, checkpoint_interval=self.checkpoint_interval,
+            verbose=self.verbose)
         trainer.fit()
         self.history_ = {"validation_episode": [], "validation_ccc": [], **trainer.history}
         validating = trainer.callbacks[0] if validation else None
@@ -319,22 +339,19 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         self.stopped_early_ = bool(validating and validating.stopped_early)
         self.personalization_choices_ = {}
         if validation:
-            # After the best state is back: the method's personalization settings,
-            # on the validation listeners with more support songs than validation uses.
-            learner = self.meta_learner()
-            tuning = (listener_episodes(annotators, self.validation_listeners_, TUNING_DRAWS,
-                                        self.seed_) if self.validation_listeners_ else validation)
-            self.personalization_choices_ = learner.method.tune(
-                learner, lambda: self._validation_score(learner, prepared, tuning))
+            self.personalization_choices_ = _training.tune_personalization(
+                session, prepared, annotators, self.validation_listeners_, validation)
         self.model_id_ = model_id(self.network_)
         self.listener_ = None
         if not validation:
             # Without a validation split: the model as it is on (mean-label)
             # training songs, the best an unadapted model can be judged on.
             if tasks == "annotator":
-                prepared = self._prepare(mean_label_rows(X, songs))
+                prepared = session.prepare(mean_label_rows(X, songs))
             validation = [Episode("songs", (), None, tuple(range(min(32, len(prepared)))))]
-        self._check_collapse(prepared, validation)
+        self.prediction_std_ratio_ = _training.prediction_std_ratio(session, prepared, validation)
+        _training.warn_if_collapsed(session, self.prediction_std_ratio_, self.best_validation_ccc_,
+                                    self.n_episodes_run_, self.best_episode_)
         return self
 
     def predict(self, X, listener=None):
@@ -354,14 +371,18 @@ class BaseEmotionRegressor(PersonalizationMixin, MetaTrainingMixin, RegressorMix
         list of ndarray of shape (n_frames_i, 2)
         """
         check_is_fitted(self, "network_")
-        listener = (getattr(self, "listener_", None) if listener is None
-                    else self._check_listener(listener))
-        X = check_X(X)
-        songs = self._songs(X, None, fitted=True)
-        state = None
-        if listener is not None:
-            state = {n: t.to(self.device_) for n, t in listener.params.items()}
-        return self.meta_learner().predict(self._prepare(songs), state, self.predict_batch_size)
+        listener = self._chosen_listener(listener)
+        songs = self._songs(check_X(X), None, fitted=True)
+        return self._session().predict(songs, None if listener is None else listener.params)
+
+    def meta_learner(self) -> MetaLearner:
+        """The fitted network's :class:`~pdmer.meta.learner.MetaLearner`.
+
+        Its losses, inner loops, adaptation and prediction on song tensors,
+        with this estimator's settings: for custom training loops and
+        benchmarks of single meta-learning tasks.
+        """
+        return self._session().learner()
 
     def score(self, X, y, sample_weight=None):
         """Mean CCC of arousal and valence, averaged over songs."""

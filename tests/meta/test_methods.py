@@ -125,8 +125,8 @@ def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table,
     base = est.predict(X[1:2])[0]
     no_calibration = est.meta_learner()
     no_calibration.method = FOMAML()
-    np.testing.assert_allclose(base, no_calibration.predict(est._prepare(est._songs(X[1:2], None)))[0],
-                               atol=1e-6)
+    songs = est._session().prepare(est._songs(X[1:2], None))
+    np.testing.assert_allclose(base, no_calibration.predict(songs)[0], atol=1e-6)
 
 
 def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp_path):
@@ -135,7 +135,7 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
     assert DSAMLRegressor.presets()["small"]["meta_learning"] == "calibrate-then-adapt"
     fomaml = tiny(meta_learning="fomaml", **settings).fit(X, y, annotators=annotators)
     est = tiny(**settings).fit(X, y, annotators=annotators)  # the small preset's method
-    assert isinstance(est._method(), CalibrateThenAdapt)
+    assert isinstance(est._session().method(), CalibrateThenAdapt)
     # Meta-training is FOMAML's to the bit: same weights, same population predictions.
     weights = fomaml.network_.state_dict()
     assert all(torch.equal(weights[k], v) for k, v in est.network_.state_dict().items()
