@@ -134,6 +134,25 @@ def test_no_module_over_the_size_limit(package):
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
 
 
+ESTIMATOR_HOOKS = {
+    # The network session and the training steps take what they need as arguments.
+    "_session.py": set(),
+    "_training.py": set(),
+    # Personalization: the hooks its docstring names, and its own methods.
+    "_personalization.py": {"_session", "_songs", "_check_listener"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(ESTIMATOR_HOOKS))
+def test_the_estimator_helpers_use_only_their_documented_hooks(module):
+    tree = ast.parse((ROOT / "pdmer" / "estimators" / module).read_text())
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "self" and node.attr.startswith("_")
+            and not node.attr.startswith("__")}
+    assert used <= ESTIMATOR_HOOKS[module]
+
+
 def test_the_core_library_does_not_import_the_data_sets():
     # import pdmer stays free of mirdata: only experiments and applications
     # (cli, app, demo) read pdmer_datasets.
