@@ -159,7 +159,9 @@ class MetaLearner:
         full = state if buffers is None else {**state, **buffers}
         with forward_lock(self.network), self.autocast():
             prediction, aux, context = self.forward(self.network, full, batch, context)
-        prediction = self.method.output(self.network, full, prediction.float())
+            # Under the lock: a method's output may read buffers that another
+            # thread's functional_call has swapped in.
+            prediction = self.method.output(self.network, full, prediction.float())
         loss = emotion_loss(prediction, batch.y, batch.mask)
         return (loss if aux is None else loss + aux.float()), context
 
@@ -207,7 +209,7 @@ class MetaLearner:
                 **({n: b.clone() for n, b in self.network.named_buffers()} if training else {})}
         with self._mode(training), forward_lock(self.network), self.autocast():
             prediction, _, _ = self.forward(self.network, full, batch, None)
-        return self.method.output(self.network, full, prediction.float())
+            return self.method.output(self.network, full, prediction.float())
 
     def _head_only(self) -> bool:
         """Whether some parameters stay fixed in the inner loop (the trunk's output is reusable)."""
@@ -377,7 +379,7 @@ class MetaLearner:
             batch = collate([songs[i] for i in idx], self.device, labels=False)
             with self._mode(False), forward_lock(self.network), self.autocast():
                 prediction, _, _ = self.forward(self.network, state, batch, None)
-            prediction = self.method.output(self.network, state, prediction.float())
+                prediction = self.method.output(self.network, state, prediction.float())
             prediction = prediction.cpu().numpy()
             for j, i in enumerate(idx):
                 out[i] = prediction[j, : songs[i].n_frames]
