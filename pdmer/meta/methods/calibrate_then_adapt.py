@@ -35,8 +35,8 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     Parameters
     ----------
     strength : "auto" or float, default="auto"
-        Frames (0.5 s each) of the pull toward the identity; 0: none,
-        ``inf``: no calibration.
+        Frames (0.5 s each) of the pull toward the identity: 0 calibrates
+        fully, ``inf`` not at all.
     fit : {"moments", "least-squares"}, default="moments"
         How the map is fitted (see :class:`CalibratedFOMAML`).
 
