@@ -451,4 +451,5 @@ def _fit_settings(key, estimator, seconds) -> dict:
     params = estimator.get_params(deep=False)
     return {"model": MODELS[key[0]][0], "estimator": type(estimator).__name__,
             "params": params, "fit_seconds": round(seconds, 2), **convergence(estimator),
-            "n_parameters": estimator.n_parameters_}
+            "n_parameters": estimator.n_parameters_,
+            "personalization_choices": getattr(estimator, "personalization_choices_", {})}

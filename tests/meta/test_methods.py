@@ -142,17 +142,14 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
                if not k.startswith("listener_calibration."))
     for a, b in zip(fomaml.predict(X[:3]), est.predict(X[:3])):
         np.testing.assert_array_equal(a, b)
-    # The strength was chosen on the validation listeners, among the grid.
+    # Whether to calibrate was chosen on the validation listeners, by their score.
     choices = est.personalization_choices_
-    assert choices["calibration_strength"] in CalibrateThenAdapt.AUTO_STRENGTHS
-    assert len(choices["validation_ccc"]) == len(CalibrateThenAdapt.AUTO_STRENGTHS)
-    best = max(choices["validation_ccc"].values())
-    assert choices["validation_ccc"][str(choices["calibration_strength"])] == best
-    # It is the network's (saved with the model), and a listener holds the map.
+    scores = choices["validation_ccc"]
+    assert set(scores) == {"calibrated", "not calibrated"}
+    assert choices["calibrate"] == (scores["calibrated"] > scores["not calibrated"])
+    # The choice is the network's (saved with the model), and a listener holds the map.
     strength = est.network_.listener_calibration.strengths()[0][0].item()
-    chosen = choices["calibration_strength"]
-    assert strength == pytest.approx(chosen, rel=1e-5) or (chosen == 0 and strength < 1e-9) \
-        or (chosen == math.inf and strength == math.inf)
+    assert (strength < 1e-9) if choices["calibrate"] else (strength == math.inf)
     est.save(tmp_path / "model.safetensors")
     loaded = pdmer.load(tmp_path / "model.safetensors")
     assert loaded.personalization_choices_ == choices

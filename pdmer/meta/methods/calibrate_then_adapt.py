@@ -87,5 +87,6 @@ class CalibrateThenAdapt(CalibratedFOMAML):
             scores[strength] = score()
         best = max(scores, key=lambda s: (scores[s], s))  # ties: the weaker calibration
         calibration.set_strength(best)
-        return {"calibration_strength": best,
-                "validation_ccc": {str(s): round(v, 4) for s, v in scores.items()}}
+        return {"calibrate": best != math.inf,
+                "validation_ccc": {"calibrated": round(scores[0.0], 4),
+                                   "not calibrated": round(scores[math.inf], 4)}}
