@@ -130,15 +130,31 @@ def choose_calibration(estimator, X, y, episodes, strengths=CALIBRATION_STRENGTH
     if not episodes:
         return {"fit": fits[0], "strength": math.inf}, {}
     scores = {}
+    population = _RememberedPredictions(estimator)  # one forward pass per song for all
     for fit in fits:
         for strength in strengths:
             scores[(fit, strength)] = _mean_ccc(*run_episodes(
-                CalibratedPredictor(estimator, strength, fit), X, y, episodes))
+                CalibratedPredictor(population, strength, fit), X, y, episodes))
     # Ties: the weaker calibration, then the first fit.
     fit, strength = max(scores, key=lambda k: (scores[k], k[1], -fits.index(k[0])))
     if strength == math.inf:
         fit = fits[0]
     return {"fit": fit, "strength": strength}, scores
+
+
+class _RememberedPredictions:
+    """A fitted model's ``predict``, remembered per song object (the model does not change)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self._memory = {}
+
+    def predict(self, X):
+        missing = [x for x in X if id(x) not in self._memory]
+        if missing:
+            for x, prediction in zip(missing, self.estimator.predict(missing)):
+                self._memory[id(x)] = (x, prediction)  # x kept alive: its id stays its own
+        return [self._memory[id(x)][1] for x in X]
 
 
 def fine_tuned(estimator, inner_params):
