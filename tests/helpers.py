@@ -75,3 +75,21 @@ def one_line_error(result):
     assert len(lines) == 1, result.output
     assert "Traceback" not in result.output
     return lines[0]
+
+
+LABEL_FILE_ERRORS = [
+    ("", "is empty"),
+    ("t,arousal,valence\n0,1,2\n", "must have the columns time (or frame)"),
+    ("time,arousal,valence\n", "no labels"),
+    ("time,arousal,valence\n0.0,0.1,\n", "line 2: expected numbers"),
+    ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
+    ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
+    ("time,arousal,valence\n0.0,0.1,0.2\n0.7,0.1,0.2\n", "line 3: time jumps from 0 to 0.7"),
+    ("time,arousal,valence,std\n0.0,0.1,0.2,0.3\n", "unknown column(s) 'std'"),
+    ("time,frame,arousal,valence\n0.0,0,0.1,0.2\n", "both a time and a frame column"),
+    ("time,arousal,valence,arousal\n0.0,0.1,0.2,0.1\n", "repeated column(s) arousal"),
+    ("time,arousal,valence\n-0.5,0.1,0.2\n", "before the audio"),
+    ("time,arousal,valence\n0," + "1" * 200_000 + ",0\n", "line 2: field larger than"),
+]
+"""Label files the CSV reader refuses, with a part of each message: the reader's
+tests and the command line's (one line naming the file) share them."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import CLI_FEATURES, TINY_MODEL, one_line_error, run_cli
+from helpers import CLI_FEATURES, LABEL_FILE_ERRORS, TINY_MODEL, one_line_error, run_cli
 from pdmer import ListenerAdaptation, load
 from pdmer_datasets import load_table, read_labels, synthetic
 
@@ -459,16 +459,7 @@ def test_info_takes_no_arguments():
 # ------------------------------------------------------------------ label files
 # The label CSV parser is tested in test_datasets_csv.py; here, that the
 # command line shows each of its errors as one line naming the file (exit 1).
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty"),
-    ("t,arousal,valence\n0,1,2\n", "must have the columns time (or frame)"),
-    ("time,arousal,valence\n", "no labels"),
-    ("time,arousal,valence\n0.0,0.1,\n", "line 2: expected numbers"),
-    ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
-    ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
-    ("time,arousal,valence,std\n0.0,0.1,0.2,0.3\n", "unknown column(s) 'std'"),
-    ("time,arousal,valence\n0," + "1" * 200_000 + ",0\n", "line 2: field larger than"),
-])
+@pytest.mark.parametrize("text, message", LABEL_FILE_ERRORS)
 def test_label_csv_errors(workspace, tmp_path, text, message):
     path = tmp_path / "labels.csv"
     path.write_text(text)

@@ -10,6 +10,8 @@ import pdmer_datasets
 from pdmer_datasets import AnnotationTable, read_data_csv, read_labels, synthetic, write_labels
 from pdmer_datasets import write_data_csv
 
+from helpers import LABEL_FILE_ERRORS
+
 
 def esc(text):
     return text.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
@@ -31,19 +33,7 @@ def test_label_csv_round_trip_and_offsets(tmp_path):
     assert read_labels(tmp_path / "t.csv")[0].shape == (1, 2)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty"),
-    ("t,arousal,valence\n0,1,2\n", "must have the columns time (or frame)"),
-    ("time,arousal,valence\n", "no labels"),
-    ("time,arousal,valence\n0.0,0.1,\n", "line 2: expected numbers"),
-    ("time,arousal,valence\n0.0,0.1,0.2\n0.5,nan,0.2\n", "line 3: NaN"),
-    ("frame,arousal,valence\n0,0.1,0.2\n2,0.1,0.2\n", "frame steps of 1"),
-    ("time,arousal,valence\n0.0,0.1,0.2\n0.7,0.1,0.2\n", "line 3: time jumps from 0 to 0.7"),
-    ("time,arousal,valence,std\n0.0,0.1,0.2,0.3\n", "unknown column(s) 'std'"),
-    ("time,frame,arousal,valence\n0.0,0,0.1,0.2\n", "both a time and a frame column"),
-    ("time,arousal,valence,arousal\n0.0,0.1,0.2,0.1\n", "repeated column(s) arousal"),
-    ("time,arousal,valence\n-0.5,0.1,0.2\n", "before the audio"),
-])
+@pytest.mark.parametrize("text, message", LABEL_FILE_ERRORS)
 def test_label_csv_errors(tmp_path, text, message):
     path = tmp_path / "labels.csv"
     path.write_text(text)
