@@ -22,10 +22,10 @@ class ListenerCalibration(nn.Module):
     the identity in the population model; a listener's adaptation replaces
     them. ``log_strength`` (dimensions x (slope, intercept)) holds the
     strengths of the pull toward the identity
-    (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`) as log pseudo-frames: a meta-parameter trained by the outer loop when
-    ``learned``; else buffers set by :meth:`set_strength`, where the buffer
-    ``uncalibrated`` stands for an infinite strength (model files hold
-    finite numbers only).
+    (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`) as log pseudo-frames:
+    a meta-parameter trained by the outer loop when ``learned``; else
+    buffers set by :meth:`set_strength`, where the buffer ``uncalibrated``
+    stands for an infinite strength (model files hold finite numbers only).
     """
 
     def __init__(self, strength: float, n_dims: int = 2, learned: bool = True) -> None:
@@ -41,7 +41,7 @@ class ListenerCalibration(nn.Module):
 
     @torch.no_grad()
     def set_strength(self, strength: float) -> None:
-        """Set every strength to ``strength`` frames (0: none; ``inf``: the identity)."""
+        """Set every strength to ``strength`` frames (0: a full fit; ``inf``: the identity)."""
         self.uncalibrated.fill_(strength == math.inf)
         self.log_strength.fill_(math.log(min(max(strength, _MIN_STRENGTH), _MAX_STRENGTH)))
 
