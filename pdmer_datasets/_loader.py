@@ -5,7 +5,8 @@ Both follow mirdata's conventions: a shipped index of the expected files,
 dataset-wide files), ``Track.split`` read by ``Dataset.get_track_splits``.
 pdmer adds: package-data indexes, a per-song Track cache, messages that say
 how to install a missing file, validation of files without published
-checksums, verified downloads, and the decoded length of each audio file.
+checksums, verified downloads, the decoded length of each audio file, the
+validation songs drawn from the training songs, and mean-label tables.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from mirdata import core, validate as mir_validate
 
 from pdmer.labels import whole_frames
 from pdmer_datasets._install import STATE_DIR, fetch_parts
 from pdmer.files import atomic_write
 from pdmer_datasets.registry import DATASETS
+from pdmer_datasets.table import AnnotationTable
 
 INDEXES_DIR = Path(__file__).resolve().parent / "indexes"
 
@@ -87,6 +90,20 @@ def require_file(path, dataset_name: str, data_home) -> str:
         f"{path} is missing: {dataset_name} is not (completely) installed in {data_home}. "
         f"Run `pdmer download {dataset_name}{only}` (or Dataset.download()), or point "
         "data_home (--data-home) at your copy.")
+
+
+def hold_out_validation(pool, split, validation_size, random_state) -> list:
+    """The ``"train"`` or ``"validation"`` part of the training songs ``pool``.
+
+    ``round(validation_size * len(pool))`` songs, drawn with
+    ``random_state``, are the validation part; both parts keep ``pool``'s
+    order. The caller checks ``split`` and ``validation_size``.
+    """
+    n_val = int(round(validation_size * len(pool)))
+    chosen = set(np.random.default_rng(random_state).permutation(len(pool))[:n_val].tolist())
+    if split == "validation" and not chosen:
+        raise ValueError("validation_size=0 leaves no validation songs.")
+    return [s for i, s in enumerate(pool) if (i in chosen) == (split == "validation")]
 
 
 class LoaderTrack(core.Track):
@@ -227,6 +244,25 @@ class LoaderDataset(core.Dataset):
             print(f"{n_missing} missing file(s), {n_invalid} invalid file(s) in "
                   f"{self.data_home}", file=sys.stderr)
         return missing, invalid
+
+    def _mean_label_table(self, song_ids, curve_of, trim_to_audio, max_frames,
+                          progress) -> AnnotationTable:
+        """One row per song of ``song_ids``: the labels of ``curve_of(track)``.
+
+        The labels are cut to the decoded audio (see :meth:`_audio_frames`)
+        and to ``max_frames``; a song left without frames is dropped.
+        """
+        limit = self._audio_frames(song_ids, trim_to_audio, progress)
+        X, y, songs = [], [], []
+        for sid in song_ids:
+            track = self.track(sid)
+            labels = curve_of(track).labels[:limit[sid]][:max_frames]
+            if len(labels):
+                X.append(track.audio_path)
+                y.append(labels)
+                songs.append(sid)
+        return AnnotationTable(X=X, y=y, annotators=None, song_ids=np.array(songs, dtype=str),
+                               frame_offset=self.frame_offset)
 
     def _audio_frames(self, song_ids, trim_to_audio, progress) -> dict:
         """{song: label frames within its decoded audio} (None: no limit).

@@ -69,7 +69,7 @@ from pdmer_datasets._deam_formats import (  # noqa: F401
     read_averaged_dynamic, read_metadata, read_rater_dynamic, read_static_averaged,
     read_static_raters, static_averaged, static_raters, year_of)
 from pdmer_datasets._loader import (LoaderDataset, LoaderTrack, PackageIndex, choose_indexes,
-                                    write_index)
+                                    hold_out_validation, write_index)
 from pdmer_datasets.registry import DATASETS
 from pdmer_datasets.table import AnnotationTable
 
@@ -257,12 +257,7 @@ class Dataset(LoaderDataset):
         if not 0 <= validation_size < 1:
             raise ValueError(f"validation_size must be in [0, 1); got {validation_size!r}.")
         clips = sorted(official.get("train", []), key=int)
-        n_val = int(round(validation_size * len(clips)))
-        rng = np.random.default_rng(random_state)
-        chosen = set(rng.permutation(len(clips))[:n_val].tolist())
-        if split == "validation" and not chosen:
-            raise ValueError("validation_size=0 leaves no validation songs.")
-        return [s for i, s in enumerate(clips) if (i in chosen) == (split == "validation")]
+        return hold_out_validation(clips, split, validation_size, random_state)
 
     def mean_table(self, split="train", *, validation_size=0.1, random_state=0,
                    trim_to_audio=True, max_frames=None, progress=True) -> AnnotationTable:
@@ -290,17 +285,8 @@ class Dataset(LoaderDataset):
             frame_offset 15.0.
         """
         ids = self.split_song_ids(split, validation_size, random_state)
-        limit = self._audio_frames(ids, trim_to_audio, progress)
-        X, y, songs = [], [], []
-        for sid in ids:
-            track = self.track(sid)
-            labels = track.dynamic.labels[:limit[sid]][:max_frames]
-            if len(labels):
-                X.append(track.audio_path)
-                y.append(labels)
-                songs.append(sid)
-        return AnnotationTable(X=X, y=y, annotators=None, song_ids=np.array(songs, dtype=str),
-                               frame_offset=FRAME_OFFSET)
+        return self._mean_label_table(ids, lambda track: track.dynamic, trim_to_audio,
+                                      max_frames, progress)
 
     def _rater_rows(self, song_ids, flat_threshold, flat_frames, max_frames) -> list:
         """(song, rater, curve) of the songs' identified raters, flat curves dropped."""

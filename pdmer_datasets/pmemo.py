@@ -53,7 +53,7 @@ from pdmer.labels import DATASET_FRAME_OFFSET
 from pdmer_datasets._csv import column, read_csv_rows, song_id, to_float
 from pdmer_datasets._install import installed
 from pdmer_datasets._loader import (LoaderDataset, LoaderTrack, PackageIndex, choose_indexes,
-                                    require_file, write_index)
+                                    hold_out_validation, require_file, write_index)
 from pdmer_datasets.registry import DATASETS
 from pdmer_datasets.table import AnnotationTable
 
@@ -367,11 +367,7 @@ class Dataset(LoaderDataset):
                     == "test"]
         pool = [s for s in ids if paper_split(songs[s], min_duration, test_duration)
                 == "train"]
-        n_val = int(round(validation_size * len(pool)))
-        chosen = set(np.random.default_rng(random_state).permutation(len(pool))[:n_val].tolist())
-        if split == "validation" and not chosen:
-            raise ValueError("validation_size=0 leaves no validation songs.")
-        return [s for i, s in enumerate(pool) if (i in chosen) == (split == "validation")]
+        return hold_out_validation(pool, split, validation_size, random_state)
 
     def mean_table(self, split="train", *, std=False, min_duration=MIN_DURATION,
                    test_duration=TEST_DURATION, validation_size=0.1, random_state=0,
@@ -403,18 +399,9 @@ class Dataset(LoaderDataset):
         ids = self.split_song_ids(split, min_duration=min_duration,
                                   test_duration=test_duration,
                                   validation_size=validation_size, random_state=random_state)
-        limit = self._audio_frames(ids, trim_to_audio, progress)
-        X, y, songs = [], [], []
-        for sid in ids:
-            track = self.track(sid)
-            dyn = track.dynamic_std if std else track.dynamic
-            labels = dyn.labels[:limit[sid]][:max_frames]
-            if len(labels):
-                X.append(track.audio_path)
-                y.append(labels)
-                songs.append(sid)
-        return AnnotationTable(X=X, y=y, annotators=None, song_ids=np.array(songs, dtype=str),
-                               frame_offset=FRAME_OFFSET)
+        return self._mean_label_table(
+            ids, lambda track: track.dynamic_std if std else track.dynamic, trim_to_audio,
+            max_frames, progress)
 
     def annotator_table(self, *args, **kwargs):
         """Not available: PMEmo 2019 has no per-annotator dynamic labels."""
