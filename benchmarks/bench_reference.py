@@ -28,6 +28,21 @@ Usage::
 
 ``benchmarks/bench_scale.py`` imports :func:`reference_task` and times it
 interleaved with pdmer's own loop.
+
+The authors' own model (github Littleor/Personalized-DMER): with
+``--reference-code DIR``, an extracted checkout of their code, the same
+loop (:class:`MAML`, as their ``train.py`` uses learn2learn) runs their
+``PDMERModel`` and their ``fast_adapter`` and loss, at the size and
+settings of their ``train.py``: 1 support + 15 query songs of 60 frames,
+16 first-order inner steps at lr 5e-3, as here. Then their
+personalization: 16 steps on one 60-frame song. How their files are loaded,
+and what stands in for ImageBind and ``transformers``: ``reference_code.py``::
+
+    git clone https://github.com/Littleor/Personalized-DMER /tmp/pdmer-reference-git
+    mkdir -p /tmp/pdmer-reference
+    git -C /tmp/pdmer-reference-git archive HEAD models utils | tar -x -C /tmp/pdmer-reference
+    python benchmarks/bench_reference.py --reference-code /tmp/pdmer-reference
+    python benchmarks/bench_reference.py --reference-code /tmp/pdmer-reference --size small
 """
 
 from __future__ import annotations
@@ -52,49 +67,95 @@ PATCH = (51, 128)
 
 
 # ------------------------------------------------------------- the reference loop
-def clone_module(module):
-    """A copy of the module tree whose parameters are differentiable clones."""
+def clone_module(module, memo=None):
+    """A copy of the module tree whose parameters are differentiable clones.
+
+    As learn2learn's ``clone_module``: every module object is copied (its
+    ``__dict__`` shallowly), each parameter tensor is cloned once, however
+    many modules hold it (``memo``: the authors' model runs one encoder
+    under three names, and its clone must stay one encoder), buffers are
+    shared.
+    """
     import torch
 
+    memo = {} if memo is None else memo
     clone = copy.copy(module)
-    clone._parameters = {k: (None if p is None else p.clone())
-                         for k, p in module._parameters.items()}
+    clone._parameters = {}
+    for k, p in module._parameters.items():
+        if p is not None and id(p) not in memo:
+            memo[id(p)] = (p, p.clone())  # the source kept alive: its id stays unique
+        clone._parameters[k] = None if p is None else memo[id(p)][1]
     clone._buffers = dict(module._buffers)  # shared, as learn2learn does
-    clone._modules = {k: (None if m is None else clone_module(m))
+    clone._modules = {k: (None if m is None else clone_module(m, memo))
                       for k, m in module._modules.items()}
     if isinstance(clone, torch.nn.RNNBase):
         clone._init_flat_weights()  # RNNs cache their weight list
     return clone
 
 
-def update_module(module, updates: dict, prefix=""):
-    """Replace each parameter ``p`` by ``p + updates[name]`` throughout the tree."""
+def update_module(module, updates: dict, memo=None):
+    """Replace each parameter ``p`` by ``p + update`` throughout the tree.
+
+    ``updates`` maps ``id(p)`` to ``(p, update)``; a parameter held by
+    several modules is updated once and stays shared (learn2learn's memo).
+    """
     import torch
 
+    memo = {} if memo is None else memo
     for key, p in module._parameters.items():
-        name = prefix + key
-        if p is not None and updates.get(name) is not None:
-            module._parameters[key] = p + updates[name]
-    for key, child in module._modules.items():
+        if p is None:
+            continue
+        if id(p) not in memo and updates.get(id(p)) is not None:
+            memo[id(p)] = (p, p + updates[id(p)][1])
+        if id(p) in memo:
+            module._parameters[key] = memo[id(p)][1]
+    for child in module._modules.values():
         if child is not None:
-            update_module(child, updates, f"{prefix}{key}.")
+            update_module(child, updates, memo)
     if isinstance(module, torch.nn.RNNBase):
         module._init_flat_weights()
     return module
 
 
-def adapt(learner, loss, lr, names, first_order=True):
-    """learn2learn's ``MAML.adapt``: one SGD step on the clone's parameters."""
+def adapt(learner, loss, lr, names=None, first_order=True):
+    """learn2learn's ``MAML.adapt``: one SGD step on the clone's parameters.
+
+    The gradient is taken with respect to each parameter tensor once
+    (``named_parameters`` drops repeats, as learn2learn's
+    ``module.parameters()`` does), restricted to ``names`` when given.
+    """
     import torch
 
     # A clone's parameters are plain tensors; named_parameters still lists them.
-    params = dict(learner.named_parameters(remove_duplicate=False))
-    chosen = [n for n in params if n in names]
-    grads = torch.autograd.grad(loss, [params[n] for n in chosen],
-                                retain_graph=not first_order, create_graph=not first_order,
-                                allow_unused=True)
-    return update_module(learner, {n: (None if g is None else -lr * g)
-                                   for n, g in zip(chosen, grads)})
+    chosen = [p for n, p in learner.named_parameters() if names is None or n in names]
+    grads = torch.autograd.grad(loss, chosen, retain_graph=not first_order,
+                                create_graph=not first_order, allow_unused=True)
+    return update_module(learner, {id(p): (p, -lr * g)
+                                   for p, g in zip(chosen, grads) if g is not None})
+
+
+class MAML:
+    """learn2learn's ``MAML`` wrapper, as far as the authors' code uses it.
+
+    ``MAML(model, lr, first_order)``; ``clone()`` gives a learner,
+    ``learner.adapt(loss)`` takes one SGD step on it, calling it calls the
+    wrapped module, ``parameters()`` are the meta-parameters.
+    """
+
+    def __init__(self, module, lr, first_order=False, names=None):
+        self.module, self.lr, self.first_order, self.names = module, lr, first_order, names
+
+    def clone(self):
+        return MAML(clone_module(self.module), self.lr, self.first_order, self.names)
+
+    def adapt(self, loss):
+        self.module = adapt(self.module, loss, self.lr, self.names, self.first_order)
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
 
 
 def network_loss(net, batch):
@@ -116,12 +177,12 @@ def network_loss(net, batch):
 def reference_task(net, support, query, steps=INNER_STEPS, lr=INNER_LR, first_order=True,
                    inner_params="all") -> float:
     """One task of learn2learn-style (FO)MAML; accumulates into ``net``'s ``.grad``."""
-    names = {n for n, _ in net.named_parameters()
-             if inner_params == "all" or n.startswith(HEAD_PREFIXES)}
-    learner = clone_module(net)
+    names = None if inner_params == "all" else {
+        n for n, _ in net.named_parameters() if n.startswith(HEAD_PREFIXES)}
+    learner = MAML(net, lr, first_order, names).clone()
     for _ in range(steps):
-        learner = adapt(learner, network_loss(learner, support), lr, names, first_order)
-    loss = network_loss(learner, query)
+        learner.adapt(network_loss(learner.module, support))
+    loss = network_loss(learner.module, query)
     loss.backward()
     return float(loss.detach())
 
@@ -155,7 +216,11 @@ def main(argv=None):
     parser.add_argument("--order", choices=("fomaml", "maml"), default="fomaml")
     parser.add_argument("--inner-params", choices=("all", "head"), default="all")
     parser.add_argument("--pdmer-path", help="import pdmer from this directory instead")
+    parser.add_argument("--reference-code", metavar="DIR",
+                        help="time the authors' PDMERModel and loop from their checkout in DIR")
     args = parser.parse_args(argv)
+    if args.reference_code:
+        return main_reference_code(args)
     if args.pdmer_path:
         sys.path.insert(0, args.pdmer_path)
     import torch
@@ -180,6 +245,41 @@ def main(argv=None):
     print(f"reference-style {args.order} task, {args.size}, inner_params={args.inner_params}, "
           f"{args.threads} thread(s): min {min(times):.2f} s, median "
           f"{statistics.median(times):.2f} s over {len(times)} runs")
+
+
+def main_reference_code(args):
+    """The authors' task and personalization, ``args.repeats`` times each after a warm-up."""
+    import torch
+
+    from reference_code import ADAPT_STEPS, BATCH_SIZE, NUM_SHOT, ReferenceCode
+
+    torch.set_num_threads(args.threads)
+    ref = ReferenceCode(args.reference_code)
+    net = ref.model(args.size)
+    maml = ref.maml(net)
+    support, query = ref.batch(NUM_SHOT, args.size, 1), ref.batch(BATCH_SIZE, args.size, 2)
+
+    def task(steps=ADAPT_STEPS, q=query):
+        net.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        ref.task(maml, support, q, ref.args(args.size, steps))
+        return time.perf_counter() - start
+
+    def personalize():
+        start = time.perf_counter()
+        ref.personalize(maml, support, ref.args(args.size))
+        return time.perf_counter() - start
+
+    task(steps=1, q=ref.first(query, 2))  # warm-up
+    tasks = [task() for _ in range(args.repeats)]
+    personalizations = [personalize() for _ in range(args.repeats)]
+    print(f"authors' code from {ref.root} ({ref.how})")
+    print(f"PDMERModel, {args.size}: {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M "
+          f"parameters, {args.threads} thread(s)")
+    for what, times in (("task (learn2learn-style FOMAML, 16 steps, 1 + 15 songs)", tasks),
+                        ("personalization (16 steps, one 60-frame song)", personalizations)):
+        print(f"{what}: min {min(times):.2f} s, median {statistics.median(times):.2f} s "
+              f"over {len(times)} runs")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,11 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     .meta_learner().task_backward``: inner steps in eval mode), pdmer's
     batched tasks (:func:`pdmer.meta.vmapped.vmapped_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
-    head-only (ANIL-style) rows.
+    head-only (ANIL-style) rows. ``--reference-code DIR`` adds the authors'
+    own model and loop (``reference-code``: github Littleor/Personalized-DMER,
+    ``PDMERModel`` and ``fast_adapter`` run from their files, learn2learn-style
+    FOMAML, float32; see ``reference_code.py``); the speed-ups are then
+    against it.
 ``episode``
     One episode of ``--tasks`` such tasks on every core of the machine, each
     side as it uses several cores: the reference loop with ``--threads``
@@ -31,7 +35,9 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
 ``personalize``
     16 SGD steps on one 60-frame song at paper size: the public
     ``DSAMLRegressor.personalize`` as the estimator runs it, and the same
-    steps with bf16 autocast; ``--profile`` says where the time goes.
+    steps with bf16 autocast; ``--profile`` says where the time goes;
+    ``--reference-code DIR`` adds the authors' personalization (their 16
+    first-order steps on one song, from their files).
 ``predict``
     The public ``DSAMLRegressor.predict`` on one song of ``--minutes``
     (default 60) at paper size: peak memory increase and seconds per minute.
@@ -47,12 +53,22 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
 Usage::
 
     python benchmarks/bench_scale.py task --threads 1 --rounds 3
+    python benchmarks/bench_scale.py task --threads 1 --reference-code /tmp/pdmer-reference
+    python benchmarks/bench_scale.py personalize --threads 1 --reference-code /tmp/pdmer-reference
+    python benchmarks/bench_scale.py task --reference-code /tmp/pdmer-reference --rounds 1 \\
+        --size small                       # checks that it all runs, in seconds
     python benchmarks/bench_scale.py task --threads 2 --inner-params head
     python benchmarks/bench_scale.py episode --threads 2 --tasks 4
     python benchmarks/bench_scale.py personalize --profile
     python benchmarks/bench_scale.py predict --minutes 60
     python benchmarks/bench_scale.py accuracy --seeds 0 1 2
     python benchmarks/bench_scale.py gpu --device cuda
+
+``/tmp/pdmer-reference`` is an extracted checkout of the authors' code::
+
+    git clone https://github.com/Littleor/Personalized-DMER /tmp/pdmer-reference-git
+    mkdir -p /tmp/pdmer-reference
+    git -C /tmp/pdmer-reference-git archive HEAD models utils | tar -x -C /tmp/pdmer-reference
 
 Results and their discussion: ``benchmarks/scale.md``.
 """
@@ -106,6 +122,8 @@ def _stats(values) -> str:
 
 def run_task(args, log):
     variants = ["reference", "pdmer-fp32", "pdmer-bf16", "pdmer-estimator"]
+    if args.reference_code:
+        variants.insert(0, "reference-code")
     if args.batched:
         variants.append("pdmer-batched")
     if args.compile:
@@ -121,12 +139,16 @@ def run_task(args, log):
                        compile=variant.endswith("compiled"))
             if variant == "reference-start":
                 cfg.update(variant="reference", pdmer_path=args.reference_pdmer)
+            if variant == "reference-code":
+                cfg.update(reference_code=os.path.abspath(args.reference_code))
             r = spawn(cfg, args.wait_idle)
             results[variant].append(r)
             log(f"round {round_ + 1} {variant}: {r['wall_s']:.2f} s wall, "
                 f"{r['cpu_s']:.2f} s CPU, other load {r['other_cores'] or 0:.1f} cores")
-    base = statistics.median(r["wall_s"] for r in results["reference"])
-    base_cpu = statistics.median(r["cpu_s"] for r in results["reference"])
+    # Speed-ups against the authors' own code where it runs, else the reference loop.
+    base_variant = "reference-code" if args.reference_code else "reference"
+    base = statistics.median(r["wall_s"] for r in results[base_variant])
+    base_cpu = statistics.median(r["cpu_s"] for r in results[base_variant])
     rows = []
     for variant, rs in results.items():
         wall, cpu = [r["wall_s"] for r in rs], [r["cpu_s"] for r in rs]
@@ -137,7 +159,8 @@ def run_task(args, log):
                      f"{statistics.median(r['other_cores'] or 0 for r in rs):.1f}",
                      f"{rs[0]['loss']:.4f}"])
     return table(["variant", "s / task wall (min / median)", "s / task CPU (min / median)",
-                  "speed-up wall (median)", "speed-up CPU (median)", "peak RSS +MiB",
+                  f"speed-up vs {base_variant} wall (median)",
+                  f"speed-up vs {base_variant} CPU (median)", "peak RSS +MiB",
                   "other load (cores)", "query loss"], rows)
 
 
@@ -181,20 +204,32 @@ def run_personalize(args, log):
     # public: DSAMLRegressor.personalize as fitted (float32 on the CPU);
     # public-bf16: the same with precision="bf16"; bf16: the bare
     # adaptation loop (train mode, every parameter) under bf16 autocast.
+    # reference-code: the authors' personalization (benchmarks/reference_code.py).
     variants = ["public", "public-bf16", "bf16"]
+    if args.reference_code:
+        variants.insert(0, "reference-code")
     results = {v: [] for v in variants}
     for round_ in range(args.rounds):
         for variant in variants:
-            r = spawn(dict(kind="personalize", variant=variant, size=args.size,
-                           threads=args.threads, device=args.device,
-                           profile=args.profile and round_ == 0), args.wait_idle)
+            cfg = dict(kind="personalize", variant=variant, size=args.size,
+                       threads=args.threads, device=args.device,
+                       profile=args.profile and round_ == 0)
+            if variant == "reference-code":
+                cfg.update(reference_code=os.path.abspath(args.reference_code))
+            r = spawn(cfg, args.wait_idle)
             results[variant].append(r)
             log(f"round {round_ + 1} {variant}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU")
     rows = [[v, _stats([r["wall_s"] for r in rs]), _stats([r["cpu_s"] for r in rs]),
              f"{statistics.median(r['rss_delta_mib'] for r in rs):.0f}"]
             for v, rs in results.items()]
-    text = table(["personalize (16 steps, 60 frames)", "s wall (min / median)",
-                  "s CPU (min / median)", "peak RSS +MiB"], rows)
+    header = ["personalize (16 steps, 60 frames)", "s wall (min / median)",
+              "s CPU (min / median)", "peak RSS +MiB"]
+    if args.reference_code:
+        base = statistics.median(r["wall_s"] for r in results["reference-code"])
+        header.append("speed-up vs reference-code wall (median)")
+        for row, rs in zip(rows, results.values()):
+            row.append(f"{base / statistics.median(r['wall_s'] for r in rs):.2f}x")
+    text = table(header, rows)
     for variant, rs in results.items():
         if "profile" in rs[0]:
             text += f"\n\nWhere the time goes ({variant}, share of self CPU time):\n\n"
@@ -259,7 +294,8 @@ RUNNERS = {"task": run_task, "episode": run_episode, "personalize": run_personal
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("measurement", choices=RUNNERS)
-    parser.add_argument("--size", choices=SIZES, default="paper")
+    parser.add_argument("--size", choices=SIZES, default="paper",
+                        help="paper, or small to check that everything runs (seconds)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=3,
@@ -273,6 +309,10 @@ def main(argv=None):
                         help="task: also time the bf16 loop with torch.compile")
     parser.add_argument("--reference-pdmer", metavar="DIR",
                         help="task, episode: also time the reference loop on the pdmer in DIR")
+    parser.add_argument("--reference-code", metavar="DIR",
+                        help="task, personalize: also time the authors' model and loop from "
+                             "the extracted checkout of Littleor/Personalized-DMER in DIR "
+                             "(benchmarks/reference_code.py); speed-ups are then against it")
     parser.add_argument("--profile", action="store_true",
                         help="personalize: group the time by kind of operation")
     parser.add_argument("--minutes", type=float, default=60.0)

@@ -30,6 +30,7 @@ from bench_reference import (  # noqa: E402
     reference_task,
 )
 from measure import LoadProbe, MemoryProbe, release_memory, run_worker, sync  # noqa: E402
+from reference_code import ADAPT_STEPS, BATCH_SIZE, NUM_SHOT, ReferenceCode  # noqa: E402
 
 PAPER_EPISODES, PAPER_TASKS = 2000, 16
 
@@ -108,9 +109,23 @@ def worker_task(cfg):
     size, variant, inner = cfg["size"], cfg["variant"], cfg["inner_params"]
     if cfg.get("pdmer_path"):
         sys.path.insert(0, cfg["pdmer_path"])
-    net = build_network(size).to(device)
     n_tasks = cfg.get("tasks", 1)
-    if variant == "reference":
+    if variant != "reference-code":
+        net = build_network(size).to(device)
+    if variant == "reference-code":
+        # The authors' model and loop (benchmarks/reference_code.py): their
+        # fast_adapter on PDMERModel, learn2learn-style FOMAML, float32, every
+        # parameter adapted (inner_params does not apply).
+        ref = ReferenceCode(cfg["reference_code"])
+        net = ref.model(size, device)
+        maml = ref.maml(net)
+        support = ref.batch(NUM_SHOT, size, 1, device)
+        query = ref.batch(BATCH_SIZE, size, 2, device)
+        short_query = ref.first(query, 2)
+
+        def run(steps=ADAPT_STEPS, q=query):
+            return ref.task(maml, support, q, ref.args(size, steps, device))
+    elif variant == "reference":
         support = tuple(t.to(device) for t in make_batch(N_SUPPORT, size, 1))
         query = tuple(t.to(device) for t in make_batch(N_QUERY, size, 2))
         short_query = tuple(t[:2] for t in query)
@@ -148,7 +163,8 @@ def worker_task(cfg):
     if variant == "pdmer-batched" or cfg.get("compile"):
         run()  # full warm-up: vmap tracing / compilation
     else:
-        run(steps=1, q=short_query if variant == "reference" else _first(tasks[0][1], 2))
+        run(steps=1, q=short_query if variant.startswith("reference") else
+            _first(tasks[0][1], 2))
     sync(device)
     warmup = time.perf_counter() - t0
     load = LoadProbe()
@@ -258,18 +274,32 @@ def worker_personalize(cfg):
     import numpy as np
     import torch
 
-    est, features = _estimator(cfg["size"], cfg["device"])
-    song = features(N_FRAMES, "listener-song")
-    labels = np.random.default_rng(1).uniform(-0.5, 0.5, (N_FRAMES, 2)).astype(np.float32)
-    device = est.device_
-    if cfg["variant"].startswith("public"):
-        est.set_params(precision="bf16" if cfg["variant"] == "public-bf16" else "auto")
+    variant = cfg["variant"]
+    if variant == "reference-code":
+        # The authors' personalization (benchmarks/reference_code.py): a
+        # learn2learn-style clone, their 16 first-order steps on one song.
+        ref = ReferenceCode(cfg["reference_code"])
+        device = torch.device(cfg["device"])
+        maml = ref.maml(ref.model(cfg["size"], device))
+        song = ref.batch(1, cfg["size"], 1, device)
+        args = ref.args(cfg["size"], ADAPT_STEPS, device)
+
+        def run():
+            ref.personalize(maml, song, args)
+    elif variant.startswith("public"):
+        est, features = _estimator(cfg["size"], cfg["device"])
+        device = est.device_
+        song = features(N_FRAMES, "listener-song")
+        labels = np.random.default_rng(1).uniform(-0.5, 0.5, (N_FRAMES, 2)).astype(np.float32)
+        est.set_params(precision="bf16" if variant == "public-bf16" else "auto")
 
         def run():  # explicit: personalize defaults to the fitted (setup) settings
             est.personalize([song], [labels], steps=INNER_STEPS, lr=INNER_LR)
     else:
         from pdmer.meta.maml import adapt
 
+        est, _ = _estimator(cfg["size"], cfg["device"])
+        device = est.device_
         net = est.network_
         loss_fn = pdmer_loss(net, device, bf16=True)
         batch = song_batch(1, cfg["size"], 1, device)

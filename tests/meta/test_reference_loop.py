@@ -60,3 +60,25 @@ def test_reference_loop_gives_pdmers_meta_gradient(order, inner):
     for (name, p), q in zip(net.named_parameters(), reference.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-4,
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_clone_and_adapt_keep_a_shared_parameter_shared():
+    # learn2learn's memo: a module held under two names (as the authors'
+    # PDMERModel holds its encoder) is cloned and updated as one.
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.first = net.second = torch.nn.Linear(3, 3)
+    x = torch.randn(4, 3)
+
+    def loss_of(module):
+        return module.second(module.first(x)).pow(2).sum()
+
+    learner = bench_reference.MAML(net, lr=0.1, first_order=True).clone()
+    learner.adapt(loss_of(learner.module))
+    assert learner.module.first.weight is learner.module.second.weight
+    assert learner.module.first is not net.first
+    grads = torch.autograd.grad(loss_of(net), [net.first.weight, net.first.bias])
+    torch.testing.assert_close(learner.module.second.weight, net.first.weight - 0.1 * grads[0])
+    torch.testing.assert_close(learner.module.second.bias, net.first.bias - 0.1 * grads[1])
+    loss_of(learner.module).backward()  # the query loss reaches the meta-parameters
+    assert net.first.weight.grad is not None
