@@ -19,7 +19,8 @@ TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm
                   random_state=0)
 
 
-LISTENER_CALIBRATION = {"listener_calibration.slope", "listener_calibration.intercept"}
+LISTENER_CALIBRATION = {"listener_calibration.slope", "listener_calibration.intercept",
+                        "listener_calibration.lag"}
 """What a listener adaptation holds besides adapted parameters under the small
 preset's method (:class:`pdmer.meta.methods.CalibrateThenAdapt`)."""
 

@@ -19,8 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CALIBRATION_FITS", "CALIBRATION_STRENGTHS", "moment_calibration",
-           "ridge_calibration"]
+__all__ = ["CALIBRATION_FITS", "CALIBRATION_STRENGTHS", "best_lag", "delay",
+           "moment_calibration", "ridge_calibration"]
 
 CALIBRATION_STRENGTHS = (0.0, 3.0, 10.0, 30.0, 100.0, 300.0, math.inf)
 """Strengths (frames) tried wherever a calibration's strength is chosen on
@@ -156,6 +156,77 @@ def _valid_frames(prediction, target, mask):
     if mask is not None:
         valid = valid & mask.unsqueeze(-1)
     return torch.where(valid, p, 0.0), torch.where(valid, y, 0.0), valid.double()
+
+
+def delay(prediction: Tensor, lag: int) -> Tensor:
+    """Each song's prediction ``lag`` frames later, its first frame repeated before it.
+
+    A listener who reacts late rates at frame ``t`` what the music did at
+    ``t - lag``; the model's frame ``t - lag`` then predicts their frame ``t``.
+
+    Parameters
+    ----------
+    prediction : Tensor of shape (n_songs, n_frames, n_dims)
+    lag : int
+        Frames (0.5 s each), >= 0.
+
+    Returns
+    -------
+    Tensor
+        Same shape as ``prediction``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pdmer.nn.calibration import delay
+    >>> delay(torch.arange(4.0).reshape(1, 4, 1), 2).flatten().tolist()
+    [0.0, 0.0, 0.0, 1.0]
+    """
+    lag = min(int(lag), prediction.shape[1])
+    if lag <= 0:
+        return prediction
+    return torch.cat([prediction[:, :1].expand(-1, lag, -1), prediction[:, :-lag]], dim=1)
+
+
+@torch.no_grad()
+def best_lag(prediction: Tensor, target: Tensor, mask: Tensor | None, max_lag: int) -> int:
+    """The delay of the prediction, 0 to ``max_lag`` frames, that follows the labels best.
+
+    Best: the largest mean over dimensions of the absolute correlation
+    between the delayed prediction and the labels on valid frames, which
+    is the CCC a moment-fitted calibration then reaches
+    (:func:`moment_calibration`); ties go to the shorter delay.
+
+    Parameters
+    ----------
+    prediction, target : Tensor of shape (n_songs, n_frames, n_dims)
+    mask : bool Tensor of shape (n_songs, n_frames) or None
+        Valid frames (labels must also be finite).
+    max_lag : int
+        Longest delay tried, in frames.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pdmer.nn.calibration import best_lag, delay
+    >>> p = torch.sin(torch.arange(60.0) / 4).reshape(1, 60, 1)
+    >>> best_lag(p, delay(p, 3), None, 6)
+    3
+    """
+    scores = []
+    for lag in range(int(max_lag) + 1):
+        p, y, weight = _valid_frames(delay(prediction, lag), target, mask)
+        n = weight.sum((0, 1)).clamp(min=1)
+        dp = (p - p.sum((0, 1)) / n) * weight
+        dy = (y - y.sum((0, 1)) / n) * weight
+        r = (dp * dy).sum((0, 1)) / torch.sqrt((dp * dp).sum((0, 1)) * (dy * dy).sum((0, 1))
+                                               + 1e-12)
+        scores.append(float(r.abs().mean()))
+    return max(range(len(scores)), key=lambda lag: (scores[lag], -lag))
 
 
 CALIBRATION_FITS = {"moments": moment_calibration, "least-squares": ridge_calibration}

@@ -20,7 +20,7 @@ from pdmer.meta.methods import (
 )
 from pdmer.nn.calibration import ridge_calibration
 
-from helpers import make_annotator_table, tiny
+from helpers import LISTENER_CALIBRATION, make_annotator_table, tiny
 
 
 
@@ -142,19 +142,25 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
                if not k.startswith("listener_calibration."))
     for a, b in zip(fomaml.predict(X[:3]), est.predict(X[:3])):
         np.testing.assert_array_equal(a, b)
-    # Whether to calibrate was chosen on the validation listeners, by their score.
+    # Whether to calibrate, and to look for a delay, was chosen on the validation
+    # listeners, by their score.
     choices = est.personalization_choices_
     scores = choices["validation_ccc"]
-    assert set(scores) == {"calibrated", "not calibrated"}
-    assert choices["calibrate"] == (scores["calibrated"] > scores["not calibrated"])
-    # The choice is the network's (saved with the model), and a listener holds the map.
-    strength = est.network_.listener_calibration.strengths()[0][0].item()
+    names = {(True, 0): "calibrated", (False, 0): "not calibrated",
+             (True, 6): "calibrated, delays up to 6 frames",
+             (False, 6): "not calibrated, delays up to 6 frames"}
+    assert set(scores) == set(names.values())
+    assert scores[names[choices["calibrate"], choices["max_lag"]]] == max(scores.values())
+    # The choices are the network's (saved with the model), and a listener holds the map.
+    calibration = est.network_.listener_calibration
+    strength = calibration.strengths()[0][0].item()
     assert (strength < 1e-9) if choices["calibrate"] else (strength == math.inf)
+    assert int(calibration.max_lag) == choices["max_lag"]
     est.save(tmp_path / "model.safetensors")
     loaded = pdmer.load(tmp_path / "model.safetensors")
     assert loaded.personalization_choices_ == choices
     me = est.adapt_listener(X[:1], y[:1])
-    assert {"listener_calibration.slope", "listener_calibration.intercept"} <= set(me.params)
+    assert LISTENER_CALIBRATION <= set(me.params)
     for a, b in zip(est.predict(X[1:3], listener=me),
                     loaded.predict(X[1:3], listener=loaded.adapt_listener(X[:1], y[:1]))):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -163,9 +169,9 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
 def test_calibrate_then_adapt_without_calibration_personalizes_as_fomaml(table):
     X, y, annotators = table
     fomaml = tiny(meta_learning="fomaml", n_episodes=2).fit(X, y, annotators=annotators)
-    off = tiny(meta_learning=CalibrateThenAdapt(strength=math.inf), n_episodes=2)
+    off = tiny(meta_learning=CalibrateThenAdapt(strength=math.inf, max_lag=0), n_episodes=2)
     off.fit(X, y, annotators=annotators)
-    assert off.personalization_choices_ == {}  # a given strength is not tuned
+    assert off.personalization_choices_ == {}  # given settings are not tuned
     for a, b in zip(fomaml.predict(X[1:3], listener=fomaml.adapt_listener(X[:1], y[:1])),
                     off.predict(X[1:3], listener=off.adapt_listener(X[:1], y[:1]))):
         np.testing.assert_array_equal(a, b)
@@ -173,7 +179,7 @@ def test_calibrate_then_adapt_without_calibration_personalizes_as_fomaml(table):
 
 def test_calibrate_then_adapt_follows_a_reversed_listener_before_any_step(table):
     X, y, annotators = table
-    est = tiny(meta_learning=CalibrateThenAdapt(strength=0.0), n_episodes=2)
+    est = tiny(meta_learning=CalibrateThenAdapt(strength=0.0, max_lag=0), n_episodes=2)
     est.fit(X, y, annotators=annotators)
     # Labels that are the model's own valence reversed: the map flips valence.
     own = est.predict(X[:1])[0]
@@ -183,6 +189,56 @@ def test_calibrate_then_adapt_follows_a_reversed_listener_before_any_step(table)
     with pytest.raises(ValueError, match="strength must be 'auto' or a number"):
         tiny(meta_learning=CalibrateThenAdapt(strength=-1.0), n_episodes=1).fit(
             X, y, annotators=annotators)
+
+
+def test_calibrate_then_adapt_finds_a_late_listener_s_delay(table, tmp_path):
+    X, y, annotators = table
+    est = tiny(meta_learning=CalibrateThenAdapt(strength=0.0, max_lag=6), n_episodes=2)
+    est.fit(X, y, annotators=annotators)
+    assert est.personalization_choices_ == {}  # given settings are not tuned
+    # A listener who rates what the model predicts, 3 frames (1.5 s) late.
+    own = est.predict(X[:1])[0]
+    late = np.concatenate([np.repeat(own[:1], 3, axis=0), own[:-3]])
+    me = est.adapt_listener(X[:1], [late], steps=1, lr=1e-12)  # next to no step
+    assert int(me.params["listener_calibration.lag"]) == 3
+    # Their predictions are the population's, 3 frames later.
+    population = est.predict(X[1:3])
+    for p, q in zip(population, est.predict(X[1:3], listener=me)):
+        np.testing.assert_allclose(q[3:], p[:-3], atol=1e-4)
+        np.testing.assert_allclose(q[:3], np.repeat(p[:1], 3, axis=0), atol=1e-4)
+    # The delay travels in the listener file.
+    me.save(tmp_path / "late.safetensors")
+    for a, b in zip(est.predict(X[1:3], listener=me),
+                    est.predict(X[1:3], listener=tmp_path / "late.safetensors")):
+        np.testing.assert_array_equal(a, b)
+    # max_lag=0 never delays.
+    est.set_params(meta_learning=CalibrateThenAdapt(strength=0.0, max_lag=0))
+    est.fit(X, y, annotators=annotators)
+    assert int(est.adapt_listener(X[:1], [late], steps=1, lr=1e-12).params[
+        "listener_calibration.lag"]) == 0
+    with pytest.raises(ValueError, match="max_lag must be 'auto' or a whole number"):
+        tiny(meta_learning=CalibrateThenAdapt(max_lag=1.5), n_episodes=1).fit(
+            X, y, annotators=annotators)
+
+
+def test_best_lag_and_delay():
+    from pdmer.nn.calibration import best_lag, delay
+
+    g = torch.Generator().manual_seed(0)
+    curve = torch.cumsum(torch.randn(2, 80, 2, generator=g), dim=1)  # smooth-ish curves
+    labels = -0.5 * delay(curve, 4) + 0.1 * torch.randn(2, 80, 2, generator=g)
+    assert best_lag(curve, labels, None, 8) == 4  # a reversed dimension counts as well
+    assert best_lag(curve, labels, None, 2) == 2  # never beyond max_lag
+    # Frames outside the mask and NaN labels do not count.
+    mask = torch.ones(2, 80, dtype=torch.bool)
+    mask[1, 40:] = False
+    noisy = labels.clone()
+    noisy[1, 40:] = torch.randn(40, 2, generator=g) * 100
+    noisy[0, :5] = float("nan")
+    assert best_lag(curve, noisy, mask, 8) == 4
+    # A delay longer than the song repeats its first frame throughout.
+    torch.testing.assert_close(delay(curve, 200), curve[:, :1].expand(-1, 80, -1))
+    assert delay(curve, 0) is curve
 
 
 def test_moment_calibration_matches_spread_and_keeps_the_identity_without_evidence():

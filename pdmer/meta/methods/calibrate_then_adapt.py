@@ -2,35 +2,47 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import torch
+
 from pdmer.meta.methods.base import MetaLearningMethod
-from pdmer.meta.methods.calibrated import CalibratedFOMAML, ListenerCalibration
+from pdmer.meta.methods.calibrated import (
+    INTERCEPT, LAG, SLOPE, CalibratedFOMAML, ListenerCalibration)
 from pdmer.nn.calibration import CALIBRATION_FITS as FITS
+from pdmer.nn.calibration import best_lag, delay
 
 
 class CalibrateThenAdapt(CalibratedFOMAML):
-    """FOMAML meta-training; a listener is first calibrated in closed form, then adapted.
+    """FOMAML meta-training; a listener is first aligned and calibrated in closed form, then adapted.
 
     Meta-training is :class:`~pdmer.meta.methods.FOMAML`'s, unchanged (and
-    batched under vmap like it). Personalization first fits the listener's
-    affine map per dimension of the population model's predictions of the
-    support song (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`, pulled toward
-    the identity by ``strength`` frames): the shift, scale or reversal that
-    sets a listener apart, which a few gradient steps may not find (a
-    reversed valence needs the output layer to change sign). The inner
-    steps then adapt the network under that map, for what it cannot
-    express. The listener file holds both.
+    batched under vmap like it). Personalization first finds how late the
+    listener reacts: the delay of the population model's predictions of the
+    support song, 0 to ``max_lag`` frames, that follows their labels best
+    (:func:`~pdmer.nn.calibration.best_lag`; raters of continuous emotion
+    react seconds late, each by their own delay, which a network that
+    predicts the population's average delay cannot know). It then fits the
+    listener's affine map per dimension of the delayed predictions
+    (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`, pulled toward the
+    identity by ``strength`` frames): the shift, scale or reversal that sets
+    a listener apart, which a few gradient steps may not find (a reversed
+    valence needs the output layer to change sign). The inner steps then
+    adapt the network under that delay and map, for what they cannot
+    express. The listener file holds all three.
 
-    With ``strength="auto"`` the method chooses after meta-training, by
-    the mean CCC of the training listeners held out for validation, between
-    a full calibration (0) and none (``inf``, plain FOMAML personalization,
-    where calibrating does not help them, e.g. when the network has learned
-    to follow listeners by itself) (:attr:`AUTO_STRENGTHS`); the model file
-    keeps the choice, and the estimator's ``personalization_choices_``
-    reports it. Without validation listeners "auto" personalizes as FOMAML.
-    Cost: one more forward pass of the support song per personalization,
-    and one validation run per strength after fitting.
+    With ``"auto"`` the method chooses after meta-training, by the mean CCC
+    of the training listeners held out for validation: the strength between
+    a full calibration (0) and none (``inf``, where calibrating does not
+    help them, e.g. when the network has learned to follow listeners by
+    itself) (:attr:`AUTO_STRENGTHS`), and the longest delay between none and
+    :attr:`AUTO_MAX_LAG`; both off is plain FOMAML personalization. The
+    model file keeps the choices, and the estimator's
+    ``personalization_choices_`` reports them. Without validation listeners
+    "auto" personalizes as FOMAML. Cost: one more forward pass of the
+    support song per personalization, and one validation run per
+    combination tried after fitting (four with both "auto").
 
     Parameters
     ----------
@@ -39,6 +51,9 @@ class CalibrateThenAdapt(CalibratedFOMAML):
         fully, ``inf`` not at all.
     fit : {"moments", "least-squares"}, default="moments"
         How the map is fitted (see :class:`CalibratedFOMAML`).
+    max_lag : "auto" or int, default="auto"
+        Longest delay of the predictions, in frames, tried for a listener
+        (0: none).
 
     Examples
     --------
@@ -56,9 +71,13 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     (measured: a cell of the robustness suite where strength 30 was chosen
     lost its reversed listeners, 0.70 -> 0.49)."""
 
-    def __init__(self, strength="auto", fit="moments"):
+    AUTO_MAX_LAG = 6
+    """The longest delay ``max_lag="auto"`` may choose (frames: 3 s), else 0."""
+
+    def __init__(self, strength="auto", fit="moments", max_lag="auto"):
         self.strength = strength
         self.fit = fit
+        self.max_lag = max_lag
 
     def attach(self, network, adapted_names, inner_lr):
         strength = self.strength
@@ -68,25 +87,55 @@ class CalibrateThenAdapt(CalibratedFOMAML):
                   and strength >= 0 and not math.isnan(strength)):
             raise ValueError(f"CalibrateThenAdapt's strength must be 'auto' or a number of "
                              f"frames >= 0 (inf: no calibration); got {self.strength!r}.")
+        max_lag = self.max_lag
+        if max_lag == "auto":
+            max_lag = 0  # until tune() chooses
+        elif not (isinstance(max_lag, int) and not isinstance(max_lag, bool) and max_lag >= 0):
+            raise ValueError(f"CalibrateThenAdapt's max_lag must be 'auto' or a whole number "
+                             f"of frames >= 0; got {self.max_lag!r}.")
         if self.fit not in FITS:
             raise ValueError(f"CalibrateThenAdapt's fit must be one of {', '.join(FITS)}; got "
                              f"{self.fit!r}.")
-        network.listener_calibration = ListenerCalibration(float(strength), learned=False)
+        network.listener_calibration = ListenerCalibration(float(strength), learned=False,
+                                                           max_lag=max_lag)
 
     # Meta-training is FOMAML's: the calibration is the identity there.
     task_backward = MetaLearningMethod.task_backward
     tasks_backward = MetaLearningMethod.tasks_backward
 
+    def calibrate(self, learner, state, batch) -> dict:
+        """The listener's delay and calibration fitted on ``batch`` at ``state``."""
+        prediction = learner.support_prediction(state, batch)
+        calibration = learner.network.listener_calibration
+        lag = best_lag(prediction, batch.y, batch.mask, int(calibration.max_lag))
+        slope, intercept = FITS[self.fit](delay(prediction, lag), batch.y, batch.mask,
+                                          *calibration.strengths(state))
+        return {SLOPE: slope, INTERCEPT: intercept, LAG: torch.tensor(lag)}
+
     def tune(self, learner, score):
-        if self.strength != "auto":
+        strengths = self.AUTO_STRENGTHS if self.strength == "auto" else ()
+        max_lags = (0, self.AUTO_MAX_LAG) if self.max_lag == "auto" else ()
+        if not strengths and not max_lags:
             return {}
         calibration = learner.network.listener_calibration
         scores = {}
-        for strength in self.AUTO_STRENGTHS:
-            calibration.set_strength(strength)
-            scores[strength] = score()
-        best = max(scores, key=lambda s: (scores[s], s))  # ties: the weaker calibration
-        calibration.set_strength(best)
-        return {"calibrate": best != math.inf,
-                "validation_ccc": {"calibrated": round(scores[0.0], 4),
-                                   "not calibrated": round(scores[math.inf], 4)}}
+        for strength, max_lag in itertools.product(strengths or (float(self.strength),),
+                                                   max_lags or (self.max_lag,)):
+            _set(calibration, strength, max_lag)
+            scores[strength, max_lag] = score()
+        # Ties: the weaker calibration, then the shorter delay.
+        best = max(scores, key=lambda k: (scores[k], k[0], -k[1]))
+        _set(calibration, *best)
+        return {"calibrate": best[0] != math.inf, "max_lag": best[1],
+                "validation_ccc": {_describe(*k): round(v, 4) for k, v in scores.items()}}
+
+
+def _set(calibration, strength, max_lag) -> None:
+    calibration.set_strength(strength)
+    calibration.max_lag.fill_(max_lag)
+
+
+def _describe(strength, max_lag) -> str:
+    """How :meth:`CalibrateThenAdapt.tune` names a combination it tried."""
+    return (("calibrated" if strength != math.inf else "not calibrated")
+            + (f", delays up to {max_lag} frames" if max_lag else ""))

@@ -10,9 +10,10 @@ from torch import nn
 from pdmer.meta.maml import adapt, maml_task_backward
 from pdmer.meta.methods.base import MetaLearningMethod
 from pdmer.nn.calibration import CALIBRATION_FITS as FITS
+from pdmer.nn.calibration import delay
 
 _PREFIX = "listener_calibration."
-SLOPE, INTERCEPT = _PREFIX + "slope", _PREFIX + "intercept"
+SLOPE, INTERCEPT, LAG = _PREFIX + "slope", _PREFIX + "intercept", _PREFIX + "lag"
 
 
 class ListenerCalibration(nn.Module):
@@ -26,10 +27,18 @@ class ListenerCalibration(nn.Module):
     a meta-parameter trained by the outer loop when ``learned``; else
     buffers set by :meth:`set_strength`, where the buffer ``uncalibrated``
     stands for an infinite strength (model files hold finite numbers only).
+    With ``max_lag`` (:class:`~pdmer.meta.methods.CalibrateThenAdapt`) the
+    buffer ``max_lag`` holds the longest delay of the output (frames) that a
+    listener's calibration may find (see
+    :func:`~pdmer.nn.calibration.best_lag`; the delay itself, ``lag``,
+    lives in listeners' states only: the population model has none).
     """
 
-    def __init__(self, strength: float, n_dims: int = 2, learned: bool = True) -> None:
+    def __init__(self, strength: float, n_dims: int = 2, learned: bool = True,
+                 max_lag: int | None = None) -> None:
         super().__init__()
+        if max_lag is not None:
+            self.register_buffer("max_lag", torch.tensor(int(max_lag)))
         self.register_buffer("slope", torch.ones(n_dims))
         self.register_buffer("intercept", torch.zeros(n_dims))
         if learned:
@@ -121,6 +130,8 @@ class CalibratedFOMAML(MetaLearningMethod):
         state = state or {}
         slope = state.get(SLOPE, calibration.slope)
         intercept = state.get(INTERCEPT, calibration.intercept)
+        if LAG in state:
+            prediction = delay(prediction, int(state[LAG]))
         return prediction * slope.to(prediction.dtype) + intercept.to(prediction.dtype)
 
     def calibrate(self, learner, state, batch) -> dict:
