@@ -140,7 +140,8 @@ TRAINING_ATTRIBUTES = """\
         (:mod:`pdmer.evaluation.competitors`).
     personalization_choices_ : dict
         What the meta-learning method chose for personalization on those
-        listeners after training (e.g. whether to ``calibrate`` for
+        listeners after training (e.g. whether to ``calibrate``, and the
+        longest delay ``max_lag`` to look for, for
         :class:`~pdmer.meta.methods.CalibrateThenAdapt`); empty when it
         chooses nothing.
     n_episodes_run_ : int

@@ -1,4 +1,4 @@
-"""A listener's affine calibration of (arousal, valence), fitted in closed form.
+"""A listener's affine calibration of (arousal, valence) and delay, fitted in closed form.
 
 Listeners differ from the population most simply by an affine map per
 dimension: a shift (they rate higher), a compression (they rate less
@@ -10,6 +10,10 @@ The slope's penalty is scaled by the variance of the predictions, so a
 strength means the same whatever their scale: with the intercept free, the
 slope is the least-squares slope and 1 averaged with weights n_frames and
 ``slope_strength``.
+
+Listeners also react late, each by their own delay: :func:`delay` shifts a
+prediction later, and :func:`best_lag` finds the delay that follows a
+listener's labels best.
 """
 
 from __future__ import annotations
