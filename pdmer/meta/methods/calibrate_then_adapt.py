@@ -23,14 +23,16 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     support song, 0 to ``max_lag`` frames, that follows their labels best
     (:func:`~pdmer.nn.calibration.best_lag`; raters of continuous emotion
     react seconds late, each by their own delay, which a network that
-    predicts the population's average delay cannot know). It then fits the
-    listener's affine map per dimension of the delayed predictions
-    (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`, pulled toward the
-    identity by ``strength`` frames): the shift, scale or reversal that sets
-    a listener apart, which a few gradient steps may not find (a reversed
-    valence needs the output layer to change sign). The inner steps then
-    adapt the network under that delay and map, for what they cannot
-    express. The listener file holds all three.
+    predicts the population's average delay cannot know: Mariooryad and
+    Busso, "Correcting time-continuous emotional labels by modeling the
+    reaction lag of evaluators", IEEE Trans. Affective Computing, 2015).
+    It then fits the listener's affine map per dimension of the delayed
+    predictions (:data:`~pdmer.nn.calibration.CALIBRATION_FITS`, pulled
+    toward the identity by ``strength`` frames): the shift, scale or
+    reversal that sets a listener apart, which a few gradient steps may not
+    find (a reversed valence needs the output layer to change sign). The
+    inner steps then adapt the network under that delay and map, for what
+    they cannot express. The listener file holds all three.
 
     With ``"auto"`` the method chooses after meta-training, by the mean CCC
     of the training listeners held out for validation: the strength between
