@@ -18,7 +18,8 @@ Measurements (``python benchmarks/bench_scale.py MEASUREMENT [options]``):
     sequential loop (:func:`pdmer.meta.maml.maml_task_backward`) in float32
     and with bf16 autocast (:func:`pdmer.nn.precision.autocast`), the
     estimator's own step (``DSAMLRegressor(precision="bf16")
-    .meta_learner().task_backward``: inner steps in eval mode), pdmer's
+    .meta_learner().task_backward``: inner steps in eval mode; and with the
+    default ``precision="auto"``, float32 on CPUs), pdmer's
     batched tasks (:func:`pdmer.meta.vmapped.vmapped_tasks_backward`, s per
     task), optionally ``torch.compile``; ``--inner-params head`` adds the
     head-only (ANIL-style) rows. ``--reference-code DIR`` adds the authors'
@@ -121,7 +122,8 @@ def _stats(values) -> str:
 
 
 def run_task(args, log):
-    variants = ["reference", "pdmer-fp32", "pdmer-bf16", "pdmer-estimator"]
+    variants = ["reference", "pdmer-fp32", "pdmer-bf16", "pdmer-estimator",
+                "pdmer-estimator-default"]
     if args.reference_code:
         variants.insert(0, "reference-code")
     if args.batched:

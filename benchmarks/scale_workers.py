@@ -132,11 +132,13 @@ def worker_task(cfg):
 
         def run(steps=INNER_STEPS, q=query):
             return reference_task(net, support, q, steps=steps, inner_params=inner)
-    elif variant == "pdmer-estimator":
+    elif variant in ("pdmer-estimator", "pdmer-estimator-default"):
         # The training step exactly as DSAMLRegressor runs it (paper preset,
-        # precision="bf16"): MetaLearner.task_backward, whose inner
-        # steps run in eval mode (adapt_mode="eval", the estimators' default).
-        est, _ = _estimator(size, cfg["device"], precision="bf16",
+        # precision="bf16", or the default precision="auto"):
+        # MetaLearner.task_backward, whose inner steps run in eval mode
+        # (adapt_mode="eval", the estimators' default).
+        est, _ = _estimator(size, cfg["device"],
+                            precision="bf16" if variant == "pdmer-estimator" else "auto",
                             inner_params=inner)
         net, learner = est.network_.train(), est.meta_learner()
         tasks = [(song_batch(N_SUPPORT, size, 1, device), song_batch(N_QUERY, size, 2, device))]
