@@ -128,18 +128,13 @@ def moment_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
     [-0.46, 0.2]
     """
     dtype = prediction.dtype
-    p, y, weight = _valid_frames(prediction, target, mask)
-    n = weight.sum((0, 1)).clamp(min=1)
-    mean_p, mean_y = p.sum((0, 1)) / n, y.sum((0, 1)) / n
-    dp, dy = (p - mean_p) * weight, (y - mean_y) * weight
-    var_p, var_y = (dp * dp).sum((0, 1)) / n, (dy * dy).sum((0, 1)) / n
-    cov = (dp * dy).sum((0, 1)) / n
+    n, mean_p, mean_y, var_p, var_y, cov = _moments(*_valid_frames(prediction, target, mask))
     eps = 1e-12
     r = cov / torch.sqrt(var_p * var_y + eps)
     # Flat predictions would be stretched without bound, and their noise with them.
     target_slope = torch.sign(r) * torch.sqrt((var_y + eps) / (var_p + eps)).clamp(max=MAX_STRETCH)
-    ls = torch.as_tensor(slope_strength, dtype=torch.float64, device=p.device)
-    li = torch.as_tensor(intercept_strength, dtype=torch.float64, device=p.device)
+    ls = torch.as_tensor(slope_strength, dtype=torch.float64, device=prediction.device)
+    li = torch.as_tensor(intercept_strength, dtype=torch.float64, device=prediction.device)
     evidence = n * r * r
     w = torch.where(torch.isfinite(ls), evidence / (evidence + torch.where(
         torch.isfinite(ls), ls, 0.0) + eps), torch.zeros_like(evidence))
@@ -148,6 +143,15 @@ def moment_calibration(prediction: Tensor, target: Tensor, mask: Tensor | None,
                          torch.zeros_like(n))
     intercept = shrink * (mean_y - slope * mean_p)
     return slope.to(dtype), intercept.to(dtype)
+
+
+def _moments(p, y, weight):
+    """Per dimension over valid frames: their number, the means, variances and covariance."""
+    n = weight.sum((0, 1)).clamp(min=1)
+    mean_p, mean_y = p.sum((0, 1)) / n, y.sum((0, 1)) / n
+    dp, dy = (p - mean_p) * weight, (y - mean_y) * weight
+    var_p, var_y = (dp * dp).sum((0, 1)) / n, (dy * dy).sum((0, 1)) / n
+    return n, mean_p, mean_y, var_p, var_y, (dp * dy).sum((0, 1)) / n
 
 
 def _valid_frames(prediction, target, mask):
@@ -223,13 +227,9 @@ def best_lag(prediction: Tensor, target: Tensor, mask: Tensor | None, max_lag: i
     """
     scores = []
     for lag in range(int(max_lag) + 1):
-        p, y, weight = _valid_frames(delay(prediction, lag), target, mask)
-        n = weight.sum((0, 1)).clamp(min=1)
-        dp = (p - p.sum((0, 1)) / n) * weight
-        dy = (y - y.sum((0, 1)) / n) * weight
-        r = (dp * dy).sum((0, 1)) / torch.sqrt((dp * dp).sum((0, 1)) * (dy * dy).sum((0, 1))
-                                               + 1e-12)
-        scores.append(float(r.abs().mean()))
+        _, _, _, var_p, var_y, cov = _moments(*_valid_frames(delay(prediction, lag), target, mask))
+        scale = torch.sqrt(var_p * var_y)  # no epsilon: any scale of prediction counts alike
+        scores.append(float(torch.where(scale > 0, cov.abs() / scale, 0.0).mean()))
     return max(range(len(scores)), key=lambda lag: (scores[lag], -lag))
 
 
