@@ -40,9 +40,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 CPU_BF16_BY_DEFAULT = False
 """Whether ``precision="auto"`` autocasts to bfloat16 on CPUs that compute it
 natively (AVX512-BF16 or AMX). False, measured: on four conditions of the
-robustness suite x 3 seeds bfloat16 scored 0.008 mean CCC lower on average
-and up to 0.09 lower for one kind of listener (``benchmarks/scale.md``), and
-float32 keeps CPU results the same on every CPU. Switching is this one line."""
+robustness suite x 6 seeds bfloat16 scored lower in three conditions and in
+17 of 24 cells (0.002 mean CCC lower on average, up to 0.035 for one kind
+of listener; ``benchmarks/scale.md``), and float32 keeps CPU results the
+same on every CPU. Switching is this one line."""
 
 
 @functools.lru_cache(maxsize=None)
