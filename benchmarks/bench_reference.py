@@ -29,20 +29,10 @@ Usage::
 ``benchmarks/bench_scale.py`` imports :func:`reference_task` and times it
 interleaved with pdmer's own loop.
 
-The authors' own model (github Littleor/Personalized-DMER): with
-``--reference-code DIR``, an extracted checkout of their code, the same
-loop (:class:`MAML`, as their ``train.py`` uses learn2learn) runs their
-``PDMERModel`` and their ``fast_adapter`` and loss, at the size and
-settings of their ``train.py``: 1 support + 15 query songs of 60 frames,
-16 first-order inner steps at lr 5e-3, as here. Then their
-personalization: 16 steps on one 60-frame song. How their files are loaded,
-and what stands in for ImageBind and ``transformers``: ``reference_code.py``::
-
-    git clone https://github.com/Littleor/Personalized-DMER /tmp/pdmer-reference-git
-    mkdir -p /tmp/pdmer-reference
-    git -C /tmp/pdmer-reference-git archive HEAD models utils | tar -x -C /tmp/pdmer-reference
-    python benchmarks/bench_reference.py --reference-code /tmp/pdmer-reference
-    python benchmarks/bench_reference.py --reference-code /tmp/pdmer-reference --size small
+The authors' own model (github Littleor/Personalized-DMER) runs the same
+loop (:class:`MAML`, as their ``train.py`` uses learn2learn) from their
+files: ``reference_code.py`` (alone), and ``bench_scale.py task|personalize
+--reference-code DIR`` (interleaved with pdmer's rows).
 """
 
 from __future__ import annotations
@@ -216,11 +206,7 @@ def main(argv=None):
     parser.add_argument("--order", choices=("fomaml", "maml"), default="fomaml")
     parser.add_argument("--inner-params", choices=("all", "head"), default="all")
     parser.add_argument("--pdmer-path", help="import pdmer from this directory instead")
-    parser.add_argument("--reference-code", metavar="DIR",
-                        help="time the authors' PDMERModel and loop from their checkout in DIR")
     args = parser.parse_args(argv)
-    if args.reference_code:
-        return main_reference_code(args)
     if args.pdmer_path:
         sys.path.insert(0, args.pdmer_path)
     import torch
@@ -245,41 +231,6 @@ def main(argv=None):
     print(f"reference-style {args.order} task, {args.size}, inner_params={args.inner_params}, "
           f"{args.threads} thread(s): min {min(times):.2f} s, median "
           f"{statistics.median(times):.2f} s over {len(times)} runs")
-
-
-def main_reference_code(args):
-    """The authors' task and personalization, ``args.repeats`` times each after a warm-up."""
-    import torch
-
-    from reference_code import ADAPT_STEPS, BATCH_SIZE, NUM_SHOT, ReferenceCode
-
-    torch.set_num_threads(args.threads)
-    ref = ReferenceCode(args.reference_code)
-    net = ref.model(args.size)
-    maml = ref.maml(net)
-    support, query = ref.batch(NUM_SHOT, args.size, 1), ref.batch(BATCH_SIZE, args.size, 2)
-
-    def task(steps=ADAPT_STEPS, q=query):
-        net.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        ref.task(maml, support, q, ref.args(args.size, steps))
-        return time.perf_counter() - start
-
-    def personalize():
-        start = time.perf_counter()
-        ref.personalize(maml, support, ref.args(args.size))
-        return time.perf_counter() - start
-
-    task(steps=1, q=ref.first(query, 2))  # warm-up
-    tasks = [task() for _ in range(args.repeats)]
-    personalizations = [personalize() for _ in range(args.repeats)]
-    print(f"authors' code from {ref.root} ({ref.how})")
-    print(f"PDMERModel, {args.size}: {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M "
-          f"parameters, {args.threads} thread(s)")
-    for what, times in (("task (learn2learn-style FOMAML, 16 steps, 1 + 15 songs)", tasks),
-                        ("personalization (16 steps, one 60-frame song)", personalizations)):
-        print(f"{what}: min {min(times):.2f} s, median {statistics.median(times):.2f} s "
-              f"over {len(times)} runs")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ Get the checkout (no work tree needed; ``models`` and ``utils`` suffice)::
     git -C /tmp/pdmer-reference-git archive HEAD models utils | tar -x -C /tmp/pdmer-reference
     python benchmarks/bench_scale.py task --reference-code /tmp/pdmer-reference
     python benchmarks/bench_scale.py personalize --reference-code /tmp/pdmer-reference
-    python benchmarks/bench_reference.py --reference-code /tmp/pdmer-reference
+    python benchmarks/reference_code.py /tmp/pdmer-reference   # alone: task and personalization
 
 What runs is their code, with three stand-ins for packages this
 environment lacks, all outside the timed arithmetic:
@@ -367,3 +367,52 @@ class ReferenceCode:
                                    args=args, is_validation=False)[0]
             learner.adapt(loss)
         return learner
+
+
+def main(argv=None):
+    """The authors' task and personalization, ``--repeats`` times each after a warm-up."""
+    import argparse
+    import statistics
+    import time
+
+    import torch
+
+    parser = argparse.ArgumentParser(description="Time the authors' DSAML task and "
+                                     "personalization from their checkout.")
+    parser.add_argument("reference_code", metavar="DIR",
+                        help="an extracted checkout of Littleor/Personalized-DMER")
+    parser.add_argument("--size", choices=SIZES, default="paper")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ref = ReferenceCode(args.reference_code)
+    net = ref.model(args.size)
+    maml = ref.maml(net)
+    support, query = ref.batch(NUM_SHOT, args.size, 1), ref.batch(BATCH_SIZE, args.size, 2)
+
+    def task(steps=ADAPT_STEPS, q=query):
+        net.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        ref.task(maml, support, q, ref.args(args.size, steps))
+        return time.perf_counter() - start
+
+    def personalize():
+        start = time.perf_counter()
+        ref.personalize(maml, support, ref.args(args.size))
+        return time.perf_counter() - start
+
+    task(steps=1, q=ref.first(query, 2))  # warm-up
+    tasks = [task() for _ in range(args.repeats)]
+    personalizations = [personalize() for _ in range(args.repeats)]
+    print(f"authors' code from {ref.root} ({ref.how})")
+    print(f"PDMERModel, {args.size}: {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M "
+          f"parameters, {args.threads} thread(s)")
+    for what, times in (("task (learn2learn-style FOMAML, 16 steps, 1 + 15 songs)", tasks),
+                        ("personalization (16 steps, one 60-frame song)", personalizations)):
+        print(f"{what}: min {min(times):.2f} s, median {statistics.median(times):.2f} s "
+              f"over {len(times)} runs")
+
+
+if __name__ == "__main__":
+    main()
