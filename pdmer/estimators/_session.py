@@ -97,11 +97,9 @@ def device_and_seed(device, mode, random_state, checkpoint_path) -> tuple:
     fresh one). ``mode`` is the estimator's ``distributed`` parameter.
     """
     device = resolve_device(device)
-    processes = None
-    if mode is not False:
-        processes = distributed.join(device)
-        if processes is not None:
-            device = distributed.process_device(device)
+    processes = join(device, mode)
+    if processes is not None:
+        device = distributed.process_device(device)
     if random_state is not None:
         return device, int(random_state)
     state = Checkpoint.read(checkpoint_path)

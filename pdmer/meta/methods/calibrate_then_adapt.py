@@ -5,13 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 
-import torch
-
 from pdmer.meta.methods.base import MetaLearningMethod
-from pdmer.meta.methods.calibrated import (
-    INTERCEPT, LAG, SLOPE, CalibratedFOMAML, ListenerCalibration)
+from pdmer.meta.methods.calibrated import CalibratedFOMAML, ListenerCalibration
 from pdmer.nn.calibration import CALIBRATION_FITS as FITS
-from pdmer.nn.calibration import best_lag, delay
 
 
 class CalibrateThenAdapt(CalibratedFOMAML):
@@ -104,15 +100,6 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     # Meta-training is FOMAML's: the calibration is the identity there.
     task_backward = MetaLearningMethod.task_backward
     tasks_backward = MetaLearningMethod.tasks_backward
-
-    def calibrate(self, learner, state, batch) -> dict:
-        """The listener's delay and calibration fitted on ``batch`` at ``state``."""
-        prediction = learner.support_prediction(state, batch)
-        calibration = learner.network.listener_calibration
-        lag = best_lag(prediction, batch.y, batch.mask, int(calibration.max_lag))
-        slope, intercept = FITS[self.fit](delay(prediction, lag), batch.y, batch.mask,
-                                          *calibration.strengths(state))
-        return {SLOPE: slope, INTERCEPT: intercept, LAG: torch.tensor(lag)}
 
     def tune(self, learner, score):
         strengths = self.AUTO_STRENGTHS if self.strength == "auto" else ()

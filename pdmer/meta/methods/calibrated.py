@@ -10,7 +10,7 @@ from torch import nn
 from pdmer.meta.maml import adapt, maml_task_backward
 from pdmer.meta.methods.base import MetaLearningMethod
 from pdmer.nn.calibration import CALIBRATION_FITS as FITS
-from pdmer.nn.calibration import delay
+from pdmer.nn.calibration import best_lag, delay
 
 _PREFIX = "listener_calibration."
 SLOPE, INTERCEPT, LAG = _PREFIX + "slope", _PREFIX + "intercept", _PREFIX + "lag"
@@ -135,11 +135,22 @@ class CalibratedFOMAML(MetaLearningMethod):
         return prediction * slope.to(prediction.dtype) + intercept.to(prediction.dtype)
 
     def calibrate(self, learner, state, batch) -> dict:
-        """The listener's calibration fitted on ``batch`` at ``state`` (graph to the strengths)."""
+        """The listener's calibration fitted on ``batch`` at ``state`` (graph to the strengths).
+
+        Where the calibration has a ``max_lag``, the listener's delay first
+        (:func:`~pdmer.nn.calibration.best_lag`), and the map is fitted to
+        the delayed predictions.
+        """
         prediction = learner.support_prediction(state, batch)
-        strengths = learner.network.listener_calibration.strengths(state)
-        slope, intercept = FITS[self.fit](prediction, batch.y, batch.mask, *strengths)
-        return {SLOPE: slope, INTERCEPT: intercept}
+        calibration = learner.network.listener_calibration
+        delayed = {}
+        max_lag = getattr(calibration, "max_lag", None)
+        if max_lag is not None:
+            lag = best_lag(prediction, batch.y, batch.mask, int(max_lag))
+            prediction, delayed = delay(prediction, lag), {LAG: torch.tensor(lag)}
+        slope, intercept = FITS[self.fit](prediction, batch.y, batch.mask,
+                                          *calibration.strengths(state))
+        return {SLOPE: slope, INTERCEPT: intercept, **delayed}
 
     def task_backward(self, learner, support, query, steps, weight):
         params = dict(learner.network.named_parameters())
