@@ -134,9 +134,11 @@ def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp
     settings = dict(n_episodes=4, validation_fraction=0.25, random_state=0)
     assert DSAMLRegressor.presets()["small"]["meta_learning"] == "calibrate-then-adapt"
     fomaml = tiny(meta_learning="fomaml", **settings).fit(X, y, annotators=annotators)
-    est = tiny(**settings).fit(X, y, annotators=annotators)  # the small preset's method
-    assert isinstance(est._session().method(), CalibrateThenAdapt)
-    # Meta-training is FOMAML's to the bit: same weights, same population predictions.
+    # With "auto" choices, validation during training personalizes as FOMAML until
+    # they are made, so meta-training is FOMAML's to the bit: same weights, same
+    # population predictions.
+    est = tiny(meta_learning=CalibrateThenAdapt(strength="auto", max_lag="auto"), **settings)
+    est.fit(X, y, annotators=annotators)
     weights = fomaml.network_.state_dict()
     assert all(torch.equal(weights[k], v) for k, v in est.network_.state_dict().items()
                if not k.startswith("listener_calibration."))
@@ -219,6 +221,37 @@ def test_calibrate_then_adapt_finds_a_late_listener_s_delay(table, tmp_path):
     with pytest.raises(ValueError, match="max_lag must be 'auto' or a whole number"):
         tiny(meta_learning=CalibrateThenAdapt(max_lag=1.5), n_episodes=1).fit(
             X, y, annotators=annotators)
+
+
+def test_calibrate_then_adapt_refits_the_calibration_after_its_steps(table):
+    X, y, annotators = table
+    def fit(rounds):  # no validation: no early stopping, the same network whatever the rounds
+        return tiny(meta_learning=CalibrateThenAdapt(strength=0.0, max_lag=0, rounds=rounds),
+                    n_episodes=2, validation_fraction=0.0).fit(X, y, annotators=annotators)
+
+    est = fit(2)
+    # A listener who rates twice as widely as the model predicts, higher, and noisily.
+    own = est.predict(X[:1])[0]
+    labels = 2 * own + 0.3 + own.std(0) * np.random.default_rng(0).normal(size=own.shape)
+    calls = []
+    me = est.adapt_listener(X[:1], [labels], steps=5,
+                            progress=lambda step, steps: calls.append((step, steps)))
+    assert calls == [(step, 5) for step in range(1, 6)]  # one count over both rounds
+    # The last fit is made on the adapted network: its prediction of the support
+    # song has the labels' mean and spread (a full moment fit), whatever the steps did.
+    prediction = est.predict(X[:1], listener=me)[0]
+    np.testing.assert_allclose(prediction.mean(0), labels.mean(0), atol=1e-5)
+    np.testing.assert_allclose(prediction.std(0), labels.std(0), rtol=1e-4)
+    # Rounds change the result: the second round's steps run under a refitted map.
+    one = fit(1)
+    np.testing.assert_array_equal(one.predict(X[1:2])[0], est.predict(X[1:2])[0])
+    one_round = one.adapt_listener(X[:1], [labels], steps=5)
+    assert not np.allclose(one.predict(X[1:2], listener=one_round)[0],
+                           est.predict(X[1:2], listener=me)[0], atol=1e-5)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="rounds must be a whole number >= 1"):
+            tiny(meta_learning=CalibrateThenAdapt(rounds=bad), n_episodes=1).fit(
+                X, y, annotators=annotators)
 
 
 def test_best_lag_and_delay():

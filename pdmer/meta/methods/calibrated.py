@@ -164,12 +164,32 @@ class CalibratedFOMAML(MetaLearningMethod):
             weight=weight, bf16_names=learner.bf16_names())
 
     def adapt(self, learner, batch, steps, lr, progress=None):
+        return self.calibrate_and_adapt(learner, batch, steps, lr, progress)
+
+    def calibrate_and_adapt(self, learner, batch, steps, lr, progress=None, rounds=1,
+                            refit_after=False) -> dict:
+        """The listener's state: ``steps`` inner steps in ``rounds``, the calibration refitted before each.
+
+        With ``refit_after``, refitted once more on the adapted network. The
+        closed-form fit is the best calibration for the network as it is, and
+        the steps the best network for the calibration as it is: alternating
+        them is coordinate descent on the support loss.
+        """
         params = learner.parameter_copies()
-        with torch.no_grad():
-            calibration = self.calibrate(learner, params, batch)
         support_loss = learner.support_loss()
-        with torch.enable_grad():
-            fast = adapt(lambda state, b: support_loss({**state, **calibration}, b), params,
-                         learner.names, batch, steps, lr, progress=progress,
-                         in_place=not isinstance(lr, dict), bf16_names=learner.bf16_names())
-        return {**{n: fast[n].detach() for n in learner.names}, **calibration}
+        rounds = max(1, min(int(rounds), steps))
+        done = 0
+        for i in range(rounds):
+            n_steps = steps * (i + 1) // rounds - done
+            with torch.no_grad():
+                calibration = self.calibrate(learner, params, batch)
+            with torch.enable_grad():
+                params = adapt(lambda state, b, c=calibration: support_loss({**state, **c}, b),
+                               params, learner.names, batch, n_steps, lr,
+                               progress=progress and (lambda step, _, d=done: progress(d + step, steps)),
+                               in_place=not isinstance(lr, dict), bf16_names=learner.bf16_names())
+            done += n_steps
+        if refit_after:
+            with torch.no_grad():
+                calibration = self.calibrate(learner, params, batch)
+        return {**{n: params[n].detach() for n in learner.names}, **calibration}
