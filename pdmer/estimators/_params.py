@@ -142,8 +142,8 @@ TRAINING_ATTRIBUTES = """\
         What the meta-learning method chose for personalization on those
         listeners after training (e.g. whether to ``calibrate``, and the
         longest delay ``max_lag`` to look for, for
-        :class:`~pdmer.meta.methods.CalibrateThenAdapt`); empty when it
-        chooses nothing.
+        :class:`~pdmer.meta.methods.CalibrateThenAdapt` given ``"auto"``);
+        empty when it chooses nothing (the defaults).
     n_episodes_run_ : int
         Episodes trained: fewer than ``n_episodes`` when stopped early.
     stopped_early_ : bool
