@@ -30,10 +30,10 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     inner steps then adapt the network under that delay and map, for what
     they cannot express, in ``rounds``: before each round and after the
     last, the delay and map are fitted again to the network as the steps
-    left it (coordinate descent: the closed form is the best map for the
-    network, the steps improve the network for the map). The last fit
-    matches the adapted predictions' mean and spread to the listener's,
-    which is what CCC rewards. The listener file holds all three.
+    left it, so the map is always the one for the network as it is. The
+    last fit matches the adapted predictions' mean and spread to the
+    listener's, which is what CCC rewards and what the steps move. The
+    listener file holds all three.
 
     With ``"auto"`` the method chooses after meta-training, by the mean CCC
     of the training listeners held out for validation: the strength between

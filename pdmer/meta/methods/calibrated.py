@@ -171,9 +171,9 @@ class CalibratedFOMAML(MetaLearningMethod):
         """The listener's state: ``steps`` inner steps in ``rounds``, the calibration refitted before each.
 
         With ``refit_after``, refitted once more on the adapted network. The
-        closed-form fit is the best calibration for the network as it is, and
-        the steps the best network for the calibration as it is: alternating
-        them is coordinate descent on the support loss.
+        closed-form fit is the map for the network as it is (with the moment
+        fit, the map of the best CCC), and the steps improve the network under
+        that map: alternating them keeps the map current with the network.
         """
         params = learner.parameter_copies()
         support_loss = learner.support_loss()
