@@ -225,6 +225,7 @@ def test_calibrate_then_adapt_finds_a_late_listener_s_delay(table, tmp_path):
 
 def test_calibrate_then_adapt_refits_the_calibration_after_its_steps(table):
     X, y, annotators = table
+
     def fit(rounds):  # no validation: no early stopping, the same network whatever the rounds
         return tiny(meta_learning=CalibrateThenAdapt(strength=0.0, max_lag=0, rounds=rounds),
                     n_episodes=2, validation_fraction=0.0).fit(X, y, annotators=annotators)

@@ -168,7 +168,7 @@ class CalibratedFOMAML(MetaLearningMethod):
 
     def calibrate_and_adapt(self, learner, batch, steps, lr, progress=None, rounds=1,
                             refit_after=False) -> dict:
-        """The listener's state: ``steps`` inner steps in ``rounds``, the calibration refitted before each.
+        """A listener's state: ``steps`` inner steps in ``rounds``, each after a calibration fit.
 
         With ``refit_after``, refitted once more on the adapted network. The
         closed-form fit is the map for the network as it is (with the moment
@@ -183,10 +183,11 @@ class CalibratedFOMAML(MetaLearningMethod):
             n_steps = steps * (i + 1) // rounds - done
             with torch.no_grad():
                 calibration = self.calibrate(learner, params, batch)
+            # Progress counts the steps of all rounds together.
+            counted = progress and (lambda step, _, d=done: progress(d + step, steps))
             with torch.enable_grad():
                 params = adapt(lambda state, b, c=calibration: support_loss({**state, **c}, b),
-                               params, learner.names, batch, n_steps, lr,
-                               progress=progress and (lambda step, _, d=done: progress(d + step, steps)),
+                               params, learner.names, batch, n_steps, lr, progress=counted,
                                in_place=not isinstance(lr, dict), bf16_names=learner.bf16_names())
             done += n_steps
         if refit_after:
