@@ -244,7 +244,7 @@ def table(cells, conditions, seeds, variants=()) -> str:
                 "gain": kind_gains[kind],
                 **{f"{short}": means[c][f"ccc_mean_{kind}"]
                    for c, short in COMPETITORS.items()
-                   if c in means and c not in (best, "not personalized")}}
+                   if c in means and c != "not personalized"}}
     if test_lines:
         overview["**average over test conditions**"] = {
             key: float(np.mean([line[key] for line in test_lines]))
@@ -254,7 +254,7 @@ def table(cells, conditions, seeds, variants=()) -> str:
                + ["best competitor", "margin", "margin > 0 (seeds)", "worst kind margin",
                   "worst kind gain", "spread", "collapsed"])
     kind_columns = (["personalized", "best competitor", "margin", "not personalized", "gain"]
-                    + list(COMPETITORS.values()))
+                    + [short for short in COMPETITORS.values() if short != "not personalized"])
     return (markdown_table(overview, columns, index="condition") + "\n\nPer listener kind "
             "(seed means; the best competitor is the condition's, by mean CCC over all "
             "listeners):\n\n" + markdown_table(by_kind, kind_columns, index="condition / kind"))

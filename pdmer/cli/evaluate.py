@@ -39,10 +39,11 @@ COLUMNS = ("ccc_arousal", "ccc_valence", "ccc_mean", "pcc_arousal", "pcc_valence
                                       "pairs, or per listener first.")
 @click.option("--seed", default=0, show_default=True, help="Draws the support songs.")
 @click.option("--calibration-strength", type=click.FloatRange(min=0), default=None,
-              help="With --personalize: ridge strength (frames) of the closed-form listener "
-                   "calibration row, the simplest competitor of personalization. Default: "
-                   "pdmer's (pdmer.evaluation.competitors.DEFAULT_CALIBRATION_STRENGTH); "
-                   "choose it on other listeners than the ones scored here.")
+              help="With --personalize: strength (frames) of the pull toward the identity of "
+                   "the closed-form listener calibration row (the moment fit), the simplest "
+                   "competitor of personalization. Default: pdmer's "
+                   "(pdmer.evaluation.competitors.DEFAULT_CALIBRATION_STRENGTH); choose it "
+                   "on other listeners than the ones scored here.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="A Markdown table or JSON.")
 @model_options
@@ -60,7 +61,8 @@ def evaluate(model, data, data_home, split, labels, n_jobs, personalized, suppor
     hf://USER/REPO; see `pdmer download model`).
     """
     from pdmer.evaluation import plan_episodes, run_episodes, score_episodes
-    from pdmer.evaluation.competitors import DEFAULT_CALIBRATION_STRENGTH, CalibratedPredictor
+    from pdmer.evaluation.competitors import (DEFAULT_CALIBRATION_FIT,
+                                              DEFAULT_CALIBRATION_STRENGTH, CalibratedPredictor)
     from pdmer.experiments import markdown_table
     from pdmer.scoring import evaluate as score_curves
 
@@ -98,8 +100,9 @@ def evaluate(model, data, data_home, split, labels, n_jobs, personalized, suppor
         for row, predictor, adapt in (
                 ("not personalized", estimator, False),
                 (f"personalized ({songs})", estimator, True),
-                (f"not personalized + calibration ({songs}, strength {strength:g})",
-                 CalibratedPredictor(estimator, strength), True)):
+                (f"not personalized + calibration ({songs}, {DEFAULT_CALIBRATION_FIT}, "
+                 f"strength {strength:g})",
+                 CalibratedPredictor(estimator, strength, DEFAULT_CALIBRATION_FIT), True)):
             truth, predictions, listeners = run_episodes(predictor, X, source.y, episodes,
                                                          adapt=adapt)
             scores = score_episodes(truth, predictions, listeners, metric=names,

@@ -407,7 +407,7 @@ def test_evaluate_personalized_protocol_as_json(workspace):
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)  # progress and notes go to stderr
     assert list(scores) == ["not personalized", "personalized (1 song)",
-                            "not personalized + calibration (1 song, strength 10)"]
+                            "not personalized + calibration (1 song, moments, strength 0)"]
     for row in scores.values():
         assert -1 <= row["ccc_mean"] <= 1 and row["rmse_mean"] >= 0
         assert row["ccc_mean"] == pytest.approx((row["ccc_arousal"] + row["ccc_valence"]) / 2)
