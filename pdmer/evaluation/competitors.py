@@ -29,14 +29,19 @@ from pdmer.evaluation.personalized import score_episodes
 from pdmer.evaluation.protocol import listener_episodes, run_episodes
 from pdmer.nn.calibration import CALIBRATION_FITS, CALIBRATION_STRENGTHS
 
-__all__ = ["DEFAULT_CALIBRATION_FIT", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID", "CalibratedPredictor",
-           "choose_calibration", "choose_fine_tuning", "fine_tuned", "tuning_episodes"]
+__all__ = ["DEFAULT_CALIBRATION_FIT", "DEFAULT_CALIBRATION_STRENGTH", "FINE_TUNING_GRID",
+           "CalibratedPredictor", "choose_calibration", "choose_fine_tuning", "fine_tuned",
+           "tuning_episodes"]
 
-DEFAULT_CALIBRATION_FIT, DEFAULT_CALIBRATION_STRENGTH = "moments", 0.0
-"""The fit and strength used where none can be chosen on training listeners
-(``pdmer evaluate`` of a saved model): the ones chosen most often in the
-robustness suite (for 23 of its 33 meta-trained networks, 2026-12-05; the
-moment fit in all 33)."""
+DEFAULT_CALIBRATION_FIT = "moments"
+"""The fit used where none can be chosen on training listeners (``pdmer
+evaluate`` of a saved model): the one the robustness suite chose for all 33
+of its meta-trained networks (2026-12-05)."""
+
+DEFAULT_CALIBRATION_STRENGTH = 0.0
+"""The strength used where none can be chosen on training listeners: the one
+the robustness suite chose most often (for 23 of its 33 meta-trained
+networks, 2026-12-05)."""
 
 FINE_TUNING_GRID = dict(steps=(8, 16, 32), lr=(0.01, 0.05, 0.2), inner_params=("head", "all"))
 """Fine-tuning settings tried: every combination."""

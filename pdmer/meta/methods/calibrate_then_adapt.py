@@ -82,9 +82,10 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     lost its reversed listeners, 0.70 -> 0.49)."""
 
     AUTO_MAX_LAG = 6
-    """The longest delay ``max_lag="auto"`` may choose (frames: 3 s), else 0."""
+    """The longest delay looked for by default, and what ``max_lag="auto"``
+    may choose instead of 0 (frames: 3 s)."""
 
-    def __init__(self, strength=0.0, fit="moments", max_lag=6, rounds=2):
+    def __init__(self, strength=0.0, fit="moments", max_lag=AUTO_MAX_LAG, rounds=2):
         self.strength = strength
         self.fit = fit
         self.max_lag = max_lag
