@@ -363,9 +363,7 @@ def convergence(estimator) -> dict:
     best validation score came at the last validation, so the model may be
     undertrained, and None without a validation split.
     """
-    # TODO(integrator): n_episodes_run_ comes with early stopping (core branch).
-    run = getattr(estimator, "n_episodes_run_", None)
-    run = estimator.n_episodes if run is None else run
+    run = estimator.n_episodes_run_
     checks = (getattr(estimator, "history_", None) or {}).get("validation_episode") or []
     best = getattr(estimator, "best_episode_", None)
     return {"best_episode": None if best is None else int(best) + 1, "episodes_run": int(run),

@@ -73,9 +73,9 @@ def test_markdown_table_is_the_one_writer():
     assert markdown_table(rows, ["x"], digits=1).splitlines()[0] == "| | x |"
 
 
-def test_convergence_reads_early_stopping_when_there():
+def test_convergence_reads_early_stopping():
     class Fitted:
-        n_episodes = 100
+        n_episodes_run_ = 100
         best_episode_ = 59
         best_validation_ccc_ = 0.4
         history_ = {"validation_episode": [19, 39, 59, 79, 99]}
