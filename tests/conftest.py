@@ -47,9 +47,11 @@ def shared_data():
     return SHARED_DATA
 
 
-# Modules that start servers, browsers or processes, train several models or
-# build the documentation: `pytest -m "not slow"` leaves them out (CI runs all).
-SLOW_MODULES = {"app/test_app_browser.py", "app/test_app_postgres.py", "meta/test_distributed.py",
+# Modules that start servers, browsers or processes, train several models, decode
+# whole songs or build the documentation: `pytest -m "not slow"` leaves them out
+# (CI runs all).
+SLOW_MODULES = {"app/test_app_browser.py", "app/test_app_postgres.py", "cli/test_real_music.py",
+                "meta/test_distributed.py",
                 "experiments/test_demo.py", "experiments/test_benchmark.py",
                 "experiments/test_experiments_robustness.py",
                 "features/test_extraction_scale.py", "test_docs.py"}
