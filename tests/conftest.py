@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SHARED_DATA, make_annotator_table
+from helpers import DEBIAN_MUSIC, DEBIAN_SONGS, SHARED_DATA, make_annotator_table
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,10 +47,19 @@ def shared_data():
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def debian_music():
+    if not all((DEBIAN_MUSIC / song).is_file() for song in DEBIAN_SONGS):
+        pytest.skip(f"real music not found at {DEBIAN_MUSIC}: install Debian's asc-music "
+                    "(apt-get install asc-music; .ci/run does)")
+    return DEBIAN_MUSIC
+
+
 # Modules that start servers, browsers or processes, train several models, decode
 # whole songs or build the documentation: `pytest -m "not slow"` leaves them out
 # (CI runs all).
-SLOW_MODULES = {"app/test_app_browser.py", "app/test_app_postgres.py", "cli/test_real_music.py",
+SLOW_MODULES = {"app/test_app_browser.py", "app/test_app_postgres.py",
+                "app/test_app_real_music.py", "cli/test_real_music.py",
                 "meta/test_distributed.py",
                 "experiments/test_demo.py", "experiments/test_benchmark.py",
                 "experiments/test_experiments_robustness.py",

@@ -12,6 +12,18 @@ from pdmer.features import SongFeatures
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """Real data files beside the project (../shared/data), absent on most machines."""
 
+DEBIAN_MUSIC = Path("/usr/share/games/asc/music")
+"""Debian's asc-music: three MP3s of 4.8-7.4 minutes, 44.1 kHz stereo (``.ci/run`` installs it)."""
+
+DEBIAN_SONGS = ("frontiers.mp3", "machine_wars.mp3", "time_to_strike.mp3")
+
+
+def reversed_listener(curves):
+    """A listener's reading of (arousal, valence) curves: arousal higher,
+    valence reversed and wider. Tests make such labels from a model's own
+    curves on real music, so that one annotated song teaches a known map."""
+    return np.stack([curves[:, 0] + 0.2, -1.5 * curves[:, 1] + 0.1], axis=1)
+
 # A DSAML small enough that one meta-training episode takes milliseconds.
 TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
                   head_hidden=8, n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2,
