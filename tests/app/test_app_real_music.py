@@ -14,13 +14,12 @@ pytest.importorskip("fastapi", reason="the app extra is not installed (pip insta
 httpx = pytest.importorskip("httpx", reason="the tests' HTTP client (httpx) is not installed")
 
 from app_fixture import FEATURES, label_csv, serve, wait_for_job  # noqa: E402
-from helpers import DEBIAN_SONGS, reversed_listener, tiny  # noqa: E402
+from helpers import DEBIAN_SONGS, reversed_listener, tiny_audio_model  # noqa: E402
 from pdmer.app import create_app  # noqa: E402
 from pdmer.features import AudioFeatures  # noqa: E402
 from pdmer.features.audio import load_audio  # noqa: E402
 from pdmer.labels import whole_frames  # noqa: E402
 from pdmer.scoring import ccc  # noqa: E402
-from pdmer_datasets import synthetic  # noqa: E402
 
 # The tiny model trains for seconds, too briefly to follow its labels' spread.
 pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.CollapseWarning")
@@ -28,16 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.Col
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    """A tiny model trained long enough that its curves on real music are
-    not flat: the app tests' shared one (3 episodes) varies by a few
-    thousandths there, and a step of the inner loop reshapes that."""
-    root = tmp_path_factory.mktemp("real-music-app")
-    table = synthetic.generate(root / "synthetic", random_state=0, n_songs=4, n_listeners=3,
-                               songs_per_listener=3, duration=3.0,
-                               sample_rate=16000).annotator_table()
-    path = root / "model.safetensors"
-    tiny(front_end=AudioFeatures(**FEATURES), n_episodes=40, verbose=0).fit(*table).save(path)
-    return path
+    # Not the app tests' shared model: after 3 episodes its curves on real
+    # music are too flat for the listener check.
+    return tiny_audio_model(tmp_path_factory.mktemp("real-music-app"), AudioFeatures(**FEATURES))
 
 
 def curves(served, kind):

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from helpers import CLI_FEATURES, DEBIAN_SONGS, reversed_listener, run_cli, tiny
+from helpers import CLI_FEATURES, DEBIAN_SONGS, reversed_listener, run_cli, tiny_audio_model
 from pdmer.features import AudioFeatures
 from pdmer.features.audio import load_audio
 from pdmer.labels import whole_frames
 from pdmer.scoring import ccc
-from pdmer_datasets import synthetic
 
 # The tiny model trains for seconds, too briefly to follow its labels' spread.
 pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.CollapseWarning")
@@ -24,13 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.Col
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real-music")
-    table = synthetic.generate(root / "synthetic", random_state=0, n_songs=4, n_listeners=3,
-                               songs_per_listener=3, duration=3.0,
-                               sample_rate=16000).annotator_table()
-    path = root / "model.safetensors"
-    tiny(front_end=AudioFeatures(**CLI_FEATURES), n_episodes=40, verbose=0).fit(*table).save(path)
-    return path
+    return tiny_audio_model(tmp_path_factory.mktemp("real-music"), AudioFeatures(**CLI_FEATURES))
 
 
 def read_curves(path):
