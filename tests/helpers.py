@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,23 @@ DEBIAN_MUSIC = Path("/usr/share/games/asc/music")
 """Debian's asc-music: three MP3s of 4.8-7.4 minutes, 44.1 kHz stereo (``.ci/run`` installs it)."""
 
 DEBIAN_SONGS = ("frontiers.mp3", "machine_wars.mp3", "time_to_strike.mp3")
+
+# A DSAML small enough that one meta-training episode takes milliseconds.
+TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
+                  head_hidden=8, n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2,
+                  inner_lr=0.05, outer_lr=1e-3, validation_interval=2, device="cpu",
+                  random_state=0)
+
+
+LISTENER_CALIBRATION = {"listener_calibration.slope", "listener_calibration.intercept",
+                        "listener_calibration.lag"}
+"""What a listener adaptation holds besides adapted parameters under the small
+preset's method (:class:`pdmer.meta.methods.CalibrateThenAdapt`)."""
+
+
+def tiny(**params):
+    """A DSAMLRegressor of the tiny test architecture (``TINY_MODEL``), ``params`` on top."""
+    return DSAMLRegressor(**{**TINY_MODEL, **params})
 
 
 def tiny_audio_model(root, front_end, n_episodes=40):
@@ -40,22 +58,18 @@ def reversed_listener(curves):
     curves on real music, so that one annotated song teaches a known map."""
     return np.stack([curves[:, 0] + 0.2, -1.5 * curves[:, 1] + 0.1], axis=1)
 
-# A DSAML small enough that one meta-training episode takes milliseconds.
-TINY_MODEL = dict(size="small", d_model=16, n_heads=2, n_layers=1, d_ff=16, lstm_hidden=8,
-                  head_hidden=8, n_episodes=3, tasks_per_step=2, n_query=2, inner_steps=2,
-                  inner_lr=0.05, outer_lr=1e-3, validation_interval=2, device="cpu",
-                  random_state=0)
 
+def write_label_csv(path, labels, start=0.0, clock="time"):
+    """Write (n_frames, 2) labels as a label CSV, clocked by ``time`` (seconds) or ``frame``.
 
-LISTENER_CALIBRATION = {"listener_calibration.slope", "listener_calibration.intercept",
-                        "listener_calibration.lag"}
-"""What a listener adaptation holds besides adapted parameters under the small
-preset's method (:class:`pdmer.meta.methods.CalibrateThenAdapt`)."""
-
-
-def tiny(**params):
-    """A DSAMLRegressor of the tiny test architecture (``TINY_MODEL``), ``params`` on top."""
-    return DSAMLRegressor(**{**TINY_MODEL, **params})
+    Returns ``path``.
+    """
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow((clock, "arousal", "valence"))
+        for i, (a, v) in enumerate(labels):
+            writer.writerow((start + 0.5 * i if clock == "time" else i, a, v))
+    return path
 
 
 def make_songs(n_songs=8, n_frames=12, patch=(6, 8), global_dim=6, seed=0):

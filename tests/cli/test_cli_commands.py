@@ -10,22 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import CLI_FEATURES, LABEL_FILE_ERRORS, TINY_MODEL, one_line_error, run_cli
+from helpers import (CLI_FEATURES, LABEL_FILE_ERRORS, TINY_MODEL, one_line_error, run_cli,
+                     write_label_csv)
 from pdmer import ListenerAdaptation, load
 from pdmer_datasets import load_table, read_labels, synthetic
 
 FEATURES = CLI_FEATURES
 DATA = dict(n_songs=4, n_listeners=3, songs_per_listener=3, duration=3.0, sample_rate=16000)
 run = run_cli
-
-
-def write_label_csv(path, labels, start=0.0, clock="time"):
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow((clock, "arousal", "valence"))
-        for i, (a, v) in enumerate(labels):
-            writer.writerow((start + 0.5 * i if clock == "time" else i, a, v))
-    return path
 
 
 @pytest.fixture(scope="module")

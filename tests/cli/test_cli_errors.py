@@ -5,7 +5,6 @@ corrupt song in a batch, a diverged listener file."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
@@ -14,21 +13,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL
+from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL, write_label_csv
 from pdmer import DSAMLRegressor, load
 from pdmer.features import AudioFeatures
 
 FEATURES = CLI_FEATURES
 run = run_cli
-
-
-def write_label_csv(path, labels):
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("time", "arousal", "valence"))
-        for i, (a, v) in enumerate(labels):
-            writer.writerow((0.5 * i, a, v))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ commands load them as :func:`pdmer.load` does, against a local server on
 
 from __future__ import annotations
 
-import csv
 import warnings
 
 import pytest
 
-from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL
+from helpers import CLI_FEATURES, one_line_error, run_cli, TINY_MODEL, write_label_csv
 from http_fixture import serve_model_hub
 from pdmer import DSAMLRegressor, load
 from pdmer.downloads import sha256_file
@@ -31,11 +30,7 @@ def ws(tmp_path_factory):
     table = synthetic.generate(root / "synthetic", random_state=0, n_songs=3, n_listeners=2,
                                songs_per_listener=2, duration=3.0,
                                sample_rate=16000).annotator_table()
-    labels = root / "labels0.csv"
-    with open(labels, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("time", "arousal", "valence"))
-        writer.writerows((0.5 * i, a, v) for i, (a, v) in enumerate(table.y[0]))
+    labels = write_label_csv(root / "labels0.csv", table.y[0])
     data_csv = root / "data.csv"
     data_csv.write_text("audio,labels,annotator\n" + "".join(
         f"{x},{labels},{who}\n" for x, who in zip(table.X, table.annotators)))

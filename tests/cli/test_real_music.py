@@ -4,18 +4,19 @@ frame by frame to their end, and a listener personalized from one of them."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from helpers import CLI_FEATURES, DEBIAN_SONGS, reversed_listener, run_cli, tiny_audio_model
+from helpers import (CLI_FEATURES, DEBIAN_SONGS, reversed_listener, run_cli, tiny_audio_model,
+                     write_label_csv)
 from pdmer.features import AudioFeatures
 from pdmer.features.audio import load_audio
 from pdmer.labels import whole_frames
 from pdmer.scoring import ccc
+from pdmer_datasets import read_labels
 
 # The tiny model trains for seconds, too briefly to follow its labels' spread.
 pytestmark = pytest.mark.filterwarnings("ignore::pdmer.estimators.exceptions.CollapseWarning")
@@ -27,10 +28,11 @@ def model_file(tmp_path_factory):
 
 
 def read_curves(path):
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    times = np.array([float(r["time"]) for r in rows])
-    return times, np.array([[float(r["arousal"]), float(r["valence"])] for r in rows])
+    """A song's curves from `pdmer predict`: read as a label CSV, which also
+    checks that its rows are consecutive 0.5 s frames; they must start at 0."""
+    curves, offset = read_labels(path)
+    assert offset == 0.0
+    return curves
 
 
 def test_whole_songs_are_predicted_to_their_last_full_frame(debian_music, model_file, tmp_path):
@@ -43,9 +45,8 @@ def test_whole_songs_are_predicted_to_their_last_full_frame(debian_music, model_
         # The decoder reads the whole file: its length agrees with the header's
         # (the MP3 header's estimate is within a frame of the decoded length).
         assert abs(seconds - soundfile.info(str(debian_music / song)).duration) < 1.0
-        times, curves = read_curves(tmp_path / f"{Path(song).stem}.csv")
-        assert len(times) == whole_frames(seconds) > 4 * 60 * 2
-        np.testing.assert_allclose(times, 0.5 * np.arange(len(times)))
+        curves = read_curves(tmp_path / f"{Path(song).stem}.csv")
+        assert len(curves) == whole_frames(seconds) > 4 * 60 * 2
         assert np.isfinite(curves).all() and curves.std(axis=0).min() > 0
 
 
@@ -58,25 +59,21 @@ def test_a_listener_personalized_on_one_real_song_carries_to_another(debian_musi
     result = run_cli("predict", model_file, debian_music / "machine_wars.mp3",
                      debian_music / "time_to_strike.mp3", "-o", base)
     assert result.exit_code == 0, result.output
-    times, curves = read_curves(base / "machine_wars.csv")
-    labels = tmp_path / "labels.csv"
-    with open(labels, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("time", "arousal", "valence"))
-        noise = np.random.default_rng(0).normal(0, 0.1 * curves.std(axis=0), curves.shape)
-        writer.writerows(zip(times, *(reversed_listener(curves) + noise).T))
+    curves = read_curves(base / "machine_wars.csv")
+    noise = np.random.default_rng(0).normal(0, 0.1 * curves.std(axis=0), curves.shape)
+    labels = write_label_csv(tmp_path / "labels.csv", reversed_listener(curves) + noise)
     me = tmp_path / "me.safetensors"
     result = run_cli("personalize", model_file, debian_music / "machine_wars.mp3", labels,
                      "-o", me)
     assert result.exit_code == 0, result.output
-    assert f"from {len(times)} frames" in result.output
+    assert f"from {len(curves)} frames" in result.output
 
     after = tmp_path / "after"
     result = run_cli("predict", model_file, debian_music / "time_to_strike.mp3", "-l", me,
                      "-o", after)
     assert result.exit_code == 0, result.output
-    _, population = read_curves(base / "time_to_strike.csv")
-    _, personalized = read_curves(after / "time_to_strike.csv")
+    population = read_curves(base / "time_to_strike.csv")
+    personalized = read_curves(after / "time_to_strike.csv")
     truth = reversed_listener(population)
     before_ccc, after_ccc = ccc([truth], [population]), ccc([truth], [personalized])
     assert after_ccc > 0.8 and after_ccc > before_ccc + 0.3, (before_ccc, after_ccc)
