@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import TINY_MODEL, make_annotator_table
+from helpers import TINY_MODEL, make_annotator_table, write_label_csv
 
 from pdmer import DSAMLRegressor
 from pdmer.evaluation import (
@@ -265,10 +265,7 @@ def test_callers_plan_identically(fitted, tmp_path):
         writer = csv.writer(handle)
         writer.writerow(("audio", "labels", "annotator"))
         for i, (x, curve, who) in enumerate(zip(*table)):
-            path = labels / f"{i}.csv"
-            path.write_text("frame,arousal,valence\n" + "".join(
-                f"{j},{a},{v}\n" for j, (a, v) in enumerate(curve)))
-            writer.writerow((x, path, who))
+            writer.writerow((x, write_label_csv(labels / f"{i}.csv", curve, clock="frame"), who))
     from pdmer.cli import main
 
     result = CliRunner().invoke(main, ["evaluate", str(model_path), str(tmp_path / "data.csv"),
