@@ -441,6 +441,37 @@ def test_bf16_on_the_cpu_runs_where_native_and_warns_elsewhere(table, monkeypatc
     assert 0 < difference < 0.05
 
 
+def test_a_float32_model_serves_in_bf16_after_set_params(fitted, table, tmp_path, monkeypatch):
+    # The performance guide's advice for serving on bfloat16 CPUs: train in
+    # float32, then personalize and predict with precision="bf16", no refit.
+    from pdmer.nn import precision
+
+    X, y, annotators = table
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    fitted.save(tmp_path / "model.safetensors")
+    model = pdmer.load(tmp_path / "model.safetensors")
+    support = [X[0]], [y[0]]
+
+    def served():
+        listener = model.adapt_listener(*support, steps=3, lr=0.05)
+        return model.predict(X[:2]) + model.predict(X[:2], listener=listener)
+
+    in_fp32 = served()
+    model.set_params(precision="bf16")
+    assert model.meta_learner().bf16_names()  # the learner now autocasts
+    in_bf16 = served()
+    # The population curves differ by bfloat16's ~3 digits on the same weights.
+    # (Personalized ones are only checked to run: on this near-flat tiny model
+    # the listener's delay is a near tie that rounding may tip; the suite's
+    # networks personalize the same in both, benchmarks/scale.md.)
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(in_bf16[:2], in_fp32[:2]))
+    assert 0 < difference < 0.01
+    assert all(np.isfinite(p).all() for p in in_bf16[2:])
+    model.set_params(precision="auto")  # float32 on the CPU: exactly as before
+    for a, b in zip(served(), in_fp32):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("inner_params", ["head", "all"])
 def test_bf16_copies_of_linear_weights_change_no_value(table, monkeypatch, inner_params):
     # Under bfloat16 autocast, inner loops and personalization differentiate
