@@ -42,7 +42,7 @@ CPU_BF16_BY_DEFAULT = False
 natively (AVX512-BF16 or AMX). False, measured: on four conditions of the
 robustness suite x 6 seeds bfloat16 scored lower in three conditions and in
 17 of 24 cells (0.002 mean CCC lower on average, up to 0.035 for one kind
-of listener), and again with today's default method on two conditions x 6
+of listener), and again with the current default method on two conditions x 6
 seeds (0.006 and 0.010 lower; ``benchmarks/scale.md``); float32 also keeps
 CPU results the same on every CPU. Switching is this one line."""
 
