@@ -163,6 +163,14 @@ def tune_personalization(session, prepared, annotators, listeners, validation) -
         learner, lambda: session.validation_score(learner, prepared, tuning))
 
 
+def after_training(session, prepared, annotators) -> None:
+    """Give the method every training listener's songs once more (its ``after_training``)."""
+    learner = session.learner()
+    listeners = [[prepared[i] for i in np.flatnonzero(annotators == a)]
+                 for a in np.unique(annotators)]
+    learner.method.after_training(learner, listeners)
+
+
 def prediction_std_ratio(session, prepared, episodes) -> list:
     """How much predictions move within songs relative to the labels (``prediction_std_ratio_``).
 

@@ -255,6 +255,48 @@ def test_calibrate_then_adapt_refits_the_calibration_after_its_steps(table):
                 X, y, annotators=annotators)
 
 
+def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(table, tmp_path):
+    X, y, annotators = table
+
+    def fit(recenter):  # no validation: the same network whatever recenter is
+        return tiny(meta_learning=CalibrateThenAdapt(recenter=recenter), n_episodes=2,
+                    validation_fraction=0.0).fit(X, y, annotators=annotators)
+
+    plain, once, twice = fit(0), fit(1), fit(2)
+    assert not hasattr(plain.network_, "personalization_start")  # the default: no start
+    for a, b in zip(plain.predict(X[:2]), once.predict(X[:2])):
+        np.testing.assert_array_equal(a, b)  # the population model is unchanged
+    # One step: the start is the mean of every training listener's
+    # personalization (on all of their songs) from the meta-parameters.
+    listeners = sorted(set(annotators))
+    adapted = [plain.adapt_listener([X[i] for i, a in enumerate(annotators) if a == who],
+                                    [y[i] for i, a in enumerate(annotators) if a == who])
+               for who in listeners]
+    start = once.network_.personalization_start
+    assert bool(start.ready) and set(start.names) == set(once.meta_learner().names)
+    for name, value in start.values().items():
+        mean = torch.stack([listener.params[name] for listener in adapted]).mean(0)
+        torch.testing.assert_close(value, mean, rtol=1e-5, atol=1e-6)
+    # A second step starts from the first: the start moves again.
+    assert any(not torch.allclose(value, twice.network_.personalization_start.values()[name])
+               for name, value in start.values().items())
+    # A listener's steps start there (a negligible step stays on it) ...
+    near = once.adapt_listener(X[:1], y[:1], steps=1, lr=1e-12)
+    for name, value in start.values().items():
+        torch.testing.assert_close(near.params[name], value)
+    # ... which the model file carries.
+    once.save(tmp_path / "recentered.safetensors")
+    loaded = pdmer.load(tmp_path / "recentered.safetensors")
+    assert loaded.meta_learning.recenter == 1
+    for a, b in zip(loaded.personalize(X[:1], y[:1]).predict(X[1:3]),
+                    once.personalize(X[:1], y[:1]).predict(X[1:3])):
+        np.testing.assert_array_equal(a, b)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="recenter must be a whole number >= 0"):
+            tiny(meta_learning=CalibrateThenAdapt(recenter=bad), n_episodes=1).fit(
+                X, y, annotators=annotators)
+
+
 def test_best_lag_and_delay():
     from pdmer.nn.calibration import best_lag, delay
 

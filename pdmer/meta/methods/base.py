@@ -102,6 +102,15 @@ class MetaLearningMethod(BaseEstimator):
         """
         return {}
 
+    def after_training(self, learner, listeners: list) -> None:
+        """Use the training listeners once more after meta-training (and :meth:`tune`).
+
+        Called with every training listener's songs (a list of lists of
+        :class:`~pdmer.meta.batch.Song`) when the estimator trained on
+        annotators. A method that learns something from them stores it in
+        the network, so model files carry it. The default does nothing.
+        """
+
     def adapt(self, learner, batch, steps: int, lr, progress=None) -> dict:
         """A listener's adapted tensors, from the meta-parameters and a support batch.
 

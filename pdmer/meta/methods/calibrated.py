@@ -16,6 +16,36 @@ _PREFIX = "listener_calibration."
 SLOPE, INTERCEPT, LAG = _PREFIX + "slope", _PREFIX + "intercept", _PREFIX + "lag"
 
 
+class PersonalizationStart(nn.Module):
+    """Where a listener's inner steps start, when not at the meta-parameters.
+
+    One buffer per adapted parameter (``.`` in names becomes ``__``) and
+    ``ready``, False until :meth:`set` (the start is then the
+    meta-parameters). See :class:`~pdmer.meta.methods.CalibrateThenAdapt`'s
+    ``recenter``.
+    """
+
+    def __init__(self, parameters: dict) -> None:
+        super().__init__()
+        self.names = list(parameters)
+        for name, value in parameters.items():
+            self.register_buffer(_buffer_name(name), torch.zeros_like(value))
+        self.register_buffer("ready", torch.tensor(False))
+
+    def values(self) -> dict:
+        return {n: getattr(self, _buffer_name(n)) for n in self.names}
+
+    @torch.no_grad()
+    def set(self, values: dict) -> None:
+        for name, value in values.items():
+            getattr(self, _buffer_name(name)).copy_(value)
+        self.ready.fill_(True)
+
+
+def _buffer_name(parameter_name: str) -> str:
+    return parameter_name.replace(".", "__")
+
+
 class ListenerCalibration(nn.Module):
     """A listener's affine map of the output and the pull toward the identity.
 
@@ -176,6 +206,10 @@ class CalibratedFOMAML(MetaLearningMethod):
         that map: alternating them keeps the map current with the network.
         """
         params = learner.parameter_copies()
+        start = getattr(learner.network, "personalization_start", None)
+        if start is not None and bool(start.ready):
+            params.update({n: v.detach().clone().requires_grad_(True)
+                           for n, v in start.values().items()})
         support_loss = learner.support_loss()
         rounds = max(1, min(int(rounds), steps))
         done = 0
