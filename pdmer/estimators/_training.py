@@ -164,10 +164,13 @@ def tune_personalization(session, prepared, annotators, listeners, validation) -
 
 
 def after_training(session, prepared, annotators) -> None:
-    """Give the method every training listener's songs once more (its ``after_training``)."""
+    """Give the method every training listener's songs once more (its ``after_training``).
+
+    None (no listeners) where the model was trained on mean labels.
+    """
     learner = session.learner()
-    listeners = [[prepared[i] for i in np.flatnonzero(annotators == a)]
-                 for a in np.unique(annotators)]
+    listeners = [] if annotators is None else [
+        [prepared[i] for i in np.flatnonzero(annotators == a)] for a in np.unique(annotators)]
     learner.method.after_training(learner, listeners)
 
 

@@ -291,6 +291,11 @@ def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(tabl
     for a, b in zip(loaded.personalize(X[:1], y[:1]).predict(X[1:3]),
                     once.personalize(X[:1], y[:1]).predict(X[1:3])):
         np.testing.assert_array_equal(a, b)
+    with pytest.warns(UserWarning, match="recenter needs training listeners") as record:
+        mean_labels = tiny(meta_learning=CalibrateThenAdapt(recenter=1), n_episodes=1,
+                           validation_fraction=0.0).fit(X, y)
+    assert record[0].filename == __file__
+    assert not bool(mean_labels.network_.personalization_start.ready)
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="recenter must be a whole number >= 0"):
             tiny(meta_learning=CalibrateThenAdapt(recenter=bad), n_episodes=1).fit(

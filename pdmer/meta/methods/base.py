@@ -106,8 +106,8 @@ class MetaLearningMethod(BaseEstimator):
         """Use the training listeners once more after meta-training (and :meth:`tune`).
 
         Called with every training listener's songs (a list of lists of
-        :class:`~pdmer.meta.batch.Song`) when the estimator trained on
-        annotators. A method that learns something from them stores it in
+        :class:`~pdmer.meta.batch.Song`; empty when the estimator trained on
+        mean labels). A method that learns something from them stores it in
         the network, so model files carry it. The default does nothing.
         """
 

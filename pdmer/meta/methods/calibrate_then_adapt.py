@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 from pdmer.meta.methods.base import MetaLearningMethod
 from pdmer.meta.methods.calibrated import (
@@ -152,7 +153,12 @@ class CalibrateThenAdapt(CalibratedFOMAML):
 
     def after_training(self, learner, listeners):
         start = getattr(learner.network, "personalization_start", None)
-        if start is None or not listeners:
+        if start is None:
+            return
+        if not listeners:
+            warnings.warn("CalibrateThenAdapt's recenter needs training listeners (fit with "
+                          "annotators=...): personalization starts from the meta-parameters.",
+                          UserWarning, stacklevel=5)  # the caller of fit
             return
         for _ in range(self.recenter):
             total = None
