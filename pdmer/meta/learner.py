@@ -223,9 +223,16 @@ class MetaLearner:
         return lr if lr is not None else self.method.step_sizes(self.network, self.inner_lr)
 
     def parameter_copies(self) -> dict:
-        """Detached copies of the parameters, the adapted ones requiring grad."""
+        """Detached copies of the parameters adaptation starts from (adapted ones require grad).
+
+        The meta-parameters, or for the adapted ones the network's
+        ``personalization_start`` once it is set (see
+        :class:`~pdmer.meta.methods.CalibrateThenAdapt`'s ``recenter``).
+        """
+        start = getattr(self.network, "personalization_start", None)
+        start = start.values() if start is not None and bool(start.ready) else {}
         with forward_lock(self.network):  # not while another thread swapped its own in
-            return {n: p.detach().clone().requires_grad_(n in self.names)
+            return {n: start.get(n, p).detach().clone().requires_grad_(n in self.names)
                     for n, p in self.network.named_parameters()}
 
     def _second_order_context(self):

@@ -206,10 +206,6 @@ class CalibratedFOMAML(MetaLearningMethod):
         that map: alternating them keeps the map current with the network.
         """
         params = learner.parameter_copies()
-        start = getattr(learner.network, "personalization_start", None)
-        if start is not None and bool(start.ready):
-            params.update({n: v.detach().clone().requires_grad_(True)
-                           for n, v in start.values().items()})
         support_loss = learner.support_loss()
         rounds = max(1, min(int(rounds), steps))
         done = 0
