@@ -177,39 +177,14 @@ class MetaLearner:
         keep_graph : bool, default=False
             Keep the graph of the frozen part's output (second-order MAML).
         """
-        training = self.adapt_mode == "train"
-        # In training mode, inner loops run on copies of the BatchNorm
-        # statistics: adapting to one song must not drift the population
-        # statistics used at test time. Eval mode never updates them.
-        buffers = ({n: b.clone() for n, b in self.network.named_buffers()} if training
-                   else None)
-        head_only = self._head_only()
-        # With only the head adapting, the rest of the network gives the same
-        # context at every step: compute it once.
-        cache = {}
+        return self.support_pass(keep_graph).loss
 
-        def loss(state, batch):
-            with self._mode(training):
-                value, context = self.loss(state, batch, buffers, cache.get("context"))
-            if head_only and "context" not in cache and context is not None:
-                cache["context"] = context if keep_graph else context.detach()
-            return value
+    def support_pass(self, keep_graph: bool = False) -> "SupportPass":
+        """The loss and the prediction of one support batch, sharing what stays fixed.
 
-        return loss
-
-    @torch.no_grad()
-    def support_prediction(self, state, batch):
-        """The prediction of a support batch as the inner loop sees it (no gradient).
-
-        In the adaptation mode, with the method's output; in training mode on
-        copies of the buffers (nothing moves the population statistics).
+        See :class:`SupportPass`; ``keep_graph`` as for :meth:`support_loss`.
         """
-        training = self.adapt_mode == "train"
-        full = {**(state or dict(self.network.named_parameters())),
-                **({n: b.clone() for n, b in self.network.named_buffers()} if training else {})}
-        with self._mode(training), forward_lock(self.network), self.autocast():
-            prediction, _, _ = self.forward(self.network, full, batch, None)
-            return self.method.output(self.network, full, prediction.float())
+        return SupportPass(self, keep_graph)
 
     def _head_only(self) -> bool:
         """Whether some parameters stay fixed in the inner loop (the trunk's output is reusable)."""
@@ -391,6 +366,62 @@ class MetaLearner:
             for j, i in enumerate(idx):
                 out[i] = prediction[j, : songs[i].n_frames]
         return out
+
+
+class SupportPass:
+    """One support batch as the inner loop sees it: its loss and its prediction.
+
+    Both run in the learner's adaptation mode; in training mode on copies of
+    the buffers (adapting to one song must not drift the population
+    statistics used at test time; eval mode never updates them). With only
+    the head adapting, the rest of the network gives the same output (the
+    context) at every step and for every prediction, so it is computed once
+    for the batch, whichever comes first (a closed-form calibration predicts
+    before the first step). Every call must pass the same batch. In training
+    mode a prediction computes its own context: dropout draws differ from
+    the loss's.
+
+    Parameters
+    ----------
+    learner : MetaLearner
+    keep_graph : bool, default=False
+        Keep the graph of the frozen part's output (second-order MAML).
+    """
+
+    def __init__(self, learner: MetaLearner, keep_graph: bool = False):
+        self.learner = learner
+        self.keep_graph = keep_graph
+        self.training = learner.adapt_mode == "train"
+        network = learner.network
+        self.buffers = ({n: b.clone() for n, b in network.named_buffers()} if self.training
+                        else None)
+        self.head_only = learner._head_only()
+        self.context = None
+
+    def loss(self, state, batch):
+        """The emotion loss of ``batch`` at ``state`` (parameters by name)."""
+        with self.learner._mode(self.training):
+            value, context = self.learner.loss(state, batch, self.buffers, self.context)
+        self._keep(context, detach=not self.keep_graph)
+        return value
+
+    @torch.no_grad()
+    def prediction(self, state, batch):
+        """The prediction of ``batch`` at ``state`` (None: the network's), with the method's output."""
+        learner, network = self.learner, self.learner.network
+        full = {**(state or dict(network.named_parameters())),
+                **({n: b.clone() for n, b in self.buffers.items()} if self.training else {})}
+        context = None if self.training else self.context
+        with learner._mode(self.training), forward_lock(network), learner.autocast():
+            prediction, _, context = learner.forward(network, full, batch, context)
+            prediction = learner.method.output(network, full, prediction.float())
+        if not self.training and not self.keep_graph:  # a no-grad context has no graph
+            self._keep(context, detach=True)
+        return prediction
+
+    def _keep(self, context, detach: bool) -> None:
+        if self.head_only and self.context is None and context is not None:
+            self.context = context.detach() if detach else context
 
 
 class TensorEpisodes:

@@ -164,15 +164,17 @@ class CalibratedFOMAML(MetaLearningMethod):
             prediction = delay(prediction, int(state[LAG]))
         return prediction * slope.to(prediction.dtype) + intercept.to(prediction.dtype)
 
-    def calibrate(self, learner, state, batch) -> dict:
+    def calibrate(self, support, state, batch) -> dict:
         """The listener's calibration fitted on ``batch`` at ``state`` (graph to the strengths).
+
+        ``support`` is the batch's :class:`~pdmer.meta.learner.SupportPass`.
 
         Where the calibration has a ``max_lag``, the listener's delay first
         (:func:`~pdmer.nn.calibration.best_lag`), and the map is fitted to
         the delayed predictions.
         """
-        prediction = learner.support_prediction(state, batch)
-        calibration = learner.network.listener_calibration
+        prediction = support.prediction(state, batch)
+        calibration = support.learner.network.listener_calibration
         delayed = {}
         max_lag = getattr(calibration, "max_lag", None)
         if max_lag is not None:
@@ -184,11 +186,11 @@ class CalibratedFOMAML(MetaLearningMethod):
 
     def task_backward(self, learner, support, query, steps, weight):
         params = dict(learner.network.named_parameters())
-        calibration = self.calibrate(learner, params, support)
+        support_pass = learner.support_pass()
+        calibration = self.calibrate(support_pass, params, support)
         fixed = {n: t.detach() for n, t in calibration.items()}
-        support_loss = learner.support_loss()
         return maml_task_backward(
-            lambda state, batch: support_loss({**state, **fixed}, batch),
+            lambda state, batch: support_pass.loss({**state, **fixed}, batch),
             lambda state, batch: learner.query_loss({**state, **calibration}, batch),
             params, learner.names, support, query, steps, learner.rates(), first_order=True,
             weight=weight, bf16_names=learner.bf16_names())
@@ -206,21 +208,21 @@ class CalibratedFOMAML(MetaLearningMethod):
         that map: alternating them keeps the map current with the network.
         """
         params = learner.parameter_copies()
-        support_loss = learner.support_loss()
+        support = learner.support_pass()
         rounds = max(1, min(int(rounds), steps))
         done = 0
         for i in range(rounds):
             n_steps = steps * (i + 1) // rounds - done
             with torch.no_grad():
-                calibration = self.calibrate(learner, params, batch)
+                calibration = self.calibrate(support, params, batch)
             # Progress counts the steps of all rounds together.
             counted = progress and (lambda step, _, d=done: progress(d + step, steps))
             with torch.enable_grad():
-                params = adapt(lambda state, b, c=calibration: support_loss({**state, **c}, b),
+                params = adapt(lambda state, b, c=calibration: support.loss({**state, **c}, b),
                                params, learner.names, batch, n_steps, lr, progress=counted,
                                in_place=not isinstance(lr, dict), bf16_names=learner.bf16_names())
             done += n_steps
         if refit_after:
             with torch.no_grad():
-                calibration = self.calibrate(learner, params, batch)
+                calibration = self.calibrate(support, params, batch)
         return {**{n: params[n].detach() for n in learner.names}, **calibration}
