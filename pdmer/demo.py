@@ -165,7 +165,7 @@ def _plot(result, path):
     truth, (before,), _ = run_episodes(meta, X, test.y, example, adapt=False)
     _, (after,), _ = run_episodes(meta, X, test.y, example)
     _, (fine_tuned,), _ = run_episodes(plain, X, test.y, example,
-                                       steps=meta.resolved_params_["inner_steps"],
+                                       steps=meta.personalization_steps_,
                                        lr=meta.resolved_params_["inner_lr"])
     song = test.song_ids[episode.query[0]]
     fig = plot_curves(

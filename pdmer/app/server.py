@@ -294,7 +294,7 @@ def api_routes(service: Service) -> APIRouter:
         return Info(pdmer_version=pdmer.__version__, estimator=type(service.model).__name__,
                     model_id=service.model_id, frame_offset=service.frame_offset,
                     frame_seconds=FRAME_SECONDS,
-                    personalization_steps=service.model.resolved_params_["inner_steps"],
+                    personalization_steps=service.model.personalization_steps_,
                     max_upload_bytes=service.max_upload_bytes,
                     max_label_bytes=service.max_label_bytes,
                     max_song_seconds=service.library.max_song_seconds, quadrants=QUADRANTS)

@@ -28,6 +28,17 @@ class PersonalizationMixin:
     :meth:`_chosen_listener`, the listener ``predict`` serves.
     """
 
+    @property
+    def personalization_steps_(self) -> int:
+        """Gradient steps of a personalization that names none.
+
+        ``inner_steps``, or the meta-learning method's own number
+        (:class:`~pdmer.meta.methods.CalibrateThenAdapt`'s
+        ``recentered_steps`` once it recentered the start).
+        """
+        check_is_fitted(self, "network_")
+        return self._session().learner().personalization_steps()
+
     def adapt_listener(self, X, y, steps=None, lr=None, progress=None) -> ListenerAdaptation:
         """Adapt to one listener and return the adaptation, leaving the model as it is.
 
@@ -43,7 +54,7 @@ class PersonalizationMixin:
         y : sequence of ndarray of shape (n_frames_i, 2)
             The listener's labels of those songs.
         steps : int, optional
-            Gradient steps; defaults to ``inner_steps``.
+            Gradient steps; defaults to :attr:`personalization_steps_`.
         lr : float, optional
             Step size; defaults to ``inner_lr`` (Meta-SGD: the learned rates).
         progress : callable, optional
@@ -57,14 +68,14 @@ class PersonalizationMixin:
         X = check_X(X)
         y = check_y(y, len(X))
         session = self._session()
-        steps = session.settings["inner_steps"] if steps is None else steps
+        learner = session.learner()
+        steps = learner.personalization_steps() if steps is None else steps
         if (isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1
                 or (lr is not None and (isinstance(lr, bool) or not isinstance(lr, Real)
                                         or not 0 < lr < np.inf))):
             raise ValueError(f"personalize needs steps >= 1 and lr > 0 (finite); got "
                              f"steps={steps!r}, lr={lr!r}.")
         support = self._songs(X, y, fitted=True)
-        learner = session.learner()
         context = (session.seeded(STEPS["personalization"]) if learner.adapt_mode == "train"
                    else contextlib.nullcontext())
         with context:
@@ -100,7 +111,7 @@ class PersonalizationMixin:
         y : sequence of ndarray of shape (n_frames_i, 2)
             The listener's labels of those songs.
         steps : int, optional
-            Gradient steps; defaults to ``inner_steps``.
+            Gradient steps; defaults to :attr:`personalization_steps_`.
         lr : float, optional
             Step size; defaults to ``inner_lr`` (Meta-SGD: the learned rates).
 

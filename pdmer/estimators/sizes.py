@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+from pdmer.meta.methods import CalibrateThenAdapt
+
 TRAINING_PRESETS = {
     # The paper's training (method.md): first-order MAML, 2000 episodes of 16
     # annotator tasks (1 support + 15 query songs), 16 inner SGD steps at
@@ -27,7 +29,7 @@ TRAINING_PRESETS = {
     # fits the listener's delay and calibration in closed form around the inner steps
     # (CalibrateThenAdapt; measured on the robustness suite,
     # docs/user_guide/evaluation.rst).
-    "small": dict(meta_learning="calibrate-then-adapt", n_episodes=500, tasks_per_step=4, n_query=3,
+    "small": dict(meta_learning=CalibrateThenAdapt(recenter=8, recentered_steps=4), n_episodes=500, tasks_per_step=4, n_query=3,
                   inner_steps=8, inner_lr=0.05, outer_lr=1e-3, inner_params="head", train_window=30,
                   validation_interval=20, patience=10, max_grad_norm=1.0,
                   input_normalization=True),

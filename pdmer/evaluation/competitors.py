@@ -195,7 +195,7 @@ def choose_fine_tuning(estimator, X, y, episodes, grid=None):
     grid = FINE_TUNING_GRID if grid is None else grid
     resolved = estimator.resolved_params_
     if not episodes:
-        return {"steps": resolved["inner_steps"], "lr": resolved["inner_lr"],
+        return {"steps": estimator.personalization_steps_, "lr": resolved["inner_lr"],
                 "inner_params": resolved["inner_params"]}, {}
     scores = {}
     for params in grid["inner_params"]:

@@ -156,8 +156,9 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
                    if protocol == "other-songs" else
                    f"every scored song is shorter than {config.support_frames + 2} frames."))
     specs = table_rows(task, models, ablations, mean_label_rows, variants)
-    fitted = _fit_all(specs, {**config.training, **(estimator_params or {})}, config.models,
-                      data.train, features, seed, device, verbose, n_jobs, log)
+    fitted, choices = _fit_all(specs, {**config.training, **(estimator_params or {})},
+                               config.models, data.train, features, seed, device, verbose,
+                               n_jobs, log, competitors=task == "pdmer")
     kinds = (sorted({data.listener_kinds[e.listener] for e in episodes
                      if e.listener in data.listener_kinds}) if episodes else [])
     rows = []
@@ -181,7 +182,7 @@ def run_benchmark(dataset="synthetic", task="pdmer", models=None, ablations=Fals
             predictor, adapt, chosen = estimator, _fine_tune_like_personalization(fitted, spec), None
             if spec.competitor is not None:
                 predictor, adapt, chosen = _competitor(
-                    spec, estimator, _inputs(features, estimator, data.train.X), data, seed)
+                    spec, estimator, choices[(spec.model, spec.params)][spec.competitor])
             truth, predictions, listeners = run_episodes(predictor, X_test, data.test.y,
                                                          episodes, adapt=spec.adapt, **adapt)
         row = _row(spec, truth, predictions, estimator, seconds, dataset,
@@ -269,32 +270,49 @@ def _inputs(features, estimator, X):
 
 
 def _fit_all(specs, training, architectures, train, features, seed, device, verbose, n_jobs,
-             log) -> dict:
-    """Every distinct model of ``specs`` fitted: (model, params) -> (estimator, seconds)."""
-    distinct = {}
+             log, competitors=False) -> tuple:
+    """Every distinct model of ``specs`` fitted, and its competitors' settings chosen.
+
+    Returns ``fitted``, (model, params) -> (estimator, seconds), and
+    ``choices``, (model, params) -> competitor -> settings (with
+    ``competitors``). A model's competitors are chosen in its own job, right
+    after it is fitted: the fine-tuning grid then runs while other models
+    still train.
+    """
+    distinct, wanted = {}, {}
     for spec in specs:
         if spec.model is not None:
-            distinct.setdefault((spec.model, spec.params), spec)
+            key = (spec.model, spec.params)
+            distinct.setdefault(key, spec)
+            if competitors and spec.competitor is not None:
+                wanted.setdefault(key, []).append(spec.competitor)
     for spec in distinct.values():
         log(f"Training {spec.label} ({dict(spec.params)}) ...")
     threads = torch.get_num_threads()
     alone = effective_n_jobs(n_jobs) == 1 or len(distinct) < 2
-    done = Parallel(n_jobs=1 if alone else n_jobs)(delayed(_fit)(spec, training, architectures[spec.model], train, features,
-                                  seed, device, verbose if alone else 0, threads)
-                    for spec in distinct.values())
-    return dict(zip(distinct, done))
+    done = Parallel(n_jobs=1 if alone else n_jobs)(
+        delayed(_fit)(spec, training, architectures[spec.model], train, features, seed, device,
+                      verbose if alone else 0, threads, wanted.get(key, ()))
+        for key, spec in distinct.items())
+    fitted = {key: (estimator, seconds) for key, (estimator, seconds, _) in zip(distinct, done)}
+    return fitted, {key: chosen for key, (_, _, chosen) in zip(distinct, done)}
 
 
-def _fit(spec, training, architecture, train, features, seed, device, verbose, threads=None):
+def _fit(spec, training, architecture, train, features, seed, device, verbose, threads=None,
+         competitors=()):
+    """``(estimator, fit seconds, {competitor: settings chosen on training listeners})``."""
     if threads is not None:  # a joblib worker starts with its own thread count
         torch.set_num_threads(threads)
     cls = MODELS[spec.model][1]
     params = {**training, **architecture, **dict(spec.params),
               "random_state": seed, "device": device, "verbose": verbose}
     estimator = cls(**params)
+    X_train = _inputs(features, estimator, train.X)
     started = time.perf_counter()
-    estimator.fit(_inputs(features, estimator, train.X), train.y, annotators=train.annotators)
-    return estimator, time.perf_counter() - started
+    estimator.fit(X_train, train.y, annotators=train.annotators)
+    seconds = time.perf_counter() - started
+    return estimator, seconds, {competitor: _choose(competitor, estimator, X_train, train, seed)
+                                for competitor in competitors}
 
 
 def _fine_tune_like_personalization(fitted, spec):
@@ -304,21 +322,21 @@ def _fine_tune_like_personalization(fitted, spec):
     meta = fitted.get((spec.model, tuple(sorted(MAML.items()))))
     if meta is None:
         return {}
-    resolved = meta[0].resolved_params_
-    return {"steps": resolved["inner_steps"], "lr": resolved["inner_lr"]}
+    return {"steps": meta[0].personalization_steps_, "lr": meta[0].resolved_params_["inner_lr"]}
 
 
-def _competitor(spec, estimator, X_train, data, seed):
-    """``(predictor, adaptation settings, what was chosen)`` of a competitor row.
+def _choose(competitor, estimator, X_train, train, seed) -> dict:
+    """A competitor's settings, chosen on the training listeners the estimator held out."""
+    tuning = tuning_episodes(estimator, train, random_state=seed)
+    choose = choose_calibration if competitor == "calibration" else choose_fine_tuning
+    return choose(estimator, X_train, train.y, tuning)[0]
 
-    Its settings are chosen on the training listeners the estimator held out.
-    """
-    tuning = tuning_episodes(estimator, data.train, random_state=seed)
+
+def _competitor(spec, estimator, settings):
+    """``(predictor, adaptation settings, what was chosen)`` of a competitor row."""
     if spec.competitor == "calibration":
-        choice, _ = choose_calibration(estimator, X_train, data.train.y, tuning)
-        return (CalibratedPredictor(estimator, choice["strength"], choice["fit"]), {},
-                f"{choice['fit']}, strength {choice['strength']:g}")
-    settings, _ = choose_fine_tuning(estimator, X_train, data.train.y, tuning)
+        return (CalibratedPredictor(estimator, settings["strength"], settings["fit"]), {},
+                f"{settings['fit']}, strength {settings['strength']:g}")
     return (fine_tuned(estimator, settings["inner_params"]),
             {"steps": settings["steps"], "lr": settings["lr"]},
             f"{settings['steps']} steps, lr {settings['lr']:g}, "

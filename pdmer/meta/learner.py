@@ -334,7 +334,7 @@ class MetaLearner:
         ----------
         songs : list of Song
         steps : int, optional
-            Defaults to ``inner_steps``.
+            Defaults to :meth:`personalization_steps`.
         lr : float, optional
             Defaults to Meta-SGD's learned rates, or ``inner_lr``.
         progress : callable, optional
@@ -345,11 +345,15 @@ class MetaLearner:
         dict of str -> Tensor
             The adapted parameters (detached), by name.
         """
-        steps = self.inner_steps if steps is None else steps
+        steps = self.personalization_steps() if steps is None else steps
         rates = self.rates(lr)
         if isinstance(rates, dict):
             rates = {n: r.detach() for n, r in rates.items()}
         return self.method.adapt(self, collate(songs, self.device), steps, rates, progress)
+
+    def personalization_steps(self) -> int:
+        """Inner steps of a personalization by default: the method's (usually ``inner_steps``)."""
+        return self.method.personalization_steps(self)
 
     @torch.no_grad()
     def predict(self, songs, state=None, batch_size=8) -> list:

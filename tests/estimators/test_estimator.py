@@ -486,7 +486,7 @@ def test_personalize_keeps_meta_parameters(model, table, other_songs):
     assert predictions_differ(model.predict(songs), plain)
     info = model.listener_.info
     assert info["n_songs"] == 1 and info["n_frames"] == len(y[0])
-    assert info["steps"] == TINY_MODEL["inner_steps"] and info["lr"] == TINY_MODEL["inner_lr"]
+    assert info["steps"] == model.personalization_steps_ and info["lr"] == TINY_MODEL["inner_lr"]
     assert not model.network_.training
 
 
@@ -528,7 +528,7 @@ def test_adapt_listener_serves_listeners_without_changing_the_model(model, table
     steps_seen = []
     first = model.adapt_listener(X[:1], y[:1], progress=lambda s, n: steps_seen.append((s, n)))
     second = model.adapt_listener(X[5:6], y[5:6])
-    n = TINY_MODEL["inner_steps"]
+    n = model.personalization_steps_
     assert steps_seen == [(s, n) for s in range(1, n + 1)]
     assert model.listener_ is None
     assert_predictions_equal(model.predict(songs), plain)

@@ -122,7 +122,7 @@ def test_run_episodes_uses_adaptation_steps_and_lr(fitted):
     model, X, y, annotators = fitted
     episodes = plan_episodes(annotators, random_state=0)[:1]
     _, default, _ = run_episodes(model, X, y, episodes)
-    _, same, _ = run_episodes(model, X, y, episodes, steps=model.inner_steps,
+    _, same, _ = run_episodes(model, X, y, episodes, steps=model.personalization_steps_,
                               lr=model.inner_lr)
     _, more, _ = run_episodes(model, X, y, episodes, steps=6, lr=0.2)
     np.testing.assert_array_equal(default[0], same[0])

@@ -20,7 +20,7 @@ from pdmer.meta.methods import (
 )
 from pdmer.nn.calibration import ridge_calibration
 
-from helpers import LISTENER_CALIBRATION, make_annotator_table, tiny
+from helpers import LISTENER_CALIBRATION, TINY_MODEL, make_annotator_table, tiny
 
 
 
@@ -132,7 +132,8 @@ def test_calibrated_method_learns_its_strengths_and_saves_the_calibration(table,
 def test_calibrate_then_adapt_meta_trains_as_fomaml_and_chooses_its_strength(tmp_path):
     X, y, annotators = make_annotator_table(n_annotators=8, songs_per_annotator=5)
     settings = dict(n_episodes=4, validation_fraction=0.25, random_state=0)
-    assert DSAMLRegressor.presets()["small"]["meta_learning"] == "calibrate-then-adapt"
+    assert DSAMLRegressor.presets()["small"]["meta_learning"] == CalibrateThenAdapt(
+        recenter=8, recentered_steps=4)
     fomaml = tiny(meta_learning="fomaml", **settings).fit(X, y, annotators=annotators)
     # With "auto" choices, validation during training personalizes as FOMAML until
     # they are made, so meta-training is FOMAML's to the bit: same weights, same
@@ -283,12 +284,12 @@ def test_personalization_runs_the_fixed_trunk_once(table):
 def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(table, tmp_path):
     X, y, annotators = table
 
-    def fit(recenter):  # no validation: the same network whatever recenter is
-        return tiny(meta_learning=CalibrateThenAdapt(recenter=recenter), n_episodes=2,
+    def fit(recenter, **params):  # no validation: the same network whatever recenter is
+        return tiny(meta_learning=CalibrateThenAdapt(recenter=recenter, **params), n_episodes=2,
                     validation_fraction=0.0).fit(X, y, annotators=annotators)
 
     plain, once, twice = fit(0), fit(1), fit(2)
-    assert not hasattr(plain.network_, "personalization_start")  # the default: no start
+    assert not hasattr(plain.network_, "personalization_start")
     for a, b in zip(plain.predict(X[:2]), once.predict(X[:2])):
         np.testing.assert_array_equal(a, b)  # the population model is unchanged
     # One step: the start is the mean of every training listener's
@@ -305,6 +306,14 @@ def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(tabl
     # A second step starts from the first: the start moves again.
     assert any(not torch.allclose(value, twice.network_.personalization_start.values()[name])
                for name, value in start.values().items())
+    # recentered_steps is how many steps a personalization from the start takes;
+    # the recentering itself takes inner_steps.
+    short = fit(2, recentered_steps=1)
+    for name, value in twice.network_.personalization_start.values().items():
+        torch.testing.assert_close(short.network_.personalization_start.values()[name], value)
+    assert twice.personalization_steps_ == TINY_MODEL["inner_steps"] != 1
+    assert short.personalization_steps_ == 1
+    assert short.adapt_listener(X[:1], y[:1]).info["steps"] == 1
     # A listener's steps start there (a negligible step stays on it) ...
     near = once.adapt_listener(X[:1], y[:1], steps=1, lr=1e-12)
     for name, value in start.values().items():
@@ -321,6 +330,15 @@ def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(tabl
                            validation_fraction=0.0).fit(X, y)
     assert record[0].filename == __file__
     assert not bool(mean_labels.network_.personalization_start.ready)
+    unstarted = tiny(meta_learning=CalibrateThenAdapt(recenter=1, recentered_steps=1),
+                     n_episodes=1, validation_fraction=0.0)
+    with pytest.warns(UserWarning, match="recenter needs training listeners"):
+        unstarted.fit(X, y)
+    assert unstarted.personalization_steps_ == TINY_MODEL["inner_steps"]  # no start, no override
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="recentered_steps must be None or a whole number"):
+            tiny(meta_learning=CalibrateThenAdapt(recenter=1, recentered_steps=bad),
+                 n_episodes=1).fit(X, y, annotators=annotators)
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="recenter must be a whole number >= 0"):
             tiny(meta_learning=CalibrateThenAdapt(recenter=bad), n_episodes=1).fit(

@@ -47,6 +47,13 @@ class MetaLearningMethod(BaseEstimator):
     """Names (prefixes) of the submodules :meth:`attach` adds: their
     parameters are meta-parameters of the method, never adapted per listener."""
 
+    def __eq__(self, other):
+        """The same class with the same settings (so presets and parameters compare by value)."""
+        return type(self) is type(other) and self.get_params() == other.get_params()
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(self.get_params().items()))))
+
     def attach(self, network: torch.nn.Module, adapted_names: list, inner_lr: float) -> None:
         """Add the method's own meta-parameters to ``network`` as submodules.
 
@@ -110,6 +117,10 @@ class MetaLearningMethod(BaseEstimator):
         mean labels). A method that learns something from them stores it in
         the network, so model files carry it. The default does nothing.
         """
+
+    def personalization_steps(self, learner) -> int:
+        """Inner steps of a personalization when the caller names none (default ``inner_steps``)."""
+        return learner.inner_steps
 
     def adapt(self, learner, batch, steps: int, lr, progress=None) -> dict:
         """A listener's adapted tensors, from the meta-parameters and a support batch.

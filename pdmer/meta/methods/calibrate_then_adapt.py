@@ -108,12 +108,14 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     """The longest delay looked for by default, and what ``max_lag="auto"``
     may choose instead of 0 (frames: 3 s)."""
 
-    def __init__(self, strength=0.0, fit="moments", max_lag=AUTO_MAX_LAG, rounds=2, recenter=0):
+    def __init__(self, strength=0.0, fit="moments", max_lag=AUTO_MAX_LAG, rounds=2, recenter=0,
+                 recentered_steps=None):
         self.strength = strength
         self.fit = fit
         self.max_lag = max_lag
         self.rounds = rounds
         self.recenter = recenter
+        self.recentered_steps = recentered_steps
 
     def attach(self, network, adapted_names, inner_lr):
         strength = self.strength
@@ -140,6 +142,11 @@ class CalibrateThenAdapt(CalibratedFOMAML):
                 and self.recenter >= 0):
             raise ValueError(f"CalibrateThenAdapt's recenter must be a whole number >= 0; got "
                              f"{self.recenter!r}.")
+        if self.recentered_steps is not None and not (
+                isinstance(self.recentered_steps, int)
+                and not isinstance(self.recentered_steps, bool) and self.recentered_steps >= 1):
+            raise ValueError(f"CalibrateThenAdapt's recentered_steps must be None or a whole "
+                             f"number >= 1; got {self.recentered_steps!r}.")
         network.listener_calibration = ListenerCalibration(float(strength), learned=False,
                                                            max_lag=max_lag)
         if self.recenter:
@@ -150,6 +157,12 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     def adapt(self, learner, batch, steps, lr, progress=None):
         return self.calibrate_and_adapt(learner, batch, steps, lr, progress, rounds=self.rounds,
                                         refit_after=True)
+
+    def personalization_steps(self, learner):
+        start = getattr(learner.network, "personalization_start", None)
+        if self.recentered_steps is None or start is None or not bool(start.ready):
+            return learner.inner_steps
+        return self.recentered_steps
 
     def after_training(self, learner, listeners):
         start = getattr(learner.network, "personalization_start", None)
@@ -163,7 +176,7 @@ class CalibrateThenAdapt(CalibratedFOMAML):
         for _ in range(self.recenter):
             total = None
             for songs in listeners:  # a running sum: one adapted copy at a time
-                adapted = learner.adapt(songs)
+                adapted = learner.adapt(songs, steps=learner.inner_steps)
                 total = ({n: adapted[n].clone() for n in learner.names} if total is None else
                          {n: total[n] + adapted[n] for n in learner.names})
             start.set({n: t / len(listeners) for n, t in total.items()})
