@@ -44,7 +44,10 @@ SHARED_PARAMETERS = """\
     n_query : int, optional
         Songs per query set of a task.
     inner_steps : int, optional
-        SGD steps of the inner loop, and of :meth:`personalize` by default.
+        SGD steps of the inner loop, and of :meth:`personalize` by default
+        unless the method has its own number (``personalization_steps_``:
+        the ``small`` preset's method personalizes in 4 steps from its
+        recentered start).
     inner_lr : float, optional
         Step size of the inner loop (Meta-SGD: the rates' starting value).
     outer_lr : float, optional

@@ -26,9 +26,9 @@ TRAINING_PRESETS = {
     # lengths, label offsets and seeds (benchmarks/bench_training.py):
     # head-only inner loops, standardised inputs, clipped gradients and
     # early stopping keep training from collapsing to a constant. Personalization
-    # fits the listener's delay and calibration in closed form around the inner steps
-    # (CalibrateThenAdapt; measured on the robustness suite,
-    # docs/user_guide/evaluation.rst).
+    # fits the listener's delay and calibration in closed form around the inner steps,
+    # from the training listeners' mean adaptation, in 4 steps (CalibrateThenAdapt;
+    # chosen on the robustness suite's dev conditions, docs/user_guide/evaluation.rst).
     "small": dict(meta_learning=CalibrateThenAdapt(recenter=8, recentered_steps=4), n_episodes=500, tasks_per_step=4, n_query=3,
                   inner_steps=8, inner_lr=0.05, outer_lr=1e-3, inner_params="head", train_window=30,
                   validation_interval=20, patience=10, max_grad_norm=1.0,
