@@ -258,27 +258,23 @@ def test_calibrate_then_adapt_refits_the_calibration_after_its_steps(table):
 
 def test_personalization_runs_the_fixed_trunk_once(table):
     X, y, annotators = table
+
+    def trunk_passes(est):  # per forward pass of a personalization: did it run the trunk?
+        passes = []
+        hook = est.network_.register_forward_pre_hook(
+            lambda module, args: passes.append(args[3] is None))  # no context given
+        try:
+            est.adapt_listener(X[:1], y[:1], steps=4)
+        finally:
+            hook.remove()
+        return passes
+
     est = tiny(meta_learning=CalibrateThenAdapt(rounds=2), n_episodes=1, inner_params="head")
-    est.fit(X, y, annotators=annotators)
-    passes = []  # per forward pass: did it run the trunk (no context given)?
-    hook = est.network_.register_forward_pre_hook(lambda module, args: passes.append(
-        args[3] is None))
-    try:
-        est.adapt_listener(X[:1], y[:1], steps=4)
-    finally:
-        hook.remove()
     # 4 steps and 3 calibration fits (2 rounds, then after), one trunk pass.
-    assert len(passes) == 7 and sum(passes) == 1
+    assert trunk_passes(est.fit(X, y, annotators=annotators)) == [True] + [False] * 6
     # Adapting every parameter, each pass runs the whole network.
-    passes.clear()
-    est.set_params(inner_params="all").fit(X, y, annotators=annotators)
-    hook = est.network_.register_forward_pre_hook(lambda module, args: passes.append(
-        args[3] is None))
-    try:
-        est.adapt_listener(X[:1], y[:1], steps=4)
-    finally:
-        hook.remove()
-    assert passes == [True] * 7
+    est.set_params(inner_params="all")
+    assert trunk_passes(est.fit(X, y, annotators=annotators)) == [True] * 7
 
 
 def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(table, tmp_path):
