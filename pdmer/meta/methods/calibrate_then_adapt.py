@@ -67,7 +67,8 @@ class CalibrateThenAdapt(CalibratedFOMAML):
     evaluation guide). The class's own defaults do not recenter.
 
     Cost: ``rounds + 1`` forward passes of the support song besides the
-    steps; with "auto", one validation run per combination tried after
+    steps (through the head only, when only the head adapts: the rest of
+    the network runs once per personalization); with "auto", one validation run per combination tried after
     fitting (four with both "auto"). With ``recenter``, ``recenter``
     personalizations of every training listener after fitting (each on all
     of their songs), and one more copy of the adapted parameters in the
