@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pdmer.estimators.exceptions import CollapseWarning, SlowTrainingWarning
 from pdmer.estimators._session import STEPS, is_main, seeded_step
@@ -163,15 +164,31 @@ def tune_personalization(session, prepared, annotators, listeners, validation) -
         learner, lambda: session.validation_score(learner, prepared, tuning))
 
 
-def after_training(session, prepared, annotators) -> None:
+def after_training(session, prepared, annotators, verbose=False) -> None:
     """Give the method every training listener's songs once more (its ``after_training``).
 
-    None (no listeners) where the model was trained on mean labels.
+    None (no listeners) where the model was trained on mean labels. With
+    ``verbose``, a tqdm bar of the listeners the method adapts, if any
+    (``"auto"``: only when it lasts, as for training).
     """
     learner = session.learner()
     listeners = [] if annotators is None else [
         [prepared[i] for i in np.flatnonzero(annotators == a)] for a in np.unique(annotators)]
-    learner.method.after_training(learner, listeners)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"{session.name}: after training", unit="listener",
+                       disable=not (verbose and session.is_main()),
+                       delay=PROGRESS_DELAY if verbose == "auto" else 0)
+        bar.update(done - bar.n)
+
+    try:
+        learner.method.after_training(learner, listeners, progress)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def prediction_std_ratio(session, prepared, episodes) -> list:

@@ -341,7 +341,7 @@ class BaseEmotionRegressor(PersonalizationMixin, RegressorMixin, BaseEstimator):
         if validation:
             self.personalization_choices_ = _training.tune_personalization(
                 session, prepared, annotators, self.validation_listeners_, validation)
-        _training.after_training(session, prepared, annotators)
+        _training.after_training(session, prepared, annotators, self.verbose)
         self.model_id_ = model_id(self.network_)
         self.listener_ = None
         if not validation:

@@ -277,7 +277,8 @@ def test_personalization_runs_the_fixed_trunk_once(table):
     assert trunk_passes(est.fit(X, y, annotators=annotators)) == [True] * 7
 
 
-def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(table, tmp_path):
+def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(table, tmp_path,
+                                                                           capsys):
     X, y, annotators = table
 
     def fit(recenter, **params):  # no validation: the same network whatever recenter is
@@ -302,6 +303,12 @@ def test_calibrate_then_adapt_recenters_the_start_on_the_training_listeners(tabl
     # A second step starts from the first: the start moves again.
     assert any(not torch.allclose(value, twice.network_.personalization_start.values()[name])
                for name, value in start.values().items())
+    # The passes show progress: every training listener, each time.
+    capsys.readouterr()
+    tiny(meta_learning=CalibrateThenAdapt(recenter=2), n_episodes=1, validation_fraction=0.0,
+         verbose=1).fit(X, y, annotators=annotators)
+    err = capsys.readouterr().err
+    assert "after training" in err and f"{2 * len(listeners)}/{2 * len(listeners)}" in err
     # recentered_steps is how many steps a personalization from the start takes;
     # the recentering itself takes inner_steps.
     short = fit(2, recentered_steps=1)

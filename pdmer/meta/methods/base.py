@@ -109,13 +109,14 @@ class MetaLearningMethod(BaseEstimator):
         """
         return {}
 
-    def after_training(self, learner, listeners: list) -> None:
+    def after_training(self, learner, listeners: list, progress=None) -> None:
         """Use the training listeners once more after meta-training (and :meth:`tune`).
 
         Called with every training listener's songs (a list of lists of
         :class:`~pdmer.meta.batch.Song`; empty when the estimator trained on
         mean labels). A method that learns something from them stores it in
-        the network, so model files carry it. The default does nothing.
+        the network, so model files carry it, and reports how far it got as
+        ``progress(done, total)`` when given. The default does nothing.
         """
 
     def personalization_steps(self, learner) -> int:

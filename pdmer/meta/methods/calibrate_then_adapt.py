@@ -174,7 +174,7 @@ class CalibrateThenAdapt(CalibratedFOMAML):
             return learner.inner_steps
         return self.recentered_steps
 
-    def after_training(self, learner, listeners):
+    def after_training(self, learner, listeners, progress=None):
         start = getattr(learner.network, "personalization_start", None)
         if start is None:
             return
@@ -183,12 +183,16 @@ class CalibrateThenAdapt(CalibratedFOMAML):
                           "annotators=...): personalization starts from the meta-parameters.",
                           UserWarning, stacklevel=5)  # the caller of fit
             return
+        done = 0
         for _ in range(self.recenter):
             total = None
             for songs in listeners:  # a running sum: one adapted copy at a time
                 adapted = learner.adapt(songs, steps=learner.inner_steps)
                 total = ({n: adapted[n].clone() for n in learner.names} if total is None else
                          {n: total[n] + adapted[n] for n in learner.names})
+                done += 1
+                if progress is not None:
+                    progress(done, self.recenter * len(listeners))
             start.set({n: t / len(listeners) for n, t in total.items()})
 
     # Meta-training is FOMAML's: the calibration is the identity there.
