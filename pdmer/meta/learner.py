@@ -22,6 +22,7 @@ import torch
 from pdmer.meta.batch import collate
 from pdmer.meta.vmapped import vmapped_tasks_backward
 from pdmer.meta.methods import get_method
+from pdmer.meta.methods.calibrated import ready_start
 from pdmer.nn.losses import emotion_loss
 from pdmer.nn.precision import autocast, check_precision, resolve_precision
 
@@ -204,8 +205,8 @@ class MetaLearner:
         ``personalization_start`` once it is set (see
         :class:`~pdmer.meta.methods.CalibrateThenAdapt`'s ``recenter``).
         """
-        start = getattr(self.network, "personalization_start", None)
-        start = start.values() if start is not None and bool(start.ready) else {}
+        start = ready_start(self.network)
+        start = start.values() if start is not None else {}
         with forward_lock(self.network):  # not while another thread swapped its own in
             return {n: start.get(n, p).detach().clone().requires_grad_(n in self.names)
                     for n, p in self.network.named_parameters()}

@@ -11,6 +11,7 @@ from pdmer.meta.methods.calibrated import (
     CalibratedFOMAML,
     ListenerCalibration,
     PersonalizationStart,
+    ready_start,
 )
 from pdmer.nn.calibration import CALIBRATION_FITS as FITS
 
@@ -169,8 +170,7 @@ class CalibrateThenAdapt(CalibratedFOMAML):
                                         refit_after=True)
 
     def personalization_steps(self, learner):
-        start = getattr(learner.network, "personalization_start", None)
-        if self.recentered_steps is None or start is None or not bool(start.ready):
+        if self.recentered_steps is None or ready_start(learner.network) is None:
             return learner.inner_steps
         return self.recentered_steps
 

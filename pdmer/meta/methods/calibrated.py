@@ -42,6 +42,12 @@ class PersonalizationStart(nn.Module):
         self.ready.fill_(True)
 
 
+def ready_start(network) -> "PersonalizationStart | None":
+    """``network``'s :class:`PersonalizationStart` once it is set, else None."""
+    start = getattr(network, "personalization_start", None)
+    return start if start is not None and bool(start.ready) else None
+
+
 def _buffer_name(parameter_name: str) -> str:
     return parameter_name.replace(".", "__")
 
